@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` and `make test`. Both install everything
+# they need themselves (virtualenv, Python packages, the local Kafka broker via Maven).
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DURATION ?= 180
+PYTEST_ARGS ?=
+
+.PHONY: demo test install lint typecheck unit integration bench kafka-up kafka-down schemas clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/watchkeeper demo --duration $(DURATION)
+
+test: install lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests load-tests
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+integration: install
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python load-tests/throughput.py
+
+schemas: install
+	$(BIN)/watchkeeper schemas write schemas
+
+kafka-up: install
+	$(BIN)/watchkeeper dev kafka up
+
+kafka-down: install
+	$(BIN)/watchkeeper dev kafka down
+
+clean:
+	rm -rf $(VENV) .watchkeeper .pytest_cache .mypy_cache .ruff_cache
