@@ -1,0 +1,223 @@
+"""Stage 2: the per-model monitor that merges partials, closes windows and raises alerts.
+
+The same class runs inside the Faust worker (state kept in a changelogged table) and in
+``watchkeeper replay`` (state in memory), so both produce the same numbers and alerts.
+
+* Partials are applied at most once: the state keeps, per input partition, the last
+  source offset applied and skips a partial whose offsets are all at or below it.
+* A window closes when the model's watermark (latest event time seen) passes its end
+  plus the allowed lateness, or when no data arrived for ``idle_close`` seconds of wall
+  time (``tick``). Events for an already closed window are counted as late.
+* A model without a reference profile collects its first ``learn_from_first`` events,
+  builds the profile from them (output :class:`ProfileLearned`) and monitors from then on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from watchkeeper.config import ModelConfig
+from watchkeeper.events import Alert
+from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
+from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
+from watchkeeper.monitor.partials import monitored_columns
+from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.window import SampleBuffer, WindowAggregate
+
+__all__ = ["ModelMonitor", "ProfileLearned", "WindowClosed", "AlertRaised", "Output"]
+
+
+@dataclass(frozen=True)
+class WindowClosed:
+    report: DriftReport
+
+
+@dataclass(frozen=True)
+class AlertRaised:
+    alert: Alert
+
+
+@dataclass(frozen=True)
+class ProfileLearned:
+    profile: ReferenceProfile
+
+
+Output = WindowClosed | AlertRaised | ProfileLearned
+
+
+def _drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDrift) -> Evaluation:
+    drift = config.drift
+    clear_psi = 0.75 * drift.min_psi
+    summary = (
+        f"{config.model_id}: {column.column} drifted (PSI {column.psi:.3f} >= {drift.min_psi})"
+        if column.drifted
+        else f"{config.model_id}: {column.column} back to reference (PSI {column.psi:.3f})"
+    )
+    description = (
+        f"Column '{column.column}' ({column.kind}) in window of {report.n} events: PSI {column.psi:.4f}, "
+        f"Jensen-Shannon {column.jensen_shannon:.4f}, chi-square p {column.p_value:.3g} "
+        f"({drift.correction}-adjusted {column.p_adjusted:.3g}, alpha {drift.alpha})."
+    )
+    return Evaluation(
+        model_id=config.model_id,
+        model_version=report.model_version,
+        monitor="drift",
+        metric="psi",
+        subject=column.column,
+        observed=column.psi,
+        threshold=drift.min_psi,
+        comparator=">=",
+        breached=column.drifted,
+        cleared=column.psi < clear_psi or not column.significant,
+        window_start=report.window_start,
+        window_end=report.window_end,
+        n=column.n,
+        severity=drift.severity,
+        summary=summary,
+        description=description,
+        details={
+            "jensen_shannon": column.jensen_shannon,
+            "p_value": column.p_value,
+            "p_adjusted": column.p_adjusted,
+            "alpha": drift.alpha,
+            "correction": drift.correction,
+            "ks": column.ks,
+            "wasserstein": column.wasserstein,
+            "missing_rate": column.missing_rate,
+            "unseen_rate": column.unseen_rate,
+            "out_of_range_rate": column.out_of_range_rate,
+        },
+    )
+
+
+class ModelMonitor:
+    """Stage-2 state and logic of one model (pure: no I/O)."""
+
+    def __init__(
+        self, config: ModelConfig, profile: ReferenceProfile | None, state: Mapping[str, Any] | None = None
+    ) -> None:
+        self.config = config
+        self.profile = profile
+        state = state or {}
+        self.applied: dict[str, int] = dict(state.get("applied", {}))
+        self.watermark: float | None = state.get("watermark")
+        self.closed_until: float | None = state.get("closed_until")
+        self.last_data_at: float | None = state.get("last_data_at")
+        self.late_events: int = int(state.get("late_events", 0))
+        self.duplicates_skipped: int = int(state.get("duplicates_skipped", 0))
+        self.windows = {float(k): WindowAggregate.from_dict(v) for k, v in state.get("windows", {}).items()}
+        sample = state.get("sample")
+        self.sample = SampleBuffer.from_dict(sample) if sample else None
+        if profile is None and self.sample is None:
+            self.sample = SampleBuffer(limit=config.reference.learn_from_first)
+        rule = AlertRule(for_windows=config.drift.for_windows, resolve_windows=config.drift.resolve_windows)
+        self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, dict(config.alerts.links))
+
+    # -- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "watermark": self.watermark,
+            "closed_until": self.closed_until,
+            "last_data_at": self.last_data_at,
+            "late_events": self.late_events,
+            "duplicates_skipped": self.duplicates_skipped,
+            "windows": {repr(k): v.to_dict() for k, v in self.windows.items()},
+            "sample": self.sample.to_dict() if self.sample and self.profile is None else None,
+            "alerts": self.alerts.to_dict(),
+        }
+
+    # -- input ----------------------------------------------------------------------
+    def _already_applied(self, sources: Mapping[str, list[int]]) -> bool:
+        """True when every source range of the partial is at or below what was applied."""
+        return bool(sources) and all(last <= self.applied.get(src, -1) for src, (_, last) in sources.items())
+
+    def apply(self, partial: Mapping[str, Any], now: float) -> list[Output]:
+        """Merge one partial; returns what closing windows (by watermark) produced."""
+        sources = partial.get("source", {})
+        if self._already_applied(sources):
+            self.duplicates_skipped += 1
+            return []
+        for src, (_, last) in sources.items():
+            self.applied[src] = max(last, self.applied.get(src, -1))
+        outputs: list[Output] = []
+        if partial["kind"] == "sample":
+            outputs += self._learn(partial)
+        elif partial["kind"] == "stats":
+            if self.profile is None or partial.get("profile_id") != self.profile.reference_id:
+                return outputs  # binned against another reference: cannot be merged
+            self._merge(partial)
+        if partial.get("windows"):
+            self.last_data_at = now
+        return outputs + self._close(force_before=None)
+
+    def _merge(self, partial: Mapping[str, Any]) -> None:
+        for entry in partial["windows"]:
+            start = float(entry["start"])
+            self.watermark = max(self.watermark or float("-inf"), float(entry["t_max"]))
+            if self.closed_until is not None and start < self.closed_until:
+                self.late_events += int(entry["n"])
+                continue
+            self.windows.setdefault(start, WindowAggregate(start=start)).add(entry)
+
+    def _learn(self, partial: Mapping[str, Any]) -> list[Output]:
+        if self.profile is not None or self.sample is None:
+            return []
+        for entry in partial["windows"]:
+            self.sample.add(entry)
+        if not self.sample.full:
+            return []
+        columns = monitored_columns(self.config)
+        limits = {f.name: f.max_categories for f in self.config.features}
+        data = {n: (k, self.sample.rows.get(n, [])) for n, k in columns.items()}
+        data = {n: kv for n, kv in data.items() if any(v is not None for v in kv[1])}
+        self.profile = ReferenceProfile.build(
+            self.config.model_id,
+            data,
+            bins=self.config.drift.bins,
+            max_categories=max(limits.values(), default=50),
+            source="learned",
+        )
+        self.sample = None
+        return [ProfileLearned(self.profile)]
+
+    # -- closing --------------------------------------------------------------------
+    def tick(self, now: float) -> list[Output]:
+        """Close every open window when the model has been idle for ``idle_close`` seconds."""
+        if self.last_data_at is None or now - self.last_data_at < self.config.window.idle_close:
+            return []
+        return self._close(force_before=float("inf"))
+
+    def flush(self) -> list[Output]:
+        """Close every open window now (end of a replay)."""
+        return self._close(force_before=float("inf"))
+
+    def _close(self, force_before: float | None) -> list[Output]:
+        size = self.config.window.size
+        limit = force_before
+        if limit is None:
+            if self.watermark is None:
+                return []
+            limit = self.watermark - self.config.window.allowed_lateness
+        outputs: list[Output] = []
+        for start in sorted(s for s in self.windows if s + size <= limit or force_before is not None):
+            window = self.windows.pop(start)
+            self.closed_until = max(self.closed_until or float("-inf"), start + size)
+            outputs += self._evaluate(window)
+        return outputs
+
+    def _evaluate(self, window: WindowAggregate) -> list[Output]:
+        assert self.profile is not None
+        report = evaluate_drift(
+            self.config.model_id, window, self.config.window.size, self.profile, self.config.drift
+        )
+        outputs: list[Output] = [WindowClosed(report)]
+        if not report.evaluated or not self.config.drift.enabled:
+            return outputs
+        for column in report.columns:
+            alert = self.alerts.observe(_drift_evaluation(self.config, report, column))
+            if alert is not None:
+                outputs.append(AlertRaised(alert))
+        return outputs

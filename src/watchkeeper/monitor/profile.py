@@ -1,0 +1,212 @@
+"""Reference profiles: what "normal" looks like for each monitored column of a model.
+
+A numeric column keeps a fine quantile grid of the reference (``fine_bins`` bins between
+the reference min and max, plus underflow and overflow) and a grouping of those fine bins
+into ``bins`` coarse bins of roughly equal reference mass. Stage 1 bins each event once,
+on the fine grid; the coarse histogram (PSI, Jensen–Shannon, χ²) is a sum of fine bins
+and the fine grid itself serves KS and Wasserstein. A categorical column keeps its
+capped vocabulary (:class:`~watchkeeper.stats.categorical.CategoryEncoder`).
+
+Bins come from the reference only and are never re-fitted on current data, so partial
+aggregates from any number of workers merge exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from watchkeeper.events import deterministic_id
+from watchkeeper.stats.categorical import CategoryEncoder
+from watchkeeper.stats.histogram import bin_counts, quantile_edges
+
+__all__ = [
+    "CategoricalProfile",
+    "NumericProfile",
+    "ReferenceProfile",
+    "PREDICTION_LABEL",
+    "PREDICTION_SCORE",
+    "build_column_profile",
+]
+
+PREDICTION_SCORE = "prediction.score"
+PREDICTION_LABEL = "prediction.label"
+FINE_BINS = 100
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """Fine reference grid, its counts and the fine→coarse bin grouping."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    coarse_index: np.ndarray
+    missing: int
+    mean: float
+    std: float
+
+    kind = "numeric"
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def n_coarse(self) -> int:
+        return int(self.coarse_index.max()) + 1
+
+    def coarse(self, fine_counts: np.ndarray) -> np.ndarray:
+        """Sum fine-bin counts (underflow, bins, overflow) into the coarse bins."""
+        return np.bincount(self.coarse_index, weights=fine_counts, minlength=self.n_coarse).astype(np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "coarse_index": self.coarse_index.tolist(),
+            "missing": self.missing,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NumericProfile:
+        return cls(
+            edges=np.asarray(data["edges"], dtype=np.float64),
+            counts=np.asarray(data["counts"], dtype=np.int64),
+            coarse_index=np.asarray(data["coarse_index"], dtype=np.int64),
+            missing=int(data["missing"]),
+            mean=float(data["mean"]),
+            std=float(data["std"]),
+        )
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """Capped reference vocabulary and its counts laid out ``[vocab..., UNSEEN, MISSING]``."""
+
+    encoder: CategoryEncoder
+    counts: np.ndarray
+
+    kind = "categorical"
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "encoder": self.encoder.to_dict(), "counts": self.counts.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CategoricalProfile:
+        return cls(
+            encoder=CategoryEncoder.from_dict(data["encoder"]),
+            counts=np.asarray(data["counts"], dtype=np.int64),
+        )
+
+
+ColumnProfile = NumericProfile | CategoricalProfile
+
+
+def _coarse_grouping(fine_counts: np.ndarray, bins: int) -> np.ndarray:
+    """Group consecutive fine bins into ``bins`` groups of about equal reference mass.
+
+    Underflow joins the first group and overflow the last, so out-of-range values count
+    in the nearest bin for the χ² test (their rate is reported on its own).
+    """
+    interior = fine_counts[1:-1].astype(np.float64)
+    cumulative = np.cumsum(interior) / max(interior.sum(), 1.0)
+    group = np.minimum((cumulative * bins - 1e-9).astype(np.int64), bins - 1)
+    group = np.maximum.accumulate(np.maximum(group, 0))
+    _, dense = np.unique(group, return_inverse=True)
+    return np.concatenate([[0], dense, [dense[-1] if dense.size else 0]]).astype(np.int64)
+
+
+def build_column_profile(
+    values: Sequence[Any] | np.ndarray, kind: str, bins: int = 10, max_categories: int = 50
+) -> ColumnProfile:
+    """Profile one reference column; ``kind`` is 'numeric' or 'categorical'."""
+    if kind == "categorical":
+        encoder = CategoryEncoder.from_reference(list(values), max_categories=max_categories)
+        return CategoricalProfile(encoder=encoder, counts=encoder.counts(list(values)))
+    numbers = np.asarray(values, dtype=np.float64)
+    finite = numbers[np.isfinite(numbers)]
+    if finite.size == 0:
+        raise ValueError("reference column has no numeric value; expected at least one finite number")
+    edges = quantile_edges(finite, FINE_BINS)
+    counts, _ = bin_counts(numbers, edges)
+    return NumericProfile(
+        edges=edges,
+        counts=counts,
+        coarse_index=_coarse_grouping(counts, bins),
+        missing=int(np.isnan(numbers).sum()),
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """The reference of one model: a profile per feature (and per prediction column)."""
+
+    model_id: str
+    n_rows: int
+    columns: dict[str, ColumnProfile]
+    source: str = "file"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reference_id(self) -> str:
+        """Content hash: the same reference data gives the same id."""
+        return deterministic_id(self.model_id, self.n_rows, sorted(self.to_dict()["columns"].items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "watchkeeper.profile/v1",
+            "model_id": self.model_id,
+            "n_rows": self.n_rows,
+            "source": self.source,
+            "metadata": self.metadata,
+            "columns": {name: column.to_dict() for name, column in self.columns.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReferenceProfile:
+        if data.get("format") != "watchkeeper.profile/v1":
+            raise ValueError(f"format={data.get('format')!r}: expected 'watchkeeper.profile/v1'")
+        columns: dict[str, ColumnProfile] = {}
+        for name, column in data["columns"].items():
+            if column["kind"] == "numeric":
+                columns[name] = NumericProfile.from_dict(column)
+            else:
+                columns[name] = CategoricalProfile.from_dict(column)
+        return cls(
+            model_id=str(data["model_id"]),
+            n_rows=int(data["n_rows"]),
+            columns=columns,
+            source=str(data.get("source", "file")),
+            metadata=dict(data.get("metadata", {})),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        model_id: str,
+        columns: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]],
+        bins: int = 10,
+        max_categories: int = 50,
+        source: str = "file",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ReferenceProfile:
+        """Profile every column given as ``{name: (kind, values)}``."""
+        n_rows = max((len(values) for _, values in columns.values()), default=0)
+        profiles = {
+            name: build_column_profile(values, kind, bins=bins, max_categories=max_categories)
+            for name, (kind, values) in columns.items()
+            if len(values) > 0
+        }
+        return cls(model_id, n_rows, profiles, source=source, metadata=dict(metadata or {}))
