@@ -102,8 +102,14 @@ class LocalKafka:
         pom = self.cache_dir / "pom.xml"
         pom.write_text(resources.files("watchkeeper.dev").joinpath("kafka-pom.xml").read_text())
         cmd = [
-            "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -145,11 +151,17 @@ class LocalKafka:
 
     def _java(self, libs: Path, main: str, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+            "java",
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.log_dir.resolve()}",
             f"-Dlog4j2.configurationFile={(self.data_dir / 'log4j2.xml').resolve()}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def _format(self, libs: Path, config: Path) -> None:
@@ -196,7 +208,9 @@ class LocalKafka:
         out = open(self.log_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             self._java(libs, "kafka.Kafka", str(config)),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + wait

@@ -1,0 +1,261 @@
+"""The ``watchkeeper`` command: worker, replay, profiles, schemas, local Kafka and the demo."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from watchkeeper.config import ConfigError, Settings, load_config
+
+app = typer.Typer(help="Streaming drift, accuracy and fairness monitoring for ML models on Kafka.")
+dev_app = typer.Typer(help="Development helpers.")
+kafka_app = typer.Typer(help="A local Apache Kafka broker (KRaft) fetched from Maven Central.")
+profile_app = typer.Typer(help="Reference profiles.")
+schemas_app = typer.Typer(help="JSON Schemas of the event contracts.")
+topics_app = typer.Typer(help="Kafka topics.")
+app.add_typer(dev_app, name="dev")
+dev_app.add_typer(kafka_app, name="kafka")
+app.add_typer(profile_app, name="profile")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")
+]
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+def _load(config: Path) -> Any:
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+# -- local Kafka ---------------------------------------------------------------------
+def _local_kafka(port: int | None, data_dir: Path | None) -> Any:
+    from watchkeeper.dev.kafka import LocalKafka
+
+    kafka = LocalKafka()
+    if port:
+        kafka.port, kafka.controller_port = port, port + 1
+    if data_dir:
+        kafka.data_dir = data_dir
+    return kafka
+
+
+@kafka_app.command("up")
+def kafka_up(
+    port: Annotated[int | None, typer.Option(help="broker port (controller: port+1)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="storage, logs and pid file")] = None,
+) -> None:
+    """Fetch (once), format (once) and start the broker; reuse one that is already up."""
+    from watchkeeper.dev.kafka import KafkaError
+
+    kafka = _local_kafka(port, data_dir)
+    try:
+        outcome = kafka.up()
+    except KafkaError as exc:
+        _fail(str(exc))
+    typer.echo(f"kafka {outcome} on {kafka.bootstrap}")
+
+
+@kafka_app.command("down")
+def kafka_down(
+    port: Annotated[int | None, typer.Option()] = None,
+    data_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Stop the broker that this data directory started."""
+    stopped = _local_kafka(port, data_dir).down()
+    typer.echo("kafka stopped" if stopped else "no broker started from this data dir is running")
+
+
+@kafka_app.command("status")
+def kafka_status(
+    port: Annotated[int | None, typer.Option()] = None,
+    data_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    typer.echo(_local_kafka(port, data_dir).status())
+
+
+# -- topics and worker ---------------------------------------------------------------
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create watchkeeper's topics (idempotent); names and partitions from WATCHKEEPER_*."""
+    from watchkeeper.stream.topics import ensure_topics
+
+    created = ensure_topics(Settings())
+    typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@app.command()
+def worker(
+    config: ConfigOption = Path("watchkeeper.yaml"),
+    bootstrap_servers: Annotated[str | None, typer.Option(envvar="WATCHKEEPER_BOOTSTRAP_SERVERS")] = None,
+    metrics_port: Annotated[int | None, typer.Option(envvar="WATCHKEEPER_METRICS_PORT")] = None,
+    processing_guarantee: Annotated[str, typer.Option(help="exactly_once or at_least_once")] = "exactly_once",
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug")] = "warn",
+) -> None:
+    """Run a stream worker (stage 1 and stage 2) with Prometheus metrics on /metrics."""
+    from prometheus_client import start_http_server
+
+    from watchkeeper.metrics import WorkerMetrics
+    from watchkeeper.stream.app import create_app
+    from watchkeeper.stream.topics import ensure_topics
+
+    overrides: dict[str, Any] = {"config": config}
+    if bootstrap_servers:
+        overrides["bootstrap_servers"] = bootstrap_servers
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    settings = Settings(**overrides)
+    models = _load(settings.config)
+    ensure_topics(settings)
+    metrics = WorkerMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+    faust_app = create_app(settings, models, metrics, processing_guarantee=processing_guarantee)
+    from faust.worker import Worker
+
+    Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+# -- profiles, replay, schemas -------------------------------------------------------
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _numeric_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+@profile_app.command("build")
+def profile_build(
+    data: Annotated[Path, typer.Argument(help="training / reference data, CSV with a header")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model_id")],
+    output: Annotated[Path, typer.Option("--output", "-o")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="take features and types from here")
+    ] = None,
+    score_column: Annotated[str | None, typer.Option(help="column holding the model's score")] = None,
+    label_column: Annotated[str | None, typer.Option(help="column holding the predicted label")] = None,
+    bins: Annotated[int, typer.Option(help="coarse bins per numeric column")] = 10,
+) -> None:
+    """Build a reference profile (quantile bins, category frequencies, row count) from CSV."""
+    from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
+
+    header, rows = _read_csv(data)
+    kinds: dict[str, str]
+    if config is not None:
+        model_config = _load(config).model(model)
+        if model_config is None:
+            _fail(f"--model: {model!r}: not in {config}")
+        kinds = {f.name: f.type for f in model_config.features}
+        bins = model_config.drift.bins
+        missing = [name for name in kinds if name not in header]
+        if missing:
+            _fail(f"{data}: columns {missing} of model {model!r} are not in the CSV header {header}")
+    else:
+        kinds = {}
+        for name in header:
+            if name in (score_column, label_column):
+                continue
+            values = [r[name] for r in rows if r[name] != ""]
+            numeric = values and all(_numeric_or_none(v) is not None for v in values)
+            kinds[name] = "numeric" if numeric else "categorical"
+    columns: dict[str, tuple[str, list[Any]]] = {}
+    for name, kind in kinds.items():
+        raw = [r[name] for r in rows]
+        values = [_numeric_or_none(v) for v in raw] if kind == "numeric" else [v or None for v in raw]
+        columns[name] = (kind, values)
+    if score_column:
+        columns[PREDICTION_SCORE] = ("numeric", [_numeric_or_none(r[score_column]) for r in rows])
+    if label_column:
+        columns[PREDICTION_LABEL] = ("categorical", [r[label_column] or None for r in rows])
+    profile = ReferenceProfile.build(model, columns, bins=bins, metadata={"data": data.name})
+    output.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
+    typer.echo(f"profile of {model}: {profile.n_rows} rows, {len(profile.columns)} columns -> {output}")
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="recorded events, one JSON object per line")],
+    config: ConfigOption = Path("watchkeeper.yaml"),
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("replay.jsonl"),
+    batch_size: Annotated[int, typer.Option()] = 1000,
+) -> None:
+    """Run the monitor core over recorded events (event-time order) with no Kafka."""
+    from tqdm import tqdm
+
+    from watchkeeper.monitor.engine import AlertRaised, WindowClosed
+    from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
+
+    runtime = MonitorRuntime(_load(config))
+    windows = alerts = rejected = 0
+    size = events.stat().st_size
+    with (
+        events.open("rb") as source,
+        output.open("wb") as sink,
+        tqdm(total=size, unit="B", unit_scale=True, desc="replay", file=sys.stderr) as progress,
+    ):
+        lines = (progress.update(len(line)) or line for line in source)
+        for outputs, bad, _ in replay_lines(runtime, lines, batch_size=batch_size):
+            rejected += len(bad)
+            for out in outputs:
+                if isinstance(out, WindowClosed):
+                    windows += 1
+                    record = {"kind": "window", "monitor": "drift", **out.report.to_dict()}
+                    sink.write(orjson.dumps(record) + b"\n")
+                elif isinstance(out, AlertRaised):
+                    alerts += 1
+                    record = {"kind": "alert", **out.alert.model_dump(mode="json")}
+                    sink.write(orjson.dumps(record) + b"\n")
+    typer.echo(f"{windows} windows, {alerts} alerts, {rejected} rejected events -> {output}", err=True)
+
+
+@schemas_app.command("write")
+def schemas_write(directory: Annotated[Path, typer.Argument()] = Path("schemas")) -> None:
+    """(Re)generate the JSON Schema files from the pydantic models."""
+    from watchkeeper.schemas import write_schemas
+
+    for path in write_schemas(directory):
+        typer.echo(str(path))
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="seconds; Ctrl-C stops earlier", envvar="DURATION")] = 180.0,
+    rate: Annotated[float, typer.Option(help="prediction events per second")] = 300.0,
+    drift_after: Annotated[float, typer.Option(help="seconds before drift is injected")] = 45.0,
+    metrics_port: Annotated[int, typer.Option()] = 9464,
+) -> None:
+    """Broker, topics, worker, a demo model's traffic with drift part-way, alerts as they come."""
+    from watchkeeper.demo import run_demo
+
+    raise typer.Exit(
+        run_demo(duration=duration, rate=rate, drift_after=drift_after, metrics_port=metrics_port)
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The consumer loop shared by all notifiers: poll, parse, deliver, dead-letter, commit.
+
+Delivery guarantee: **at least once**. The consumer reads the alerts topic with
+``isolation.level=read_committed`` (the worker writes alerts in transactions) and
+``enable.auto.commit=False``; a message's offset is committed synchronously only after
+every matching receiver accepted it or it was durably written to the dead-letter topic.
+Messages are processed one at a time in poll order, so the order per partition (hence per
+fingerprint, the Kafka key) is preserved.
+
+A crash between a delivery and its commit re-delivers the message after a restart. That
+is harmless because every message carries a deterministic id and receivers deduplicate:
+PagerDuty merges events with the same ``dedup_key`` (the fingerprint) into one incident
+(a second trigger of an open incident or a second resolve of a resolved one is a no-op),
+Alertmanager merges alerts with equal labels, and a Slack consumer can key on the
+CloudEvent id printed in every message. Within one process the notifier also remembers
+the ``(receiver, CloudEvent id)`` pairs it delivered and skips repeats (for example after
+a rebalance hands back a partition whose offsets were not yet committed).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+from pydantic import ValidationError
+
+from watchkeeper.config import Settings
+from watchkeeper.events import ALERT_TYPE, Alert, CloudEvent
+from watchkeeper.notify.delivery import BODY_LIMIT, Delivery, DeliveryResult, HttpResponse, deliver
+from watchkeeper.notify.routing import Receiver
+
+__all__ = ["Aborted", "InvalidEvent", "Notifier", "NotifyRunner", "RunStats", "parse_alert_event"]
+
+log = logging.getLogger("watchkeeper.notify")
+
+
+class InvalidEvent(ValueError):
+    """A message on the alerts topic that is not an alert CloudEvent."""
+
+
+class Aborted(Exception):
+    """Stop was requested in the middle of a delivery; the message must not be committed."""
+
+
+def parse_alert_event(raw: bytes | None) -> CloudEvent[Alert]:
+    """Validate a structured-mode alert CloudEvent; :class:`InvalidEvent` names what is wrong."""
+    if not raw:
+        raise InvalidEvent("empty message value")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"expected a CloudEvent JSON object, got {type(data).__name__}")
+    if data.get("type") != ALERT_TYPE:
+        raise InvalidEvent(f"type: {data.get('type')!r}: expected {ALERT_TYPE!r}")
+    try:
+        return CloudEvent[Alert].model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise InvalidEvent(f"{path}: {first['msg']} ({exc.error_count()} error(s))") from None
+
+
+class Notifier:
+    """Delivers alert events to the receivers of one type; subclasses implement :meth:`send`."""
+
+    kind = "notifier"
+    seen_limit = 100_000
+
+    def __init__(self, receivers: list[Receiver], targets: dict[str, Any], delivery: Delivery) -> None:
+        self.receivers = receivers
+        self.targets = targets  # receiver name -> what send() needs (secrets as SecretStr)
+        self.delivery = delivery
+        self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def send(self, receiver: Receiver, event: CloudEvent[Alert]) -> HttpResponse:
+        raise NotImplementedError
+
+    def tick(self) -> float | None:
+        """Periodic work; returns seconds until it wants to run again (None: never)."""
+        return None
+
+    def observe(self, event: CloudEvent[Alert]) -> None:
+        """Hook called for every valid event before delivery (state keeping)."""
+
+    def handle(self, event: CloudEvent[Alert]) -> list[tuple[str, DeliveryResult]]:
+        """Deliver to every matching receiver; returns the failures to dead-letter."""
+        self.observe(event)
+        failures: list[tuple[str, DeliveryResult]] = []
+        alert = event.data
+        for receiver in self.receivers:
+            if not receiver.matches(alert):
+                continue
+            key = (receiver.name, event.id)
+            fields: dict[str, object] = {
+                "id": event.id,
+                "fingerprint": alert.fingerprint,
+                "status": alert.status,
+            }
+            if key in self._delivered:
+                log.info("duplicate-skipped", extra={"fields": {"receiver": receiver.name, **fields}})
+                continue
+            send = functools.partial(self.send, receiver, event)
+            result = deliver(send, receiver.name, receiver.interval, self.delivery, fields)
+            if result.outcome == "aborted":
+                raise Aborted(receiver.name)
+            if result.outcome == "delivered":
+                self._remember(key)
+            else:
+                failures.append((receiver.name, result))
+        return failures
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._delivered[key] = None
+        if len(self._delivered) > self.seen_limit:
+            self._delivered.popitem(last=False)
+
+
+@dataclass
+class RunStats:
+    processed: int = 0
+    delivered_or_skipped: int = 0
+    deadlettered: int = 0
+
+
+class NotifyRunner:
+    """Runs one notifier as the consumer group ``group_id`` until stop / max_messages / idle_exit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier,
+        group_id: str,
+        stop: threading.Event | None = None,
+        max_messages: int | None = None,
+        idle_exit: float | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.notifier = notifier
+        self.group_id = group_id
+        self.stop = stop or notifier.delivery.stop
+        self.max_messages = max_messages
+        self.idle_exit = idle_exit
+        self.stats = RunStats()
+        kafka = settings.kafka_client_config()
+        self.consumer_config: dict[str, Any] = {
+            **kafka,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "client.id": f"{group_id}-consumer",
+            **(consumer_overrides or {}),
+        }
+        self.producer_config: dict[str, Any] = {
+            **kafka,
+            "enable.idempotence": True,
+            "acks": "all",
+            "client.id": f"{group_id}-deadletter",
+        }
+
+    def run(self) -> RunStats:
+        consumer = Consumer(self.consumer_config)
+        producer = Producer(self.producer_config)
+        consumer.subscribe([self.settings.topic_alerts])
+        fields = {"group": self.group_id, "topic": self.settings.topic_alerts, "kind": self.notifier.kind}
+        log.info("started", extra={"fields": fields})
+        last_activity = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                next_tick = self.notifier.tick()
+                timeout = 0.5 if next_tick is None else max(0.0, min(0.5, next_tick))
+                msg = consumer.poll(timeout)
+                if msg is None:
+                    if self.idle_exit is not None and time.monotonic() - last_activity > self.idle_exit:
+                        log.info("idle-exit", extra={"fields": fields})
+                        break
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer-error", extra={"fields": {"error": str(error)}})
+                    continue
+                last_activity = time.monotonic()
+                if not self._process(msg, producer):
+                    break  # aborted: leave the offset uncommitted
+                consumer.commit(message=msg, asynchronous=False)
+                self.stats.processed += 1
+                if self.max_messages is not None and self.stats.processed >= self.max_messages:
+                    break
+        finally:
+            consumer.close()
+            producer.flush(10)
+            log.info("stopped", extra={"fields": {**fields, **self.stats.__dict__}})
+        return self.stats
+
+    def _process(self, msg: Message, producer: Producer) -> bool:
+        """Deliver or dead-letter one message; False when stop interrupted it."""
+        raw = msg.value()
+        try:
+            event = parse_alert_event(raw)
+        except InvalidEvent as exc:
+            return self._deadletter(producer, msg, f"invalid-event: {exc}", self.notifier.kind, None)
+        try:
+            failures = self.notifier.handle(event)
+        except Aborted:
+            log.info("aborted", extra={"fields": {"id": event.id, "offset": msg.offset()}})
+            return False
+        if not failures:
+            self.stats.delivered_or_skipped += 1
+        for receiver, result in failures:
+            if not self._deadletter(producer, msg, result.reason, receiver, result):
+                return False
+        return True
+
+    def _deadletter(
+        self, producer: Producer, msg: Message, reason: str, receiver: str, result: DeliveryResult | None
+    ) -> bool:
+        """Write the original bytes to the dead-letter topic and wait until Kafka has them."""
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("reason", reason.encode()),
+            ("source.topic", str(msg.topic()).encode()),
+            ("source.partition", str(msg.partition()).encode()),
+            ("source.offset", str(msg.offset()).encode()),
+            ("receiver", receiver.encode()),
+        ]
+        if result is not None:
+            headers.append(("http.status", str(result.status or "").encode()))
+            headers.append(("http.body", result.body[:BODY_LIMIT].encode()))
+            if result.error:
+                headers.append(("error", result.error[:BODY_LIMIT].encode()))
+        attempt = 0
+        while True:
+            attempt += 1
+            errors: list[KafkaError] = []
+            producer.produce(
+                self.settings.topic_deadletter,
+                key=str(msg.topic()).encode(),
+                value=msg.value(),
+                headers=headers,
+                on_delivery=_collect(errors),
+            )
+            remaining = producer.flush(10)
+            if remaining == 0 and not errors:
+                break
+            log.error("deadletter-failed", extra={"fields": {"attempt": attempt, "error": str(errors[:1])}})
+            if self.stop.wait(min(30.0, 2.0**attempt)):
+                return False
+        self.stats.deadlettered += 1
+        log.warning(
+            "deadlettered",
+            extra={
+                "fields": {
+                    "reason": reason,
+                    "receiver": receiver,
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                }
+            },
+        )
+        return True
+
+
+def _collect(errors: list[KafkaError]) -> Callable[[KafkaError | None, Message], None]:
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
+    return on_delivery

@@ -1,0 +1,219 @@
+"""The Faust application: the only module that knows Faust.
+
+Stage 1 (agent ``stage1``, partitioned like the input) validates batches of prediction
+events and publishes one partial aggregate per model and batch to the partials topic,
+keyed by model id; bad input goes to the dead-letter topic with its reason. Stage 2
+(agent ``stage2``, partitioned by model id) merges partials into per-model state kept in
+a changelogged table, closes windows, evaluates the monitors and publishes alerts.
+A timer sends a *tick* per model through the partials topic, so that stage 2 closes
+idle windows from inside its own partition (Faust tables change only within a stream).
+
+With ``processing_guarantee=exactly_once`` (the default) partial, alert and changelog
+writes commit atomically with the input offsets (Kafka transactions); on top of that,
+stage 2 skips partials whose source offsets it has already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from watchkeeper.config import Settings, WatchkeeperConfig
+from watchkeeper.events import alert_cloudevent
+from watchkeeper.metrics import WorkerMetrics
+from watchkeeper.monitor.engine import AlertRaised, Output, ProfileLearned, WindowClosed
+from watchkeeper.monitor.parse import Rejected
+from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.runtime import MonitorRuntime
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("watchkeeper.worker")
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+            ssl_context=context if settings.security_protocol == "SASL_SSL" else None,
+        )
+    return faust.SSLCredentials(context)
+
+
+def _aiokafka_security(settings: Settings) -> dict[str, Any]:
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.sasl_username
+        if settings.sasl_password:
+            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
+def _reason_kind(reason: str) -> str:
+    """A bounded label for a rejection reason: the field it names."""
+    return reason.split(":", 1)[0][:40]
+
+
+def create_app(
+    settings: Settings,
+    config: WatchkeeperConfig,
+    metrics: WorkerMetrics | None = None,
+    processing_guarantee: str = "exactly_once",
+) -> faust.App:
+    runtime = MonitorRuntime(config)
+    metrics = metrics or WorkerMetrics()
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        processing_guarantee=processing_guarantee,
+        topic_partitions=settings.input_partitions,
+        datadir=str(settings.data_dir),
+        web_enabled=False,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        broker_commit_livelock_soft_timeout=60.0,
+    )
+    predictions = app.topic(settings.topic_predictions, partitions=settings.input_partitions)
+    partials = app.topic(settings.topic_partials, partitions=settings.input_partitions)
+    alerts = app.topic(settings.topic_alerts, partitions=1)
+    deadletter = app.topic(settings.topic_deadletter, partitions=1)
+    references = app.topic(settings.topic_references, partitions=1, compacting=True)
+    state = app.Table("model-state", partitions=settings.input_partitions, key_type=bytes, value_type=bytes)
+
+    async def send_deadletter(
+        raw: Sequence[bytes | None], events: Sequence[Any], rejected: list[Rejected]
+    ) -> None:
+        for item in rejected:
+            message = events[item.index].message
+            await deadletter.send(
+                key=message.topic.encode(),
+                value=raw[item.index] or b"",
+                headers=[
+                    ("reason", item.reason.encode()),
+                    ("source.topic", message.topic.encode()),
+                    ("source.partition", str(message.partition).encode()),
+                    ("source.offset", str(message.offset).encode()),
+                ],
+            )
+            metrics.deadletter.labels(message.topic, _reason_kind(item.reason)).inc()
+
+    @app.agent(predictions)
+    async def stage1(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.flush_interval):
+            raw = [event.value for event in events]
+            sources = [f"{e.message.topic}:{e.message.partition}" for e in events]
+            offsets = [e.message.offset for e in events]
+            built, rejected = runtime.stage1(raw, sources, offsets, now=time.time())
+            await send_deadletter(raw, events, rejected)
+            for partial in built:
+                n = sum(window["n"] for window in partial["windows"])
+                metrics.events.labels(partial["model_id"], "accepted").inc(n)
+                await partials.send(key=partial["model_id"].encode(), value=orjson.dumps(partial))
+            if rejected:
+                metrics.events.labels("", "rejected").inc(len(rejected))
+
+    async def publish(outputs: list[Output], model_id: str, monitor_late: int) -> None:
+        for output in outputs:
+            if isinstance(output, AlertRaised):
+                alert = output.alert
+                envelope = alert_cloudevent(alert, settings.source)
+                await alerts.send(key=alert.fingerprint.encode(), value=envelope.model_dump_json().encode())
+                metrics.alerts.labels(model_id, alert.monitor, alert.status).inc()
+                log.warning("alert %s %s %s", alert.status, alert.model_id, alert.summary)
+            elif isinstance(output, WindowClosed):
+                metrics.observe_drift(output.report, monitor_late)
+            elif isinstance(output, ProfileLearned):
+                await references.send(key=model_id.encode(), value=orjson.dumps(output.profile.to_dict()))
+                metrics.references.labels(model_id).inc()
+                log.warning("reference learned for %s from %d events", model_id, output.profile.n_rows)
+
+    @app.agent(partials)
+    async def stage2(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            partial = orjson.loads(value)
+            model_id = partial.get("model_id")
+            if model_id not in runtime.models:
+                continue
+            stored = state.get(model_id.encode())
+            monitor = runtime.monitor(model_id, orjson.loads(stored) if stored else {})
+            skipped = monitor.duplicates_skipped
+            if partial["kind"] == "tick":
+                outputs = monitor.tick(now=float(partial["sent_at"]))
+            else:
+                outputs = runtime.stage2(partial, now=time.time())
+            metrics.partials.labels(partial["kind"]).inc()
+            if monitor.duplicates_skipped > skipped:
+                metrics.duplicates.labels(model_id).inc()
+            state[model_id.encode()] = orjson.dumps(monitor.state_dict())
+            await publish(outputs, model_id, monitor.late_events)
+
+    @app.timer(interval=max(settings.flush_interval, 1.0))
+    async def tick() -> None:
+        now = time.time()
+        for model_id in runtime.models:
+            tick_partial = {
+                "v": 1,
+                "kind": "tick",
+                "model_id": model_id,
+                "source": {},
+                "sent_at": now,
+                "windows": [],
+            }
+            await partials.send(key=model_id.encode(), value=orjson.dumps(tick_partial))
+
+    @app.task
+    async def follow_references() -> None:
+        """Adopt every profile on the references topic (all partitions, from the start)."""
+        consumer = AIOKafkaConsumer(
+            settings.topic_references,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **_aiokafka_security(settings),
+        )
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for record in records:
+                        try:
+                            runtime.adopt_profile(ReferenceProfile.from_dict(orjson.loads(record.value)))
+                        except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
+                            log.error(
+                                "ignoring invalid reference profile at offset %s: %s", record.offset, exc
+                            )
+        except asyncio.CancelledError:
+            raise
+        finally:
+            await consumer.stop()
+
+    app.watchkeeper_runtime = runtime  # type: ignore[attr-defined]
+    app.watchkeeper_metrics = metrics  # type: ignore[attr-defined]
+    return app
