@@ -159,9 +159,7 @@ class AlertBook:
         if transition is None:
             return None
         starts_at = new.starts_at if transition != "resolved" else state.starts_at
-        return self._alert(
-            evaluation, transition, starts_at if starts_at is not None else evaluation.window_end
-        )
+        return self._alert(evaluation, transition, starts_at if starts_at is not None else evaluation.window_end)
 
     def _alert(self, evaluation: Evaluation, transition: Transition, starts_at: float) -> Alert:
         resolved = transition == "resolved"
@@ -179,9 +177,7 @@ class AlertBook:
             threshold=evaluation.threshold,
             comparator=evaluation.comparator,
             confidence_interval=ConfidenceInterval(low=interval[0], high=interval[1]) if interval else None,
-            window=AlertWindow(
-                start=_time(evaluation.window_start), end=_time(evaluation.window_end), n=evaluation.n
-            ),
+            window=AlertWindow(start=_time(evaluation.window_start), end=_time(evaluation.window_end), n=evaluation.n),
             starts_at=_time(starts_at),
             ends_at=_time(evaluation.window_end) if resolved else None,
             summary=evaluation.summary,

@@ -111,9 +111,7 @@ def _numeric(name: str, profile: NumericProfile, fine: np.ndarray, invalid: int)
         "kind": "numeric",
         "n": total,
         "psi": psi(reference_coarse, current_coarse) if n_present else math.nan,
-        "jensen_shannon": jensen_shannon_distance(reference_coarse, current_coarse)
-        if n_present
-        else math.nan,
+        "jensen_shannon": jensen_shannon_distance(reference_coarse, current_coarse) if n_present else math.nan,
         "hellinger": hellinger_distance(reference_coarse, current_coarse) if n_present else math.nan,
         "chi2": test.statistic,
         "p_value": test.p_value if n_present else math.nan,

@@ -5,9 +5,11 @@ The same class runs inside the Faust worker (state kept in a changelogged table)
 
 * Partials are applied at most once: the state keeps, per input partition, the last
   source offset applied and skips a partial whose offsets are all at or below it.
-* A window closes when the model's watermark (latest event time seen) passes its end
-  plus the allowed lateness, or when no data arrived for ``idle_close`` seconds of wall
-  time (``tick``). Events for an already closed window are counted as late.
+* A window closes when the model's watermark passes its end plus the allowed lateness,
+  or when no data arrived for ``idle_close`` seconds of wall time (``tick``). The
+  watermark is the smallest of the latest event times of the input partitions that sent
+  data within ``idle_close`` (a partition far ahead does not close windows the others are
+  still filling). Events for an already closed window are counted as late.
 * A model without a reference profile collects its first ``learn_from_first`` events,
   builds the profile from them (output :class:`ProfileLearned`) and monitors from then on.
 """
@@ -102,7 +104,7 @@ class ModelMonitor:
         self.profile = profile
         state = state or {}
         self.applied: dict[str, int] = dict(state.get("applied", {}))
-        self.watermark: float | None = state.get("watermark")
+        self.source_times: dict[str, list[float]] = {k: list(v) for k, v in state.get("source_times", {}).items()}
         self.closed_until: float | None = state.get("closed_until")
         self.last_data_at: float | None = state.get("last_data_at")
         self.late_events: int = int(state.get("late_events", 0))
@@ -119,7 +121,7 @@ class ModelMonitor:
     def state_dict(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
-            "watermark": self.watermark,
+            "source_times": self.source_times,
             "closed_until": self.closed_until,
             "last_data_at": self.last_data_at,
             "late_events": self.late_events,
@@ -142,6 +144,9 @@ class ModelMonitor:
             return []
         for src, (_, last) in sources.items():
             self.applied[src] = max(last, self.applied.get(src, -1))
+        for src, event_time in partial.get("watermarks", {}).items():
+            previous = self.source_times.get(src, [float("-inf"), now])[0]
+            self.source_times[src] = [max(previous, float(event_time)), now]
         outputs: list[Output] = []
         if partial["kind"] == "sample":
             outputs += self._learn(partial)
@@ -151,12 +156,11 @@ class ModelMonitor:
             self._merge(partial)
         if partial.get("windows"):
             self.last_data_at = now
-        return outputs + self._close(force_before=None)
+        return outputs + self._close(force_before=None, now=now)
 
     def _merge(self, partial: Mapping[str, Any]) -> None:
         for entry in partial["windows"]:
             start = float(entry["start"])
-            self.watermark = max(self.watermark or float("-inf"), float(entry["t_max"]))
             if self.closed_until is not None and start < self.closed_until:
                 self.late_events += int(entry["n"])
                 continue
@@ -184,23 +188,33 @@ class ModelMonitor:
         return [ProfileLearned(self.profile)]
 
     # -- closing --------------------------------------------------------------------
+    def watermark(self, now: float) -> float | None:
+        """Least latest-event-time over the input partitions active within ``idle_close``."""
+        if not self.source_times:
+            return None
+        active = [t for t, seen in self.source_times.values() if now - seen < self.config.window.idle_close]
+        return min(active) if active else max(t for t, _ in self.source_times.values())
+
     def tick(self, now: float) -> list[Output]:
-        """Close every open window when the model has been idle for ``idle_close`` seconds."""
-        if self.last_data_at is None or now - self.last_data_at < self.config.window.idle_close:
+        """Close windows the watermark passed; all of them after ``idle_close`` without data."""
+        if self.last_data_at is None:
             return []
-        return self._close(force_before=float("inf"))
+        if now - self.last_data_at >= self.config.window.idle_close:
+            return self._close(force_before=float("inf"), now=now)
+        return self._close(force_before=None, now=now)
 
     def flush(self) -> list[Output]:
         """Close every open window now (end of a replay)."""
-        return self._close(force_before=float("inf"))
+        return self._close(force_before=float("inf"), now=0.0)
 
-    def _close(self, force_before: float | None) -> list[Output]:
+    def _close(self, force_before: float | None, now: float) -> list[Output]:
         size = self.config.window.size
         limit = force_before
         if limit is None:
-            if self.watermark is None:
+            watermark = self.watermark(now)
+            if watermark is None:
                 return []
-            limit = self.watermark - self.config.window.allowed_lateness
+            limit = watermark - self.config.window.allowed_lateness
         outputs: list[Output] = []
         for start in sorted(s for s in self.windows if s + size <= limit or force_before is not None):
             window = self.windows.pop(start)
@@ -210,9 +224,7 @@ class ModelMonitor:
 
     def _evaluate(self, window: WindowAggregate) -> list[Output]:
         assert self.profile is not None
-        report = evaluate_drift(
-            self.config.model_id, window, self.config.window.size, self.profile, self.config.drift
-        )
+        report = evaluate_drift(self.config.model_id, window, self.config.window.size, self.profile, self.config.drift)
         outputs: list[Output] = [WindowClosed(report)]
         if not report.evaluated or not self.config.drift.enabled:
             return outputs

@@ -78,9 +78,7 @@ def _check_prediction(prediction: Any) -> str | None:
     if not isinstance(label, str | int | bool | type(None)):
         return f"prediction.label: {_shown(label)}: expected a string, integer, bool or null"
     score = prediction.get("score")
-    if score is not None and (
-        isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1
-    ):
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1):
         return f"prediction.score: {_shown(score)}: expected a number between 0 and 1"
     value = prediction.get("value")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):

@@ -74,9 +74,7 @@ class ColumnBinner:
     @classmethod
     def from_profile(cls, profile: ReferenceProfile, columns: Mapping[str, str]) -> ColumnBinner:
         numeric = tuple(n for n, k in columns.items() if isinstance(profile.columns.get(n), NumericProfile))
-        categorical = tuple(
-            n for n, k in columns.items() if isinstance(profile.columns.get(n), CategoricalProfile)
-        )
+        categorical = tuple(n for n, k in columns.items() if isinstance(profile.columns.get(n), CategoricalProfile))
         grids = [profile.columns[n].edges for n in numeric]  # type: ignore[union-attr]
         width = max((len(g) for g in grids), default=1)
         edges = np.full((len(numeric), width), np.inf)
@@ -117,9 +115,7 @@ def _window_groups(times: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarr
 def _versions(events: Sequence[dict[str, Any]], windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
     names = np.asarray([str(e.get("model_version") or "unversioned") for e in events], dtype=object)
     out: list[dict[str, int]] = [{} for _ in range(n_windows)]
-    pairs, counts = np.unique(
-        np.stack([windows.astype(str), names]).T.astype(str), axis=0, return_counts=True
-    )
+    pairs, counts = np.unique(np.stack([windows.astype(str), names]).T.astype(str), axis=0, return_counts=True)
     for (w, name), count in zip(pairs, counts, strict=True):
         out[int(w)][str(name)] = int(count)
     return out
@@ -181,9 +177,7 @@ def _sample_windows(
                 rows[name] = [None if np.isnan(v) else float(v) for v in values]
             else:
                 rows[name] = [None if v is None else str(v) for v in column]
-        result.append(
-            {"start": float(start), "n": int(mask.sum()), "t_max": float(times[mask].max()), "rows": rows}
-        )
+        result.append({"start": float(start), "n": int(mask.sum()), "t_max": float(times[mask].max()), "rows": rows})
     return result
 
 
@@ -210,9 +204,11 @@ def build_partials(
         mask = model_ids == model_id
         selected = [e for e, keep in zip(events, mask, strict=True) if keep]
         ranges: dict[str, list[int]] = {}
-        for source in set(source_arr[mask].tolist()):
-            source_offsets = offsets[mask & (source_arr == source)]
-            ranges[source] = [int(source_offsets.min()), int(source_offsets.max())]
+        watermarks: dict[str, float] = {}
+        for source in sorted(set(source_arr[mask].tolist())):
+            in_source = mask & (source_arr == source)
+            ranges[source] = [int(offsets[in_source].min()), int(offsets[in_source].max())]
+            watermarks[source] = float(times[in_source].max())
         size = config.window.size
         if binner is None:
             kind, windows = "sample", _sample_windows(monitored_columns(config), selected, times[mask], size)
@@ -227,6 +223,7 @@ def build_partials(
                 "model_id": model_id,
                 "profile_id": profile_id,
                 "source": ranges,
+                "watermarks": watermarks,
                 "sent_at": sent_at,
                 "windows": windows,
             }

@@ -35,9 +35,7 @@ def load_profile(path: Path) -> ReferenceProfile:
 class MonitorRuntime:
     """Stage-1 binners and stage-2 monitors for every configured model."""
 
-    def __init__(
-        self, config: WatchkeeperConfig, profiles: Mapping[str, ReferenceProfile] | None = None
-    ) -> None:
+    def __init__(self, config: WatchkeeperConfig, profiles: Mapping[str, ReferenceProfile] | None = None) -> None:
         self.config = config
         self.models: dict[str, ModelConfig] = {m.model_id: m for m in config.models}
         self.profiles: dict[str, ReferenceProfile] = dict(profiles or {})

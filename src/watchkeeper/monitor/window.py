@@ -49,9 +49,7 @@ class WindowAggregate:
     @property
     def main_version(self) -> str:
         """The model version with most events in the window."""
-        return (
-            max(self.versions.items(), key=lambda kv: (kv[1], kv[0]))[0] if self.versions else "unversioned"
-        )
+        return max(self.versions.items(), key=lambda kv: (kv[1], kv[0]))[0] if self.versions else "unversioned"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +95,4 @@ class SampleBuffer:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SampleBuffer:
-        return cls(
-            limit=int(data["limit"]), n=int(data["n"]), rows={k: list(v) for k, v in data["rows"].items()}
-        )
+        return cls(limit=int(data["limit"]), n=int(data["n"]), rows={k: list(v) for k, v in data["rows"].items()})

@@ -40,9 +40,7 @@ def ensure_topics(settings: Settings, replication_factor: int = 1, timeout: floa
     wanted = []
     for spec in topic_specs(settings):
         if spec.topic not in existing:
-            wanted.append(
-                NewTopic(spec.topic, spec.num_partitions, replication_factor, config=dict(spec.config or {}))
-            )
+            wanted.append(NewTopic(spec.topic, spec.num_partitions, replication_factor, config=dict(spec.config or {})))
     created = []
     for name, future in admin.create_topics(wanted, operation_timeout=timeout).items() if wanted else []:
         try:
