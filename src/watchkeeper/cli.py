@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,9 +26,7 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")
-]
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")]
 
 
 def _fail(message: str) -> None:
@@ -149,9 +148,7 @@ def profile_build(
     data: Annotated[Path, typer.Argument(help="training / reference data, CSV with a header")],
     model: Annotated[str, typer.Option("--model", "-m", help="model_id")],
     output: Annotated[Path, typer.Option("--output", "-o")],
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="take features and types from here")
-    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="take features and types from here")] = None,
     score_column: Annotated[str | None, typer.Option(help="column holding the model's score")] = None,
     label_column: Annotated[str | None, typer.Option(help="column holding the predicted label")] = None,
     bins: Annotated[int, typer.Option(help="coarse bins per numeric column")] = 10,
@@ -213,8 +210,13 @@ def replay(
         output.open("wb") as sink,
         tqdm(total=size, unit="B", unit_scale=True, desc="replay", file=sys.stderr) as progress,
     ):
-        lines = (progress.update(len(line)) or line for line in source)
-        for outputs, bad, _ in replay_lines(runtime, lines, batch_size=batch_size):
+
+        def lines() -> Iterator[bytes]:
+            for line in source:
+                progress.update(len(line))
+                yield line
+
+        for outputs, bad, _ in replay_lines(runtime, lines(), batch_size=batch_size):
             rejected += len(bad)
             for out in outputs:
                 if isinstance(out, WindowClosed):
@@ -247,9 +249,7 @@ def demo(
     """Broker, topics, worker, a demo model's traffic with drift part-way, alerts as they come."""
     from watchkeeper.demo import run_demo
 
-    raise typer.Exit(
-        run_demo(duration=duration, rate=rate, drift_after=drift_after, metrics_port=metrics_port)
-    )
+    raise typer.Exit(run_demo(duration=duration, rate=rate, drift_after=drift_after, metrics_port=metrics_port))
 
 
 def main() -> None:

@@ -1,0 +1,135 @@
+"""Stage 2: windows, watermarks, at-most-once application, learning, alerts, restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from watchkeeper.config import parse_config
+from watchkeeper.monitor.engine import AlertRaised, ModelMonitor, ProfileLearned, WindowClosed
+from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
+
+CONFIG = {
+    "models": [
+        {
+            "model_id": "m",
+            "features": {"a": "numeric", "b": "numeric", "c": "categorical"},
+            "reference": {"learn_from_first": 2000},
+            "window": {"size": "10s", "allowed_lateness": "2s", "idle_close": "30s"},
+            "drift": {"resolve_windows": 2},
+        }
+    ]
+}
+
+
+def _lines(n: int, shift_from: int = 10**9, shift_to: int = 10**9, seed: int = 3) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        shifted = shift_from <= i < shift_to
+        event = {
+            "event_id": str(i),
+            "model_id": "m",
+            "timestamp": 1_000_000.0 + i * 0.01,
+            "features": {
+                "a": float(rng.normal() + (1.0 if shifted else 0.0)),
+                "b": float(rng.normal()),
+                "c": str(rng.choice(["x", "y", "z"])),
+            },
+        }
+        out.append(orjson.dumps(event))
+    return out
+
+
+def _run(runtime: MonitorRuntime, lines: list[bytes]) -> list[Any]:
+    return [o for outputs, _, _ in replay_lines(runtime, lines, batch_size=500) for o in outputs]
+
+
+def test_learns_reference_then_alerts_on_the_shifted_feature_only_and_resolves() -> None:
+    runtime = MonitorRuntime(parse_config(CONFIG))
+    outputs = _run(runtime, _lines(20_000, shift_from=8_000, shift_to=14_000))
+    learned = [o for o in outputs if isinstance(o, ProfileLearned)]
+    assert len(learned) == 1 and learned[0].profile.n_rows == 2000
+    alerts = [
+        (o.alert.subject, o.alert.status, o.alert.window.start.timestamp())
+        for o in outputs
+        if isinstance(o, AlertRaised)
+    ]
+    assert [(s, st) for s, st, _ in alerts] == [("a", "firing"), ("a", "resolved")]
+    assert alerts[0][2] == 1_000_080.0  # the first window of shifted traffic
+    assert alerts[1][2] == 1_000_150.0  # second clean window after the shift ended (resolve_windows=2)
+    windows = [o.report for o in outputs if isinstance(o, WindowClosed)]
+    assert [w.n for w in windows] == [1000] * 18
+
+
+def _partial(src: str, first: int, last: int, start: float, t_max: float, n: int = 1) -> dict[str, Any]:
+    return {
+        "kind": "stats",
+        "model_id": "m",
+        "profile_id": None,
+        "source": {src: [first, last]},
+        "watermarks": {src: t_max},
+        "windows": [{"start": start, "n": n, "t_max": t_max}],
+    }
+
+
+def _monitor() -> ModelMonitor:
+    config = parse_config(CONFIG).models[0]
+    runtime = MonitorRuntime(parse_config(CONFIG))
+    _run(runtime, _lines(2000))  # learn a profile
+    profile = runtime.profiles["m"]
+    monitor = ModelMonitor(config, profile)
+    return monitor
+
+
+def test_a_partial_already_applied_is_skipped() -> None:
+    monitor = _monitor()
+    pid = monitor.profile.reference_id  # type: ignore[union-attr]
+    partial = {**_partial("p:0", 0, 9, 0.0, 1.0, n=10), "profile_id": pid}
+    monitor.apply(partial, now=0.0)
+    monitor.apply(partial, now=0.0)  # redelivered after a crash
+    assert monitor.windows[0.0].n == 10 and monitor.duplicates_skipped == 1
+
+
+def test_the_slowest_active_partition_holds_the_watermark() -> None:
+    monitor = _monitor()
+    pid = monitor.profile.reference_id  # type: ignore[union-attr]
+    monitor.apply({**_partial("p:0", 0, 9, 0.0, 5.0), "profile_id": pid}, now=0.0)
+    monitor.apply({**_partial("p:1", 0, 9, 40.0, 45.0), "profile_id": pid}, now=0.0)
+    assert 0.0 in monitor.windows  # p:0 is at 5 s: window [0, 10) stays open
+    out = monitor.apply({**_partial("p:0", 10, 19, 10.0, 13.0), "profile_id": pid}, now=1.0)
+    assert [o.report.window_start for o in out if isinstance(o, WindowClosed)] == [0.0]
+    # p:0 goes quiet: after idle_close its stale time no longer holds the others back
+    out = monitor.apply({**_partial("p:1", 10, 19, 50.0, 55.0), "profile_id": pid}, now=100.0)
+    assert sorted(o.report.window_start for o in out if isinstance(o, WindowClosed)) == [10.0, 40.0]
+
+
+def test_events_for_a_closed_window_are_counted_late_not_merged() -> None:
+    monitor = _monitor()
+    pid = monitor.profile.reference_id  # type: ignore[union-attr]
+    monitor.apply({**_partial("p:0", 0, 9, 0.0, 30.0, n=5), "profile_id": pid}, now=0.0)
+    monitor.apply({**_partial("p:0", 10, 19, 20.0, 30.0, n=5), "profile_id": pid}, now=0.0)
+    monitor.apply({**_partial("p:0", 20, 29, 0.0, 9.0, n=7), "profile_id": pid}, now=0.0)
+    assert monitor.late_events == 7 and 0.0 not in monitor.windows
+
+
+def test_state_restored_mid_stream_continues_identically() -> None:
+    lines = _lines(12_000, shift_from=6_000, shift_to=12_000)
+    straight = MonitorRuntime(parse_config(CONFIG))
+    expected = [o.alert for o in _run(straight, lines) if isinstance(o, AlertRaised)]
+
+    first = MonitorRuntime(parse_config(CONFIG))
+    outputs = []
+    for i in range(0, 7_000, 500):
+        out, _ = first.run_batch(lines[i : i + 500], "replay:0", i)
+        outputs += out
+    snapshot = orjson.loads(orjson.dumps(first.monitors["m"].state_dict()))
+    restored = MonitorRuntime(parse_config(CONFIG), {"m": first.profiles["m"]})
+    restored.monitor("m", snapshot)
+    for i in range(7_000, 12_000, 500):
+        out, _ = restored.run_batch(lines[i : i + 500], "replay:0", i)
+        outputs += out
+    outputs += restored.flush()
+    assert [o.alert for o in outputs if isinstance(o, AlertRaised)] == expected
