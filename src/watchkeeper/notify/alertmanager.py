@@ -54,6 +54,7 @@ class AlertmanagerNotifier(Notifier):
         self.timeout = timeout
         self.now = now
         self.firing: dict[str, Alert] = {}
+        self._ended: dict[str, Alert] = {}  # the last firing version of each resolved fingerprint
         self._next_resend = time.monotonic() + resend_interval
         self._resend_policy = RetryPolicy(
             delivery.policy.base, delivery.policy.cap, max_attempts=3, max_elapsed=resend_interval / 2
@@ -66,8 +67,9 @@ class AlertmanagerNotifier(Notifier):
         alert = event.data
         if alert.status == "firing":
             self.firing[alert.fingerprint] = alert
-        else:
-            self.firing.pop(alert.fingerprint, None)
+            self._ended.pop(alert.fingerprint, None)
+        elif alert.fingerprint in self.firing:
+            self._ended[alert.fingerprint] = self.firing.pop(alert.fingerprint)
 
     def restore(self, events: list[CloudEvent[Alert]]) -> None:
         """Seed the firing set (from :func:`rebuild_firing`) and re-send it on the next tick."""
@@ -76,7 +78,12 @@ class AlertmanagerNotifier(Notifier):
         self._next_resend = time.monotonic()
 
     def send(self, receiver: Receiver, event: CloudEvent[Alert]) -> HttpResponse:
-        body = orjson.dumps([alertmanager_alert(event.data, self.now(), self.resend_interval)])
+        alert = event.data
+        fired = self._ended.get(alert.fingerprint)
+        if alert.status == "resolved" and fired is not None and fired.severity != alert.severity:
+            # Alertmanager identifies an alert by its labels: resolve the one that fired
+            alert = alert.model_copy(update={"severity": fired.severity})
+        body = orjson.dumps([alertmanager_alert(alert, self.now(), self.resend_interval)])
         return post_json(self.url(receiver), body, timeout=self.timeout)
 
     def tick(self) -> float | None:

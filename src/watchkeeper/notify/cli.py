@@ -29,21 +29,22 @@ log = logging.getLogger("watchkeeper.notify")
 
 notify_app = typer.Typer(help="Deliver alerts from the alerts topic to Slack, PagerDuty or Alertmanager.")
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="models YAML with 'notify:' [$WATCHKEEPER_CONFIG]")
-]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="models YAML with 'notify:' [$WATCHKEEPER_CONFIG]")]
 RoutesOpt = Annotated[Path | None, typer.Option("--routes", help="routes-only YAML ({receivers: [...]})")]
 GroupOpt = Annotated[str | None, typer.Option("--group-id", help="[watchkeeper-notify-<kind>]")]
-BootstrapOpt = Annotated[
-    str | None, typer.Option("--bootstrap-servers", help="[env WATCHKEEPER_BOOTSTRAP_SERVERS]")
-]
+BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap-servers", help="[env WATCHKEEPER_BOOTSTRAP_SERVERS]")]
 MaxMessagesOpt = Annotated[int | None, typer.Option("--max-messages", min=1, help="exit after N messages")]
-IdleExitOpt = Annotated[float | None, typer.Option("--idle-exit", min=0.0, help="exit after N idle seconds")]
+IdleExitOpt = Annotated[
+    float | None, typer.Option("--idle-exit", min=0.0, help="exit after N s without messages (once assigned)")
+]
 AttemptsOpt = Annotated[int, typer.Option("--max-attempts", min=1, help="HTTP attempts before dead-letter")]
 ElapsedOpt = Annotated[float, typer.Option("--max-elapsed", min=0.0, help="retry seconds before dead-letter")]
 BaseOpt = Annotated[float, typer.Option("--backoff-base", min=0.0, help="first backoff ceiling, seconds")]
 CapOpt = Annotated[float, typer.Option("--backoff-cap", min=0.0, help="largest backoff ceiling, seconds")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="HTTP timeout, seconds")]
+SessionOpt = Annotated[
+    float, typer.Option("--session-timeout", min=1.0, help="group session timeout (failover), seconds")
+]
 LogFormatOpt = Annotated[str, typer.Option("--log-format", help="logfmt or json")]
 LogLevelOpt = Annotated[str, typer.Option("--log-level")]
 
@@ -65,6 +66,7 @@ class _Common:
     timeout: float
     log_format: str
     log_level: str
+    session_timeout: float = 10.0
     rebuild: bool = False
 
     @classmethod
@@ -109,9 +111,7 @@ def _run(kind: str, c: _Common, build: Any) -> None:
     setup_logging(c.log_level, "json" if c.log_format == "json" else "logfmt")
     settings = _settings(c.bootstrap)
     stop = threading.Event()
-    policy = RetryPolicy(
-        base=c.backoff_base, cap=c.backoff_cap, max_attempts=c.max_attempts, max_elapsed=c.max_elapsed
-    )
+    policy = RetryPolicy(base=c.backoff_base, cap=c.backoff_cap, max_attempts=c.max_attempts, max_elapsed=c.max_elapsed)
     delivery = Delivery(policy=policy, stop=stop)
     try:
         notifier: Notifier = build(_routes(c.config, c.routes, settings), delivery, settings)
@@ -124,6 +124,8 @@ def _run(kind: str, c: _Common, build: Any) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    # poll() is not called while a message is being delivered: allow all retries of all receivers
+    longest = (c.max_elapsed + c.timeout) * max(1, len(notifier.receivers)) + 60
     runner = NotifyRunner(
         settings,
         notifier,
@@ -131,6 +133,8 @@ def _run(kind: str, c: _Common, build: Any) -> None:
         stop=stop,
         max_messages=c.max_messages,
         idle_exit=c.idle_exit,
+        session_timeout=c.session_timeout,
+        max_poll_interval=longest,
     )
     if c.rebuild and hasattr(notifier, "restore"):
         from watchkeeper.notify.alertmanager import rebuild_firing
@@ -159,6 +163,7 @@ def slack(
     backoff_base: BaseOpt = 0.5,
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
+    session_timeout: SessionOpt = 10.0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
@@ -196,6 +201,7 @@ def pagerduty(
     backoff_base: BaseOpt = 0.5,
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
+    session_timeout: SessionOpt = 10.0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
@@ -234,6 +240,7 @@ def alertmanager(
     backoff_base: BaseOpt = 0.5,
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
+    session_timeout: SessionOpt = 10.0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
 ) -> None:

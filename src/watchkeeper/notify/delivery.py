@@ -190,26 +190,20 @@ def deliver(
         except TransportError as exc:
             error = str(exc)
         if status is not None and 200 <= status < 300:
-            _log(logging.INFO, "delivered", fields, attempt=attempt, status=status)
+            _log(logging.INFO, "delivered", fields, attempt=attempt, http_status=status)
             return DeliveryResult("delivered", attempt, status, body[:BODY_LIMIT])
         if status is not None and not _retryable(status):
-            _log(logging.WARNING, "rejected", fields, attempt=attempt, status=status, body=body[:200])
+            _log(logging.WARNING, "rejected", fields, attempt=attempt, http_status=status, body=body[:200])
             return DeliveryResult("rejected", attempt, status, body[:BODY_LIMIT])
-        wait = (
-            retry_after if status == 429 and retry_after is not None else ctx.policy.backoff(attempt, ctx.rng)
-        )
+        wait = retry_after if status == 429 and retry_after is not None else ctx.policy.backoff(attempt, ctx.rng)
         elapsed = ctx.clock() - started
         if attempt >= ctx.policy.max_attempts or elapsed + wait > ctx.policy.max_elapsed:
-            _log(logging.ERROR, "retries-exhausted", fields, attempt=attempt, status=status, error=error)
+            _log(logging.ERROR, "retries-exhausted", fields, attempt=attempt, http_status=status, error=error)
             return DeliveryResult("exhausted", attempt, status, body[:BODY_LIMIT], error)
-        _log(
-            logging.WARNING, "retry", fields, attempt=attempt, status=status, error=error, wait=round(wait, 3)
-        )
+        _log(logging.WARNING, "retry", fields, attempt=attempt, http_status=status, error=error, wait=round(wait, 3))
         if ctx.stop.wait(wait):
             return DeliveryResult("aborted", attempt, status, body[:BODY_LIMIT], error)
 
 
 def _log(level: int, event: str, fields: dict[str, object], **more: object) -> None:
-    log.log(
-        level, event, extra={"fields": {**fields, **{k: v for k, v in more.items() if v not in (None, "")}}}
-    )
+    log.log(level, event, extra={"fields": {**fields, **{k: v for k, v in more.items() if v not in (None, "")}}})

@@ -186,8 +186,7 @@ def sample_alert(
         "window": AlertWindow(start=end - timedelta(minutes=5), end=end, n=4812),
         "starts_at": datetime(2025, 3, 14, 12, 5, tzinfo=UTC),
         "ends_at": end if status == "resolved" else None,
-        "summary": f"credit-risk: drift in income (PSI {0.312 if status == 'firing' else 0.041:.3f}"
-        " vs threshold 0.2)",
+        "summary": f"credit-risk: drift in income (PSI {0.312 if status == 'firing' else 0.041:.3f} vs threshold 0.2)",
         "description": "Population stability index of feature income against the reference profile.",
         "links": {
             "dashboard": "https://grafana.example.com/d/watchkeeper?var-model=credit-risk",

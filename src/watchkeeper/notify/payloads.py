@@ -108,9 +108,7 @@ def slack_message(alert: Alert, event_id: str) -> dict[str, Any]:
     blocks.append(
         {
             "type": "context",
-            "elements": [
-                {"type": "mrkdwn", "text": f"fingerprint `{alert.fingerprint}` · event `{event_id}`"}
-            ],
+            "elements": [{"type": "mrkdwn", "text": f"fingerprint `{alert.fingerprint}` · event `{event_id}`"}],
         }
     )
     text = _esc(f"{title}: {alert.summary}")
@@ -119,9 +117,7 @@ def slack_message(alert: Alert, event_id: str) -> dict[str, Any]:
     return {"text": _clip(text, _SLACK_TEXT_MAX), "blocks": blocks}
 
 
-def pagerduty_event(
-    event: CloudEvent[Alert], routing_key: str, client_url: str | None = None
-) -> dict[str, Any]:
+def pagerduty_event(event: CloudEvent[Alert], routing_key: str, client_url: str | None = None) -> dict[str, Any]:
     """An Events API v2 ``trigger`` (firing) or ``resolve`` (resolved), deduplicated by fingerprint."""
     alert = event.data
     if alert.status == "resolved":
@@ -166,10 +162,8 @@ def pagerduty_event(
 
 def alertmanager_alert(alert: Alert, now: datetime, resend_interval: float) -> dict[str, Any]:
     """One Alertmanager v2 alert; firing ones expire after 4 resend intervals unless re-sent."""
-    if alert.status == "resolved":
-        ends = alert.ends_at or now
-    else:
-        ends = now + timedelta(seconds=4 * resend_interval)
+    expires = now + timedelta(seconds=4 * resend_interval)
+    ends = (alert.ends_at or now) if alert.status == "resolved" else expires
     links = _web_links(alert)
     result: dict[str, Any] = {
         "labels": {

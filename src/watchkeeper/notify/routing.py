@@ -132,9 +132,7 @@ def read_secret(
         try:
             value = file.read_text().strip()
         except OSError as exc:
-            raise RoutingError(
-                f"receiver {owner!r}: cannot read secret file {file}: {exc.strerror}"
-            ) from None
+            raise RoutingError(f"receiver {owner!r}: cannot read secret file {file}: {exc.strerror}") from None
         if not value:
             raise RoutingError(f"receiver {owner!r}: secret file {file} is empty")
         return SecretStr(value)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
 from watchkeeper.config import Settings
@@ -104,7 +104,7 @@ class Notifier:
             fields: dict[str, object] = {
                 "id": event.id,
                 "fingerprint": alert.fingerprint,
-                "status": alert.status,
+                "alert": alert.status,
             }
             if key in self._delivered:
                 log.info("duplicate-skipped", extra={"fields": {"receiver": receiver.name, **fields}})
@@ -143,8 +143,11 @@ class NotifyRunner:
         stop: threading.Event | None = None,
         max_messages: int | None = None,
         idle_exit: float | None = None,
+        session_timeout: float = 10.0,
+        max_poll_interval: float = 900.0,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
+        """``max_poll_interval`` must exceed the longest delivery (all retries of all receivers)."""
         self.settings = settings
         self.notifier = notifier
         self.group_id = group_id
@@ -152,6 +155,7 @@ class NotifyRunner:
         self.max_messages = max_messages
         self.idle_exit = idle_exit
         self.stats = RunStats()
+        self._last_activity: float | None = None
         kafka = settings.kafka_client_config()
         self.consumer_config: dict[str, Any] = {
             **kafka,
@@ -161,6 +165,9 @@ class NotifyRunner:
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             "client.id": f"{group_id}-consumer",
+            "session.timeout.ms": int(session_timeout * 1000),
+            "heartbeat.interval.ms": max(500, int(session_timeout * 1000 / 3)),
+            "max.poll.interval.ms": int(max_poll_interval * 1000),
             **(consumer_overrides or {}),
         }
         self.producer_config: dict[str, Any] = {
@@ -173,17 +180,26 @@ class NotifyRunner:
     def run(self) -> RunStats:
         consumer = Consumer(self.consumer_config)
         producer = Producer(self.producer_config)
-        consumer.subscribe([self.settings.topic_alerts])
         fields = {"group": self.group_id, "topic": self.settings.topic_alerts, "kind": self.notifier.kind}
+        self._last_activity = None  # idle time counts only while partitions are assigned
+
+        def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            self._last_activity = time.monotonic()  # idle time counts from the (re)assignment
+            log.info("assigned", extra={"fields": {"partitions": [p.partition for p in partitions]}})
+
+        def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.info("revoked", extra={"fields": {"partitions": [p.partition for p in partitions]}})
+
+        consumer.subscribe([self.settings.topic_alerts], on_assign=on_assign, on_revoke=on_revoke)
         log.info("started", extra={"fields": fields})
-        last_activity = time.monotonic()
         try:
             while not self.stop.is_set():
                 next_tick = self.notifier.tick()
                 timeout = 0.5 if next_tick is None else max(0.0, min(0.5, next_tick))
                 msg = consumer.poll(timeout)
                 if msg is None:
-                    if self.idle_exit is not None and time.monotonic() - last_activity > self.idle_exit:
+                    idle_since: float | None = self._last_activity
+                    if self.idle_exit is not None and idle_since and time.monotonic() - idle_since > self.idle_exit:
                         log.info("idle-exit", extra={"fields": fields})
                         break
                     continue
@@ -192,7 +208,7 @@ class NotifyRunner:
                     if error.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer-error", extra={"fields": {"error": str(error)}})
                     continue
-                last_activity = time.monotonic()
+                self._last_activity = time.monotonic()
                 if not self._process(msg, producer):
                     break  # aborted: leave the offset uncommitted
                 consumer.commit(message=msg, asynchronous=False)
@@ -219,10 +235,7 @@ class NotifyRunner:
             return False
         if not failures:
             self.stats.delivered_or_skipped += 1
-        for receiver, result in failures:
-            if not self._deadletter(producer, msg, result.reason, receiver, result):
-                return False
-        return True
+        return all(self._deadletter(producer, msg, r.reason, receiver, r) for receiver, r in failures)
 
     def _deadletter(
         self, producer: Producer, msg: Message, reason: str, receiver: str, result: DeliveryResult | None

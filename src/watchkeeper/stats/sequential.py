@@ -5,7 +5,9 @@ are cut into **buckets** of ``bucket_size`` present values (NaN / ±inf / None a
 and skipped; the remainder of a batch is buffered, so alarms do not depend on batch
 boundaries). Each full bucket gives standardised statistics against the reference:
 
-* numeric features: ``z_mean = (bucket mean − μ_ref) / (σ_ref/√b)`` and a variance statistic
+* numeric features (values winsorised at the reference's 0.1% / 99.9% quantiles, which keeps
+  single outliers beyond the reference from raising alarms the bootstrap cannot foresee):
+  ``z_mean = (bucket mean − μ_ref) / (σ_ref/√b)`` and a variance statistic
   ``z_var = (log(s²_bucket/σ²_ref) − c) / s`` (``c``, ``s``: its bootstrap mean and sd);
 * categorical features: per vocabulary category ``z_c = (n_c − b·p_c) / √(b·p_c·(1 − p_c))``
   (values outside the reference vocabulary, and missing values, are skipped: their rates are
@@ -65,6 +67,7 @@ Kind = Literal["numeric", "categorical"]
 DEFAULT_FEATURE_ARL_EVENTS = 22_000_000.0
 _STATE_VERSION = 1
 _LOG_FLOOR = -30.0  # log variance ratio of a constant bucket
+_CLIP_QUANTILES = (0.001, 0.999)  # numeric values are winsorised at these reference quantiles
 
 
 def feature_arl_target(model_arl_events: float, n_features: int) -> float:
@@ -194,17 +197,30 @@ class CalibratedCusum:
         tau_by_channel: list[float]
         reference: dict[str, Any]
         if kind == "numeric":
-            values = np.asarray(list(reference_values) if not isinstance(reference_values, np.ndarray)
-                                else reference_values, dtype=np.float64).ravel()
+            values = np.asarray(
+                list(reference_values) if not isinstance(reference_values, np.ndarray) else reference_values,
+                dtype=np.float64,
+            ).ravel()
             values = values[np.isfinite(values)]
             n = values.size
             if n < 2:
                 raise ValueError("numeric reference: expected at least 2 finite values")
+            # winsorise at the reference's extreme quantiles: the bootstrap cannot produce values
+            # beyond the reference, so unclipped heavy tails would make false alarms of single outliers
+            low, high = (float(q) for q in np.quantile(values, _CLIP_QUANTILES))
+            values = np.clip(values, low, high)
             mu = float(values.mean())
             sigma = float(values.std())
             if not sigma > 0:
                 sigma = 1e-9 * max(1.0, abs(mu))
-            reference = {"mean": mu, "std": sigma, "n": n, "var_center": 0.0, "var_scale": 1.0}
+            reference = {
+                "mean": mu,
+                "std": sigma,
+                "n": n,
+                "clip": [low, high],
+                "var_center": 0.0,
+                "var_scale": 1.0,
+            }
             bucket_values = values[rng.integers(0, n, size=(pool_size, b))]
             use_var = variance_ratio is not None and b >= 2
             if use_var:
@@ -214,18 +230,27 @@ class CalibratedCusum:
             channels_probe = cls("numeric", b, [], reference)
             pool = channels_probe._statistics(bucket_values)
             kurtosis = float(np.mean(((values - mu) / sigma) ** 4))
-            tau_by_channel = [math.sqrt(b / n), math.sqrt(max(kurtosis - 1.0, 0.0) / n) / reference["var_scale"]]
+            tau_by_channel = [
+                math.sqrt(b / n),
+                math.sqrt(max(kurtosis - 1.0, 0.0) / n) / reference["var_scale"],
+            ]
             for shift in mean_shifts:
                 k = shift * math.sqrt(b) / 2.0
-                components += [_Component("mean_up", 0, 1.0, k, 0.0, float(shift)),
-                               _Component("mean_down", 0, -1.0, k, 0.0, float(shift))]
+                components += [
+                    _Component("mean_up", 0, 1.0, k, 0.0, float(shift)),
+                    _Component("mean_down", 0, -1.0, k, 0.0, float(shift)),
+                ]
             if use_var:
                 assert variance_ratio is not None
                 k = abs(math.log(variance_ratio)) / reference["var_scale"] / 2.0
-                components += [_Component("variance_up", 1, 1.0, k, 0.0, float(variance_ratio)),
-                               _Component("variance_down", 1, -1.0, k, 0.0, float(variance_ratio))]
+                components += [
+                    _Component("variance_up", 1, 1.0, k, 0.0, float(variance_ratio)),
+                    _Component("variance_down", 1, -1.0, k, 0.0, float(variance_ratio)),
+                ]
         elif kind == "categorical":
-            raw_values = reference_values if isinstance(reference_values, np.ndarray) else list(reference_values)
+            raw_values = (
+                reference_values if isinstance(reference_values, np.ndarray) else list(reference_values)
+            )
             encoder = CategoryEncoder.from_reference(raw_values, max_categories=max_categories)
             codes = encoder.encode(raw_values)
             codes = codes[codes < len(encoder.vocabulary)]
@@ -242,8 +267,10 @@ class CalibratedCusum:
                     continue
                 for shift in category_shifts:
                     k = shift * math.sqrt(b) / 2.0
-                    components += [_Component("category_up", c, 1.0, k, 0.0, float(shift), name),
-                                   _Component("category_down", c, -1.0, k, 0.0, float(shift), name)]
+                    components += [
+                        _Component("category_up", c, 1.0, k, 0.0, float(shift), name),
+                        _Component("category_down", c, -1.0, k, 0.0, float(shift), name),
+                    ]
         else:
             raise ValueError(f"kind={kind!r}: expected 'numeric' or 'categorical'")
 
@@ -253,7 +280,11 @@ class CalibratedCusum:
             sign = np.array([c.sign for c in components])
             allowance = np.array([c.allowance for c in components])
             increments = pool[:, channel] * sign - allowance
-            tau = np.array([tau_by_channel[c] for c in channel]) if reference_uncertainty else np.zeros(len(components))
+            tau = (
+                np.array([tau_by_channel[c] for c in channel])
+                if reference_uncertainty
+                else np.zeros(len(components))
+            )
             target_buckets = target_arl_events / b * len(components)
             result = calibrate_thresholds(
                 increments, tau, channel, sign, target_buckets, rng, n_paths=n_paths, n_steps=n_steps
@@ -273,6 +304,8 @@ class CalibratedCusum:
         ref = self.reference
         if self.kind == "numeric":
             x = np.asarray(buckets, dtype=np.float64)
+            if "clip" in ref:
+                x = np.clip(x, ref["clip"][0], ref["clip"][1])
             z_mean = (x.mean(axis=1) - ref["mean"]) / (ref["std"] / math.sqrt(b))
             if b < 2:
                 return np.asarray(z_mean[:, None], dtype=np.float64)
@@ -340,15 +373,17 @@ class CalibratedCusum:
                     fired, ratio = j, s / threshold
             if fired >= 0:
                 c = self.components[fired]
-                detections.append(Detection(
-                    event_index=start_events + int(last[i]) + 1,
-                    bucket_index=self.n_buckets + i + 1,
-                    component=c.name,
-                    statistic=sums[fired],
-                    threshold=c.threshold,
-                    shift=c.shift,
-                    category=c.category,
-                ))
+                detections.append(
+                    Detection(
+                        event_index=start_events + int(last[i]) + 1,
+                        bucket_index=self.n_buckets + i + 1,
+                        component=c.name,
+                        statistic=sums[fired],
+                        threshold=c.threshold,
+                        shift=c.shift,
+                        category=c.category,
+                    )
+                )
                 sums[:] = [0.0] * len(sums)
         self.n_buckets += n_full
         self.n_alarms += len(detections)

@@ -116,7 +116,9 @@ def siegmund_rate(
     return np.asarray(np.sum(rate * weights, axis=-1), dtype=np.float64)
 
 
-def _solve_h(target_rate: float, theta: FloatArray, drift: FloatArray, weights: FloatArray, rho: float) -> float:
+def _solve_h(
+    target_rate: float, theta: FloatArray, drift: FloatArray, weights: FloatArray, rho: float
+) -> float:
     """Smallest h >= 0 with siegmund_rate(h) <= target_rate (bisection in h; rate decreases)."""
     lo, hi = 0.0, 1.0
     while float(siegmund_rate(hi, theta, drift, weights, rho)[()]) > target_rate:

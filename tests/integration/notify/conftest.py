@@ -34,9 +34,7 @@ def settings(kafka: LocalKafka, topic_prefix: str) -> Settings:
 
 def _produce(settings: Settings, events: Iterable[CloudEvent[Alert] | bytes]) -> None:
     """Produce like the worker: in one Kafka transaction, keyed by fingerprint."""
-    producer = Producer(
-        {**settings.kafka_client_config(), "transactional.id": f"test-{uuid.uuid4().hex[:8]}"}
-    )
+    producer = Producer({**settings.kafka_client_config(), "transactional.id": f"test-{uuid.uuid4().hex[:8]}"})
     producer.init_transactions(10)
     producer.begin_transaction()
     for event in events:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,11 +31,7 @@ ROUTING_KEY = "R0UTINGKEYsecret1234567890abcdef"
 
 
 def _events() -> list:
-    return [
-        sample_event(sample_alert(fingerprint=f, status=s))
-        for s in ("firing", "resolved")
-        for f in FINGERPRINTS
-    ]
+    return [sample_event(sample_alert(fingerprint=f, status=s)) for s in ("firing", "resolved") for f in FINGERPRINTS]
 
 
 def _start(settings: Settings, url: str, group: str, cwd: Path) -> subprocess.Popen[bytes]:
@@ -63,7 +60,10 @@ def _wait_for(pd: FakeReceiver, n: int, proc: subprocess.Popen[bytes], timeout: 
     deadline = time.monotonic() + timeout
     while len(pd.requests) < n and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
-    assert len(pd.requests) >= n, f"only {len(pd.requests)} requests arrived"
+    if len(pd.requests) < n:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"only {len(pd.requests)} requests arrived:\n{err.decode()[-3000:]}")
 
 
 def _actions(pd: FakeReceiver) -> list[tuple[str, str]]:
@@ -73,16 +73,17 @@ def _actions(pd: FakeReceiver) -> list[tuple[str, str]]:
 def test_sigkill_and_restart_delivers_every_alert(
     settings: Settings, produce: Callable[..., None], tmp_path: Path
 ) -> None:
+    group = f"g-pd-kill-{uuid.uuid4().hex[:6]}"
     produce(settings, _events())
     expected = {(f, a) for f in FINGERPRINTS for a in ("trigger", "resolve")}
     with FakeReceiver("pagerduty", delay=0.05) as pd:
-        first = _start(settings, pd.url, "g-pd-kill", tmp_path)
+        first = _start(settings, pd.url, group, tmp_path)
         _wait_for(pd, 8, first)
         first.kill()  # SIGKILL: no chance to commit
         first.wait(10)
         killed_at = len(pd.requests)
         assert killed_at < len(expected)
-        second = _start(settings, pd.url, "g-pd-kill", tmp_path)
+        second = _start(settings, pd.url, group, tmp_path)
         _, stderr = second.communicate(timeout=40)
         assert second.returncode == 0, stderr.decode()[-2000:]
         actions = _actions(pd)
@@ -99,15 +100,16 @@ def test_sigkill_and_restart_delivers_every_alert(
 def test_sigterm_finishes_in_flight_commits_and_closes(
     settings: Settings, produce: Callable[..., None], tmp_path: Path
 ) -> None:
+    group = f"g-pd-term-{uuid.uuid4().hex[:6]}"
     produce(settings, _events())
     with FakeReceiver("pagerduty", delay=0.1) as pd:
-        first = _start(settings, pd.url, "g-pd-term", tmp_path)
+        first = _start(settings, pd.url, group, tmp_path)
         _wait_for(pd, 5, first)
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=15)
         assert first.returncode == 0, stderr.decode()[-2000:]
         assert b"event=stopping signal=SIGTERM" in stderr and b"event=stopped" in stderr
-        second = _start(settings, pd.url, "g-pd-term", tmp_path)
+        second = _start(settings, pd.url, group, tmp_path)
         second.communicate(timeout=40)
         actions = _actions(pd)
         assert sorted(actions) == sorted({(f, a) for f in FINGERPRINTS for a in ("trigger", "resolve")})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -41,19 +42,16 @@ def _run(settings: Settings, url: str, group: str, max_messages: int) -> NotifyR
 def test_deliver_in_order_deadletter_and_commit(
     settings: Settings, produce: Callable[..., None], read_all: Callable[..., list[Message]]
 ) -> None:
+    group = f"g-slack-{uuid.uuid4().hex[:6]}"
     fingerprints = [f"fp-{i}" for i in range(4)]
-    events = [
-        sample_event(sample_alert(fingerprint=f, status=s))
-        for s in ("firing", "resolved")
-        for f in fingerprints
-    ]
+    events = [sample_event(sample_alert(fingerprint=f, status=s)) for s in ("firing", "resolved") for f in fingerprints]
     archived = sample_event(sample_alert(fingerprint="fp-archived"))
     garbage = b'{"specversion": "1.0", "type": "something.else"}'
     produce(settings, [*events, archived, garbage])
 
     with FakeReceiver("slack", responder=_archived) as slack:
         slack.script(slack_error(500, "rollup_error"))  # the first request is retried
-        runner = _run(settings, slack.url, "g-slack", max_messages=10)
+        runner = _run(settings, slack.url, group, max_messages=10)
         assert runner.stats.processed == 10 and runner.stats.deadlettered == 2
 
         delivered = [b for b in slack.bodies() if "fp-archived" not in str(b)]
@@ -82,6 +80,6 @@ def test_deliver_in_order_deadletter_and_commit(
         # offsets were committed: the same group resumes after them, with only the new alert
         before = len(slack.requests)
         produce(settings, [sample_event(sample_alert(fingerprint="fp-new"))])
-        again = _run(settings, slack.url, "g-slack", max_messages=1)
+        again = _run(settings, slack.url, group, max_messages=1)
         assert again.stats.processed == 1
         assert len(slack.requests) == before + 1 and b"fp-new" in slack.requests[-1].body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,7 +31,7 @@ def test_values_inside_the_hysteresis_band_never_resolve(rule: AlertRule, verdic
 def test_transitions_alternate_and_respect_the_streaks(rule: AlertRule, verdicts: list[tuple[bool, bool]]) -> None:
     transitions = _run(rule, verdicts)
     published = [t for t in transitions if t]
-    assert all(a != b for a, b in zip(published, published[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(published))
     assert not published or published[0] == "firing"
     for i, transition in enumerate(transitions):
         if transition == "firing":

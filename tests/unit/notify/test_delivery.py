@@ -37,9 +37,7 @@ class RecordingStop(threading.Event):
         return super().wait(timeout)
 
 
-def slack_notifier(
-    url: str, policy: RetryPolicy = FAST, interval: float = 0.0
-) -> tuple[SlackNotifier, RecordingStop]:
+def slack_notifier(url: str, policy: RetryPolicy = FAST, interval: float = 0.0) -> tuple[SlackNotifier, RecordingStop]:
     stop = RecordingStop()
     receiver = Receiver(name="team", type="slack", webhook_url_env="X", min_interval=interval)
     delivery = Delivery(policy=policy, stop=stop, rng=random.Random(7))
@@ -132,9 +130,7 @@ def test_pagerduty_400_invalid_event_rejected() -> None:
     with FakeReceiver("pagerduty") as pd:
         pd.script(pagerduty_invalid("'payload.severity' is invalid"))
         receiver = Receiver(name="oncall", type="pagerduty", routing_key_env="K")
-        notifier = PagerDutyNotifier(
-            [receiver], {"oncall": SecretStr("KEY123")}, Delivery(FAST), endpoint=pd.url
-        )
+        notifier = PagerDutyNotifier([receiver], {"oncall": SecretStr("KEY123")}, Delivery(FAST), endpoint=pd.url)
         [(_, result)] = notifier.handle(sample_event())
         assert result.status == 400 and "Event object is invalid" in result.body
 

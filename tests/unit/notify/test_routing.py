@@ -46,11 +46,7 @@ def test_model_globs() -> None:
 
 
 def test_errors_name_field_value_and_expectation() -> None:
-    bad = {
-        "receivers": [
-            {"name": "x", "type": "slack", "webhook_url_env": "E", "match": {"severities": ["loud"]}}
-        ]
-    }
+    bad = {"receivers": [{"name": "x", "type": "slack", "webhook_url_env": "E", "match": {"severities": ["loud"]}}]}
     with pytest.raises(RoutingError) as info:
         parse_routes(bad, source="wk.yaml")
     message = str(info.value)
@@ -88,9 +84,7 @@ def test_secret_from_env_and_file_never_in_repr_or_errors(tmp_path: Path) -> Non
 
 def test_load_from_models_yaml_or_routes_file(tmp_path: Path) -> None:
     models = tmp_path / "watchkeeper.yaml"
-    models.write_text(
-        "models: []\nnotify:\n  receivers:\n    - {name: oncall, type: pagerduty, routing_key_env: PD}\n"
-    )
+    models.write_text("models: []\nnotify:\n  receivers:\n    - {name: oncall, type: pagerduty, routing_key_env: PD}\n")
     assert [r.name for r in load_routes(models).receivers] == ["oncall"]
     only = tmp_path / "routes.yaml"
     only.write_text("receivers:\n  - {name: am, type: alertmanager, endpoint: 'http://am:9093'}\n")

@@ -49,9 +49,7 @@ def test_secrets_never_in_logs_results_or_repr(caplog: pytest.LogCaptureFixture)
     results += gone.handle(sample_event())
     assert [r.outcome for _, r in results] == ["rejected", "rejected", "exhausted"]
     rendered = [LogFormatter("json").format(r) for r in caplog.records]
-    everything = "\n".join(
-        [caplog.text, *rendered, repr(results), repr(slack_n.__dict__), repr(pd_n.__dict__)]
-    )
+    everything = "\n".join([caplog.text, *rendered, repr(results), repr(slack_n.__dict__), repr(pd_n.__dict__)])
     assert "rejected" in everything and "retry" in everything
     for secret in (HOOK_SECRET, PD_KEY):
         assert secret not in everything
@@ -62,9 +60,7 @@ def test_log_lines_are_structured() -> None:
     record = logging.LogRecord("watchkeeper.notify", logging.INFO, __file__, 1, "delivered", None, None)
     record.fields = {"receiver": "team", "status": 200, "summary": "a b"}
     line = LogFormatter("logfmt").format(record)
-    assert (
-        'level=info logger=watchkeeper.notify event=delivered receiver=team status=200 summary="a b"' in line
-    )
+    assert 'level=info logger=watchkeeper.notify event=delivered receiver=team status=200 summary="a b"' in line
     assert json.loads(LogFormatter("json").format(record))["receiver"] == "team"
 
 
@@ -86,9 +82,7 @@ def test_cli_bad_routes_name_field_and_value(tmp_path: Path) -> None:
 
 def test_cli_routes_without_receiver_of_the_type(tmp_path: Path) -> None:
     config = tmp_path / "wk.yaml"
-    config.write_text(
-        "models: []\nnotify:\n  receivers:\n    - {name: am, type: alertmanager, endpoint: 'http://x'}\n"
-    )
+    config.write_text("models: []\nnotify:\n  receivers:\n    - {name: am, type: alertmanager, endpoint: 'http://x'}\n")
     result = CliRunner().invoke(notify_app, ["slack", "--config", str(config)])
     assert result.exit_code == 2
     assert "expected at least one receiver of type 'slack'" in result.output

@@ -38,8 +38,13 @@ def small() -> CalibratedCusum:
 def small_categorical() -> CalibratedCusum:
     rng = np.random.default_rng(2)
     return CalibratedCusum.from_reference(
-        rng.choice(CATS, p=P0, size=2000), "categorical", target_arl_events=5_000, bucket_size=20,
-        seed=3, n_paths=200, n_steps=200,
+        rng.choice(CATS, p=P0, size=2000),
+        "categorical",
+        target_arl_events=5_000,
+        bucket_size=20,
+        seed=3,
+        n_paths=200,
+        n_steps=200,
     )
 
 
@@ -105,7 +110,9 @@ def test_categorical_batch_boundaries_do_not_matter(
     small_categorical: CalibratedCusum, seed: int, cuts: list[int]
 ) -> None:
     rng = np.random.default_rng(seed)
-    stream = np.concatenate([rng.choice(CATS, p=P0, size=2000), rng.choice(CATS, p=[0.1, 0.3, 0.3, 0.3], size=2000)])
+    stream = np.concatenate(
+        [rng.choice(CATS, p=P0, size=2000), rng.choice(CATS, p=[0.1, 0.3, 0.3, 0.3], size=2000)]
+    )
     stream = stream.astype(object)
     stream[rng.random(stream.size) < 0.05] = None
     stream[rng.random(stream.size) < 0.02] = "never-seen"
@@ -161,14 +168,20 @@ def test_missing_values_and_edge_cases() -> None:
     )
     assert detector.update([np.nan] * 25) is None and detector.n_buckets == 0 and detector.n_events == 25
     # constant reference: the bootstrap never moves, any change alarms at once
-    constant = CalibratedCusum.from_reference(np.full(500, 2.0), target_arl_events=1e4, bucket_size=10,
-                                              n_paths=100, n_steps=100)
+    constant = CalibratedCusum.from_reference(
+        np.full(500, 2.0), target_arl_events=1e4, bucket_size=10, n_paths=100, n_steps=100
+    )
     assert constant.process(np.full(1000, 2.0)) == []
     hit = constant.update(np.full(10, 2.5))
     assert hit is not None and hit.component == "mean_up"
     # bucket_size=1 (per event): mean components only
-    per_event = CalibratedCusum.from_reference(np.random.default_rng(0).normal(size=2000),
-                                               target_arl_events=1e4, bucket_size=1, n_paths=200, n_steps=200)
+    per_event = CalibratedCusum.from_reference(
+        np.random.default_rng(0).normal(size=2000),
+        target_arl_events=1e4,
+        bucket_size=1,
+        n_paths=200,
+        n_steps=200,
+    )
     assert {c.name for c in per_event.components} == {"mean_up", "mean_down"}
     assert per_event.update(np.full(200, 2.0)) is not None
     # a single-category reference has nothing to watch
@@ -274,7 +287,10 @@ def _delays(
     ],
 )
 def test_detection_delay_numeric(
-    production: CalibratedCusum, name: str, after: Callable[[np.random.Generator, int], np.ndarray], limit: int
+    production: CalibratedCusum,
+    name: str,
+    after: Callable[[np.random.Generator, int], np.ndarray],
+    limit: int,
 ) -> None:
     delays = _delays(production, lambda rng, n: rng.normal(size=n), after)
     assert np.mean(np.isfinite(delays)) >= 0.95, name
