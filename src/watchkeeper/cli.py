@@ -13,6 +13,7 @@ import orjson
 import typer
 
 from watchkeeper.config import ConfigError, Settings, load_config
+from watchkeeper.notify.cli import notify_app
 
 app = typer.Typer(help="Streaming drift, accuracy and fairness monitoring for ML models on Kafka.")
 dev_app = typer.Typer(help="Development helpers.")
@@ -25,6 +26,7 @@ dev_app.add_typer(kafka_app, name="kafka")
 app.add_typer(profile_app, name="profile")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+app.add_typer(notify_app, name="notify")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")]
 

@@ -140,6 +140,7 @@ class ModelConfig(_Strict):
 
 class WatchkeeperConfig(_Strict):
     models: list[ModelConfig]
+    notify: dict[str, Any] = Field(default_factory=dict, description="receivers; see docs/alerting.md")
 
     @model_validator(mode="after")
     def _unique_models(self) -> WatchkeeperConfig:
