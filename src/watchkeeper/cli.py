@@ -160,11 +160,13 @@ def profile_build(
 
     header, rows = _read_csv(data)
     kinds: dict[str, str]
+    caps: dict[str, int] = {}
     if config is not None:
         model_config = _load(config).model(model)
         if model_config is None:
             _fail(f"--model: {model!r}: not in {config}")
         kinds = {f.name: f.type for f in model_config.features}
+        caps = {f.name: f.max_categories for f in model_config.features}
         bins = model_config.drift.bins
         missing = [name for name in kinds if name not in header]
         if missing:
@@ -186,7 +188,7 @@ def profile_build(
         columns[PREDICTION_SCORE] = ("numeric", [_numeric_or_none(r[score_column]) for r in rows])
     if label_column:
         columns[PREDICTION_LABEL] = ("categorical", [r[label_column] or None for r in rows])
-    profile = ReferenceProfile.build(model, columns, bins=bins, metadata={"data": data.name})
+    profile = ReferenceProfile.build(model, columns, bins=bins, max_categories=caps, metadata={"data": data.name})
     output.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
     typer.echo(f"profile of {model}: {profile.n_rows} rows, {len(profile.columns)} columns -> {output}")
 

@@ -92,9 +92,7 @@ def demo_config(profile_path: Path) -> dict[str, Any]:
                 "reference": {"profile": str(profile_path)},
                 "window": {"size": "10s", "allowed_lateness": "2s", "idle_close": "15s"},
                 "drift": {"for_windows": 1, "resolve_windows": 2},
-                "alerts": {
-                    "links": {"dashboard": "http://localhost:3000/d/watchkeeper?var-model={model_id}"}
-                },
+                "alerts": {"links": {"dashboard": "http://localhost:3000/d/watchkeeper?var-model={model_id}"}},
             }
         ]
     }
@@ -206,9 +204,7 @@ def run_demo(duration: float, rate: float, drift_after: float, metrics_port: int
     )
     traffic.start()
     print(f"worker pid {worker.pid} (log: {log_path}); metrics: http://localhost:{metrics_port}/metrics")
-    print(
-        f"alerts topic: kcat -C -b {kafka.bootstrap} -t {settings.topic_alerts} -X isolation.level=read_committed"
-    )
+    print(f"alerts topic: kcat -C -b {kafka.bootstrap} -t {settings.topic_alerts} -X isolation.level=read_committed")
     print(
         f"sending ~{rate:.0f} predictions/s for model {MODEL_ID}; drift in income and region after "
         f"{drift_after:.0f}s; stopping after {duration:.0f}s (Ctrl-C stops earlier)"

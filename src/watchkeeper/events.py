@@ -209,9 +209,7 @@ def alert_cloudevent(alert: Alert, source: str) -> CloudEvent[Alert]:
     )
 
 
-def trigger_cloudevent(
-    trigger: RetrainingTrigger, source: str, time: datetime
-) -> CloudEvent[RetrainingTrigger]:
+def trigger_cloudevent(trigger: RetrainingTrigger, source: str, time: datetime) -> CloudEvent[RetrainingTrigger]:
     """Wrap a retraining trigger; the CloudEvent id is the trigger's idempotency key."""
     return CloudEvent[RetrainingTrigger](
         id=trigger.id, source=source, type=RETRAINING_TYPE, subject=trigger.model.id, time=time, data=trigger

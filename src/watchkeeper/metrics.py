@@ -64,18 +64,14 @@ class WorkerMetrics:
         )
         labels = ["model_id", "column"]
         self.psi = Gauge("watchkeeper_drift_psi", "Population stability index", labels, registry=r)
-        self.js = Gauge(
-            "watchkeeper_drift_jensen_shannon", "Jensen-Shannon distance (base 2)", labels, registry=r
-        )
+        self.js = Gauge("watchkeeper_drift_jensen_shannon", "Jensen-Shannon distance (base 2)", labels, registry=r)
         self.p_adjusted = Gauge(
             "watchkeeper_drift_p_value_adjusted",
             "Chi-square p-value, multiplicity-adjusted",
             labels,
             registry=r,
         )
-        self.ks = Gauge(
-            "watchkeeper_drift_ks", "Kolmogorov-Smirnov D on the reference grid", labels, registry=r
-        )
+        self.ks = Gauge("watchkeeper_drift_ks", "Kolmogorov-Smirnov D on the reference grid", labels, registry=r)
         self.drifted = Gauge("watchkeeper_drift_detected", "1 when the double gate fired", labels, registry=r)
         self.missing_rate = Gauge("watchkeeper_missing_rate", "Share of missing values", labels, registry=r)
         self.unseen_rate = Gauge("watchkeeper_unseen_rate", "Share of unseen categories", labels, registry=r)

@@ -101,8 +101,9 @@ class ModelMonitor:
         self, config: ModelConfig, profile: ReferenceProfile | None, state: Mapping[str, Any] | None = None
     ) -> None:
         self.config = config
-        self.profile = profile
         state = state or {}
+        learned = state.get("learned_profile")
+        self.profile = profile or (ReferenceProfile.from_dict(learned) if learned else None)
         self.applied: dict[str, int] = dict(state.get("applied", {}))
         self.source_times: dict[str, list[float]] = {k: list(v) for k, v in state.get("source_times", {}).items()}
         self.closed_until: float | None = state.get("closed_until")
@@ -128,6 +129,7 @@ class ModelMonitor:
             "duplicates_skipped": self.duplicates_skipped,
             "windows": {repr(k): v.to_dict() for k, v in self.windows.items()},
             "sample": self.sample.to_dict() if self.sample and self.profile is None else None,
+            "learned_profile": self.profile.to_dict() if self.profile and self.profile.source == "learned" else None,
             "alerts": self.alerts.to_dict(),
         }
 
@@ -178,11 +180,7 @@ class ModelMonitor:
         data = {n: (k, self.sample.rows.get(n, [])) for n, k in columns.items()}
         data = {n: kv for n, kv in data.items() if any(v is not None for v in kv[1])}
         self.profile = ReferenceProfile.build(
-            self.config.model_id,
-            data,
-            bins=self.config.drift.bins,
-            max_categories=max(limits.values(), default=50),
-            source="learned",
+            self.config.model_id, data, bins=self.config.drift.bins, max_categories=limits, source="learned"
         )
         self.sample = None
         return [ProfileLearned(self.profile)]

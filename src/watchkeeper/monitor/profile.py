@@ -198,14 +198,21 @@ class ReferenceProfile:
         model_id: str,
         columns: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]],
         bins: int = 10,
-        max_categories: int = 50,
+        max_categories: int | Mapping[str, int] = 50,
         source: str = "file",
         metadata: Mapping[str, Any] | None = None,
     ) -> ReferenceProfile:
-        """Profile every column given as ``{name: (kind, values)}``."""
+        """Profile every column given as ``{name: (kind, values)}``.
+
+        ``max_categories`` caps categorical vocabularies, for all columns or per column.
+        """
+
+        def cap(name: str) -> int:
+            return max_categories if isinstance(max_categories, int) else max_categories.get(name, 50)
+
         n_rows = max((len(values) for _, values in columns.values()), default=0)
         profiles = {
-            name: build_column_profile(values, kind, bins=bins, max_categories=max_categories)
+            name: build_column_profile(values, kind, bins=bins, max_categories=cap(name))
             for name, (kind, values) in columns.items()
             if len(values) > 0
         }

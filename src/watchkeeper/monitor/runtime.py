@@ -88,6 +88,8 @@ class MonitorRuntime:
             self.monitors[model_id] = monitor
         if monitor.profile is None and model_id in self.profiles:
             monitor.profile = self.profiles[model_id]
+        elif monitor.profile is not None and model_id not in self.profiles:
+            self.adopt_profile(monitor.profile)  # a learned profile restored with the state
         return monitor
 
     def stage2(self, partial: Mapping[str, Any], now: float) -> list[Output]:

@@ -93,9 +93,7 @@ class CategoryEncoder:
         (3, 4)
     """
 
-    def __init__(
-        self, vocabulary: Sequence[str], pooled: Iterable[str] = (), pooled_truncated: bool = False
-    ) -> None:
+    def __init__(self, vocabulary: Sequence[str], pooled: Iterable[str] = (), pooled_truncated: bool = False) -> None:
         vocab = [str(v) for v in vocabulary]
         pooled_values = sorted({str(v) for v in pooled} - set(vocab))
         if pooled_values and OTHER not in vocab:
@@ -139,9 +137,7 @@ class CategoryEncoder:
         """Build from raw reference values (missing values are ignored)."""
         _, present = _split_missing(values)
         distinct, counts = _ranked_counts(present)
-        return cls.from_counts(
-            dict(zip(distinct.tolist(), counts.tolist(), strict=True)), max_categories, max_pooled
-        )
+        return cls.from_counts(dict(zip(distinct.tolist(), counts.tolist(), strict=True)), max_categories, max_pooled)
 
     @property
     def unseen_index(self) -> int:
@@ -231,9 +227,7 @@ class SpaceSaving:
     def __len__(self) -> int:
         return int(self._items.size)
 
-    def _absorb(
-        self, items: np.ndarray, counts: np.ndarray, errors: np.ndarray, threshold: int, n: int
-    ) -> None:
+    def _absorb(self, items: np.ndarray, counts: np.ndarray, errors: np.ndarray, threshold: int, n: int) -> None:
         """Merge another summary (arrays of distinct items) into this one, then prune."""
         own = self._items.size
         union, inverse = np.unique(np.concatenate((self._items, items)), return_inverse=True)

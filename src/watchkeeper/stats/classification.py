@@ -162,9 +162,7 @@ class ClassificationAggregate:
         try:
             codes = np.array([self._index[str(u)] for u in uniq], dtype=np.int64)
         except KeyError as err:
-            raise ValueError(
-                f"labels contains {err.args[0]!r}: expected one of {list(self.classes)!r}"
-            ) from None
+            raise ValueError(f"labels contains {err.args[0]!r}: expected one of {list(self.classes)!r}") from None
         out[~missing] = codes[inverse.reshape(-1)] if keys.size else codes[:0]
         return out
 

@@ -52,9 +52,7 @@ __all__ = [
 ]
 
 
-def _proportions(
-    reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike
-) -> tuple[np.ndarray, np.ndarray]:
+def _proportions(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate two count vectors and return them as proportions (p, q)."""
     ref = np.asarray(reference_counts, dtype=np.float64)
     cur = np.asarray(current_counts, dtype=np.float64)
@@ -67,8 +65,7 @@ def _proportions(
             raise ValueError(f"{name}={array.tolist()!r}: expected a positive total count")
     if ref.shape != cur.shape:
         raise ValueError(
-            f"reference_counts has {ref.size} bins, current_counts has {cur.size}: "
-            "expected the same bin layout"
+            f"reference_counts has {ref.size} bins, current_counts has {cur.size}: expected the same bin layout"
         )
     return ref / ref.sum(), cur / cur.sum()
 
@@ -166,9 +163,7 @@ def _support_points(edges: np.ndarray) -> np.ndarray:
     return np.concatenate(([edges[0]], midpoints, [edges[-1]]))
 
 
-def wasserstein_binned(
-    reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike, edges: npt.ArrayLike
-) -> float:
+def wasserstein_binned(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike, edges: npt.ArrayLike) -> float:
     """1-Wasserstein (earth mover's) distance between two binned distributions.
 
     Convention: each interior bin's mass sits at its midpoint, underflow mass at

@@ -101,8 +101,7 @@ def intersection_values(columns: Sequence[npt.ArrayLike], sep: str = "|") -> npt
         clash = np.char.find(part, sep) >= 0
         if clash.any():
             raise ValueError(
-                f"columns[{i}] value {part[clash][0]!r} contains sep={sep!r}: "
-                "expected values without the separator"
+                f"columns[{i}] value {part[clash][0]!r} contains sep={sep!r}: expected values without the separator"
             )
     joined = parts[0]
     for part in parts[1:]:
@@ -217,9 +216,7 @@ class GroupFairnessAggregate:
     def _add_hashes(self, hashes: Iterable[int]) -> None:
         self._pooled_hashes = sorted(set(self._pooled_hashes).union(hashes))[:SKETCH_SIZE]
 
-    def _absorb(
-        self, names: Sequence[str], ints: npt.NDArray[np.int64], floats: npt.NDArray[np.float64]
-    ) -> None:
+    def _absorb(self, names: Sequence[str], ints: npt.NDArray[np.int64], floats: npt.NDArray[np.float64]) -> None:
         for name, i_row, f_row in zip(names, ints, floats, strict=True):
             if name in self._ints:
                 self._ints[name] = self._ints[name] + i_row
@@ -292,8 +289,7 @@ class GroupFairnessAggregate:
         """Rebuild an aggregate from :meth:`to_dict` output (validated)."""
         if data.get("format") != _FORMAT or data.get("version") != _VERSION:
             raise ValueError(
-                f"data format={data.get('format')!r}, version={data.get('version')!r}: "
-                f"expected {_FORMAT!r}, {_VERSION}"
+                f"data format={data.get('format')!r}, version={data.get('version')!r}: expected {_FORMAT!r}, {_VERSION}"
             )
         agg = cls(str(data["attribute"]), int(data["max_groups"]))
         groups: Mapping[str, Mapping[str, float]] = data["groups"]
@@ -358,9 +354,7 @@ class GroupFairnessAggregate:
             overall=overall,
             pooled=metrics(OTHER, pooled_counts) if pooled_counts else None,
             pooled_distinct_groups=self.pooled_distinct,
-            insufficient_groups=tuple(
-                g.group for g in groups if not (g.sufficient and g.sufficient_selection)
-            ),
+            insufficient_groups=tuple(g.group for g in groups if not (g.sufficient and g.sufficient_selection)),
             all_groups=disparity_set(
                 [g for g in groups if g.count > 0],
                 [g for g in groups if g.n_labeled > 0],

@@ -220,9 +220,7 @@ def _gap(rate: str, members: Sequence[GroupMetrics], confidence: float) -> Gap |
     return Gap(rate, top.group, bottom.group, a.value - b.value, low, high)
 
 
-def _single(
-    metric: str, rate: str, members: Sequence[GroupMetrics], overall: GroupMetrics, conf: float
-) -> Disparity:
+def _single(metric: str, rate: str, members: Sequence[GroupMetrics], overall: GroupMetrics, conf: float) -> Disparity:
     values = [getattr(g, rate).value for g in members]
     d_b, r_b, d_o, r_o = _compare(values, getattr(overall, rate).value)
     names = tuple(g.group for g in members)

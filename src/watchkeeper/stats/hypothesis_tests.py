@@ -141,8 +141,7 @@ def chi_square_homogeneity(reference_counts: npt.ArrayLike, current_counts: npt.
             raise ValueError(f"{name}={array.tolist()!r}: expected finite counts >= 0")
     if ref.shape != cur.shape:
         raise ValueError(
-            f"reference_counts has {ref.size} columns, current_counts has {cur.size}: "
-            "expected the same layout"
+            f"reference_counts has {ref.size} columns, current_counts has {cur.size}: expected the same layout"
         )
     table = np.vstack((ref, cur))
     table = table[:, table.sum(axis=0) > 0]

@@ -155,9 +155,7 @@ class RegressionAggregate:
     def from_dict(cls, data: dict[str, Any]) -> RegressionAggregate:
         """Rebuild from `to_dict()` output; ValueError on a wrong kind or version."""
         if data.get("kind") != "regression" or data.get("version") != 1:
-            raise ValueError(
-                f"kind={data.get('kind')!r}, version={data.get('version')!r}: expected 'regression', 1"
-            )
+            raise ValueError(f"kind={data.get('kind')!r}, version={data.get('version')!r}: expected 'regression', 1")
         agg = cls()
         agg.n = int(data["n"])
         agg.n_zero_true = int(data["n_zero_true"])

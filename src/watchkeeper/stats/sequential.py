@@ -145,9 +145,7 @@ class CalibratedCusum:
         self.components: tuple[_Component, ...] = tuple(components)
         self.reference: dict[str, Any] = dict(reference)
         self.calibration: dict[str, Any] = dict(calibration or {})
-        self._encoder = (
-            CategoryEncoder.from_dict(self.reference["encoder"]) if kind == "categorical" else None
-        )
+        self._encoder = CategoryEncoder.from_dict(self.reference["encoder"]) if kind == "categorical" else None
         self._params = [(c.channel, c.sign, c.allowance, c.threshold) for c in self.components]
         self.reset()
 
@@ -208,7 +206,7 @@ class CalibratedCusum:
             # winsorise at the reference's extreme quantiles: the bootstrap cannot produce values
             # beyond the reference, so unclipped heavy tails would make false alarms of single outliers
             low, high = (float(q) for q in np.quantile(values, _CLIP_QUANTILES))
-            values = np.clip(values, low, high)
+            values = np.clip(values, low, high) if high > low else values
             mu = float(values.mean())
             sigma = float(values.std())
             if not sigma > 0:
@@ -217,10 +215,11 @@ class CalibratedCusum:
                 "mean": mu,
                 "std": sigma,
                 "n": n,
-                "clip": [low, high],
                 "var_center": 0.0,
                 "var_scale": 1.0,
             }
+            if high > low:  # a constant reference is not clipped: any other value is drift
+                reference["clip"] = [low, high]
             bucket_values = values[rng.integers(0, n, size=(pool_size, b))]
             use_var = variance_ratio is not None and b >= 2
             if use_var:
@@ -248,9 +247,7 @@ class CalibratedCusum:
                     _Component("variance_down", 1, -1.0, k, 0.0, float(variance_ratio)),
                 ]
         elif kind == "categorical":
-            raw_values = (
-                reference_values if isinstance(reference_values, np.ndarray) else list(reference_values)
-            )
+            raw_values = reference_values if isinstance(reference_values, np.ndarray) else list(reference_values)
             encoder = CategoryEncoder.from_reference(raw_values, max_categories=max_categories)
             codes = encoder.encode(raw_values)
             codes = codes[codes < len(encoder.vocabulary)]
@@ -280,11 +277,7 @@ class CalibratedCusum:
             sign = np.array([c.sign for c in components])
             allowance = np.array([c.allowance for c in components])
             increments = pool[:, channel] * sign - allowance
-            tau = (
-                np.array([tau_by_channel[c] for c in channel])
-                if reference_uncertainty
-                else np.zeros(len(components))
-            )
+            tau = np.array([tau_by_channel[c] for c in channel]) if reference_uncertainty else np.zeros(len(components))
             target_buckets = target_arl_events / b * len(components)
             result = calibrate_thresholds(
                 increments, tau, channel, sign, target_buckets, rng, n_paths=n_paths, n_steps=n_steps

@@ -116,9 +116,7 @@ def siegmund_rate(
     return np.asarray(np.sum(rate * weights, axis=-1), dtype=np.float64)
 
 
-def _solve_h(
-    target_rate: float, theta: FloatArray, drift: FloatArray, weights: FloatArray, rho: float
-) -> float:
+def _solve_h(target_rate: float, theta: FloatArray, drift: FloatArray, weights: FloatArray, rho: float) -> float:
     """Smallest h >= 0 with siegmund_rate(h) <= target_rate (bisection in h; rate decreases)."""
     lo, hi = 0.0, 1.0
     while float(siegmund_rate(hi, theta, drift, weights, rho)[()]) > target_rate:
@@ -240,9 +238,7 @@ def calibrate_thresholds(
             spread = float(np.std(pool[:, j])) + (1.0 / float(np.median(finite)) if finite.size else 1.0)
             candidates = np.linspace(-0.5 * float(h_ok.min()), 4.0 * spread, 401)
             for _ in range(2):
-                rates = np.stack(
-                    [siegmund_rate(h_ok, thetas[j], drifts[j], weights[j], float(r)) for r in candidates]
-                )
+                rates = np.stack([siegmund_rate(h_ok, thetas[j], drifts[j], weights[j], float(r)) for r in candidates])
                 predicted = np.log(np.maximum(rates, 1e-300))
                 loss = np.sum(c_ok * (observed - predicted) ** 2, axis=1)
                 best = int(np.argmin(loss))
@@ -259,7 +255,5 @@ def calibrate_thresholds(
         rho=tuple(rhos),
         target_arl_buckets=float(target_arl_buckets),
         simulated_buckets=capacity,
-        grid=tuple(
-            tuple((float(h), int(c)) for h, c in zip(grid[j], counts[j], strict=True)) for j in range(m)
-        ),
+        grid=tuple(tuple((float(h), int(c)) for h, c in zip(grid[j], counts[j], strict=True)) for j in range(m)),
     )

@@ -69,9 +69,27 @@ def _aiokafka_security(settings: Settings) -> dict[str, Any]:
     return options
 
 
+_REASON_KINDS = (
+    "invalid JSON",
+    "event",
+    "event_id",
+    "model_id",
+    "prediction_id",
+    "model_version",
+    "timestamp",
+    "features",
+    "attributes",
+    "prediction",
+    "metadata",
+    "label",
+    "value",
+)
+
+
 def _reason_kind(reason: str) -> str:
-    """A bounded label for a rejection reason: the field it names."""
-    return reason.split(":", 1)[0][:40]
+    """A bounded label for a rejection reason: the top-level field it names (never input text)."""
+    head = reason.split(":", 1)[0].split(".", 1)[0]
+    return head if head in _REASON_KINDS else "other"
 
 
 def create_app(
@@ -135,7 +153,7 @@ def create_app(
                 metrics.events.labels(partial["model_id"], "accepted").inc(n)
                 await partials.send(key=partial["model_id"].encode(), value=orjson.dumps(partial))
             if rejected:
-                metrics.events.labels("", "rejected").inc(len(rejected))
+                metrics.events.labels("-", "rejected").inc(len(rejected))
 
     async def publish(outputs: list[Output], model_id: str, monitor_late: int) -> None:
         for output in outputs:
