@@ -97,6 +97,11 @@ class DriftConfig(_Strict):
     resolve_windows: int = Field(default=2, ge=1)
     severity: Literal["critical", "error", "warning", "info"] = "warning"
     monitor_prediction: bool = True
+    sequential: bool = Field(default=True, description="calibrated CUSUM per column (fast detection)")
+    sequential_arl_events: float = Field(
+        default=1e6, gt=0, description="expected events between model-level false alarms of the CUSUMs"
+    )
+    bucket_size: int = Field(default=50, ge=1, le=10_000, description="events per CUSUM bucket")
 
 
 class MonitorConfig(_Strict):

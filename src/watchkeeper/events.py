@@ -13,7 +13,17 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 __all__ = [
     "Alert",
@@ -34,7 +44,10 @@ __all__ = [
 ALERT_TYPE = "io.watchkeeper.alert.v1"
 RETRAINING_TYPE = "io.watchkeeper.retraining.requested.v1"
 
-FeatureValue = float | int | str | bool | None
+# Strict scalars: JSON types are kept as sent (no "0.5" -> 0.5, no true -> 1.0), as the
+# worker's fast validator (monitor/parse.py) does.
+FeatureValue = StrictFloat | StrictInt | StrictStr | StrictBool | None
+Label = StrictStr | StrictInt | StrictBool | None
 Severity = Literal["critical", "error", "warning", "info"]
 Monitor = Literal["drift", "accuracy", "fairness", "data_quality"]
 Comparator = Literal[">", ">=", "<", "<="]
@@ -47,10 +60,10 @@ class _Contract(BaseModel):
 class Prediction(_Contract):
     """What the model answered: a class label, a score / class probabilities, or a value."""
 
-    label: str | int | bool | None = None
-    score: float | None = Field(default=None, ge=0.0, le=1.0, description="positive-class probability")
-    probabilities: dict[str, float] | None = None
-    value: float | None = Field(default=None, description="regression output")
+    label: Label = None
+    score: StrictFloat | None = Field(default=None, ge=0.0, le=1.0, description="positive-class probability")
+    probabilities: dict[str, StrictFloat] | None = None
+    value: StrictFloat | None = Field(default=None, description="regression output")
 
 
 class PredictionEvent(_Contract):
@@ -82,8 +95,8 @@ class OutcomeEvent(_Contract):
     prediction_id: str = Field(min_length=1)
     model_id: str = Field(min_length=1)
     timestamp: AwareDatetime = Field(description="when the outcome became known")
-    label: str | int | bool | None = None
-    value: float | None = None
+    label: Label = None
+    value: StrictFloat | None = None
     model_version: str | None = None
     prediction: Prediction | None = None
     prediction_timestamp: AwareDatetime | None = None

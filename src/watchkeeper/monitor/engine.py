@@ -26,6 +26,7 @@ from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
 from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
 from watchkeeper.monitor.partials import monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.sequential_drift import SequentialDrift
 from watchkeeper.monitor.window import SampleBuffer, WindowAggregate
 
 __all__ = ["ModelMonitor", "ProfileLearned", "WindowClosed", "AlertRaised", "Output"]
@@ -117,6 +118,15 @@ class ModelMonitor:
             self.sample = SampleBuffer(limit=config.reference.learn_from_first)
         rule = AlertRule(for_windows=config.drift.for_windows, resolve_windows=config.drift.resolve_windows)
         self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, dict(config.alerts.links))
+        self._sequential_state = state.get("sequential")
+        self._sequential: SequentialDrift | None = None
+
+    @property
+    def sequential(self) -> SequentialDrift | None:
+        """The CUSUM monitor, once the model has a profile (built lazily, restored from state)."""
+        if self._sequential is None and self.profile is not None:
+            self._sequential = SequentialDrift(self.config, self.profile, self._sequential_state)
+        return self._sequential
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -131,6 +141,7 @@ class ModelMonitor:
             "sample": self.sample.to_dict() if self.sample and self.profile is None else None,
             "learned_profile": self.profile.to_dict() if self.profile and self.profile.source == "learned" else None,
             "alerts": self.alerts.to_dict(),
+            "sequential": self.sequential.state_dict() if self.sequential else self._sequential_state,
         }
 
     # -- input ----------------------------------------------------------------------
@@ -156,6 +167,7 @@ class ModelMonitor:
             if self.profile is None or partial.get("profile_id") != self.profile.reference_id:
                 return outputs  # binned against another reference: cannot be merged
             self._merge(partial)
+            outputs += self._advance_sequential(partial)
         if partial.get("windows"):
             self.last_data_at = now
         return outputs + self._close(force_before=None, now=now)
@@ -180,7 +192,13 @@ class ModelMonitor:
         data = {n: (k, self.sample.rows.get(n, [])) for n, k in columns.items()}
         data = {n: kv for n, kv in data.items() if any(v is not None for v in kv[1])}
         self.profile = ReferenceProfile.build(
-            self.config.model_id, data, bins=self.config.drift.bins, max_categories=limits, source="learned"
+            self.config.model_id,
+            data,
+            bins=self.config.drift.bins,
+            max_categories=limits,
+            source="learned",
+            sequential_arl_events=self.config.drift.sequential_arl_events if self.config.drift.sequential else None,
+            bucket_size=self.config.drift.bucket_size,
         )
         self.sample = None
         return [ProfileLearned(self.profile)]
@@ -220,14 +238,33 @@ class ModelMonitor:
             outputs += self._evaluate(window)
         return outputs
 
+    def _advance_sequential(self, partial: Mapping[str, Any]) -> list[Output]:
+        rows = partial.get("sequential")
+        if not rows or self.sequential is None or not self.config.drift.enabled or not partial["windows"]:
+            return []
+        latest = max(partial["windows"], key=lambda w: float(w["start"]))
+        start = float(latest["start"])
+        if self.closed_until is not None and start < self.closed_until:
+            start = self.closed_until  # attribute to the earliest window still open
+        version = max(latest.get("versions", {"unversioned": 0}).items(), key=lambda kv: kv[1])[0]
+        outputs: list[Output] = []
+        for evaluation in self.sequential.advance(rows, start, version):
+            alert = self.alerts.observe(evaluation)
+            if alert is not None:
+                outputs.append(AlertRaised(alert))
+        return outputs
+
     def _evaluate(self, window: WindowAggregate) -> list[Output]:
         assert self.profile is not None
         report = evaluate_drift(self.config.model_id, window, self.config.window.size, self.profile, self.config.drift)
         outputs: list[Output] = [WindowClosed(report)]
         if not report.evaluated or not self.config.drift.enabled:
             return outputs
-        for column in report.columns:
-            alert = self.alerts.observe(_drift_evaluation(self.config, report, column))
+        evaluations = [_drift_evaluation(self.config, report, column) for column in report.columns]
+        if self.sequential is not None:
+            evaluations += self.sequential.window_closed(window.start, report.model_version)
+        for evaluation in evaluations:
+            alert = self.alerts.observe(evaluation)
             if alert is not None:
                 outputs.append(AlertRaised(alert))
         return outputs

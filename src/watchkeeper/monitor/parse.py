@@ -8,6 +8,7 @@ the value and what was expected. A test keeps it in step with the pydantic model
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ import orjson
 __all__ = ["ParsedBatch", "Rejected", "parse_predictions", "parse_timestamp", "object_matrix", "as_float"]
 
 _SCALARS = (str, int, float, bool, type(None))
+_RFC3339_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def parse_timestamp(value: Any) -> float:
         if not np.isfinite(value):
             raise ValueError(f"timestamp: {_shown(value)}: expected a finite epoch time")
         return float(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and _RFC3339_PREFIX.match(value):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:

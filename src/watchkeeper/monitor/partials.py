@@ -27,6 +27,7 @@ from watchkeeper.monitor.profile import (
     NumericProfile,
     ReferenceProfile,
 )
+from watchkeeper.stats.sequential import CalibratedCusum
 
 __all__ = ["ColumnBinner", "build_partials", "monitored_columns", "window_starts", "extract_columns"]
 
@@ -70,6 +71,7 @@ class ColumnBinner:
     edges: np.ndarray  # (F, E_max), padded with +inf
     lengths: np.ndarray  # number of real edges per column
     profile: ReferenceProfile
+    detectors: dict[str, CalibratedCusum]  # stage-1 halves: they buffer partial buckets
 
     @classmethod
     def from_profile(cls, profile: ReferenceProfile, columns: Mapping[str, str]) -> ColumnBinner:
@@ -81,7 +83,12 @@ class ColumnBinner:
         for j, grid in enumerate(grids):
             edges[j, : len(grid)] = grid
         lengths = np.asarray([len(g) for g in grids], dtype=np.int64)
-        return cls(numeric, categorical, edges, lengths, profile)
+        detectors = {
+            name: CalibratedCusum.from_dict(column.sequential)
+            for name, column in profile.columns.items()
+            if column.sequential is not None and name in columns
+        }
+        return cls(numeric, categorical, edges, lengths, profile, detectors)
 
     def fine_counts(self, values: np.ndarray, windows: np.ndarray, n_windows: int) -> np.ndarray:
         """Counts (n_windows, F, E_max + 2): [underflow, bins..., overflow, (padding), missing].
@@ -121,13 +128,28 @@ def _versions(events: Sequence[dict[str, Any]], windows: np.ndarray, n_windows: 
     return out
 
 
+def _bucket_rows(binner: ColumnBinner, matrix: np.ndarray, numeric: np.ndarray) -> dict[str, list[list[float]]]:
+    """CUSUM bucket statistics completed by this batch, per column (events in batch order)."""
+    rows: dict[str, list[list[float]]] = {}
+    for name, detector in binner.detectors.items():
+        if name in binner.numeric:
+            values: Any = numeric[:, binner.numeric.index(name)]
+        else:
+            values = matrix[:, len(binner.numeric) + binner.categorical.index(name)]
+        statistics, _ = detector.bucket_statistics(values)
+        if len(statistics):
+            rows[name] = statistics.tolist()
+    return rows
+
+
 def _stats_windows(
     binner: ColumnBinner, events: Sequence[dict[str, Any]], times: np.ndarray, size: float
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
     starts, windows = _window_groups(times, size)
     n_windows = len(starts)
     matrix = extract_columns(events, list(binner.numeric) + list(binner.categorical))
     numeric, invalid = as_float(matrix[:, : len(binner.numeric)])
+    sequential = _bucket_rows(binner, matrix, numeric)
     fine = binner.fine_counts(numeric, windows, n_windows)
     invalid_counts = np.zeros((n_windows, len(binner.numeric)), dtype=np.int64)
     np.add.at(invalid_counts, windows, invalid.astype(np.int64))
@@ -156,7 +178,7 @@ def _stats_windows(
             values = matrix[mask, len(binner.numeric) + k]
             entry["categorical"][name] = column.encoder.counts(values).tolist()
         result.append(entry)
-    return result
+    return result, sequential
 
 
 def _sample_windows(
@@ -210,11 +232,13 @@ def build_partials(
             ranges[source] = [int(offsets[in_source].min()), int(offsets[in_source].max())]
             watermarks[source] = float(times[in_source].max())
         size = config.window.size
+        sequential: dict[str, list[list[float]]] = {}
         if binner is None:
             kind, windows = "sample", _sample_windows(monitored_columns(config), selected, times[mask], size)
             profile_id = None
         else:
-            kind, windows = "stats", _stats_windows(binner, selected, times[mask], size)
+            kind = "stats"
+            windows, sequential = _stats_windows(binner, selected, times[mask], size)
             profile_id = binner.profile.reference_id
         partials.append(
             {
@@ -226,6 +250,7 @@ def build_partials(
                 "watermarks": watermarks,
                 "sent_at": sent_at,
                 "windows": windows,
+                "sequential": sequential,
             }
         )
     return partials

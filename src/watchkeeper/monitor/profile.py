@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from watchkeeper.events import deterministic_id
 from watchkeeper.stats.categorical import CategoryEncoder
 from watchkeeper.stats.histogram import bin_counts, quantile_edges
+from watchkeeper.stats.sequential import CalibratedCusum, feature_arl_target
 
 __all__ = [
     "CategoricalProfile",
@@ -47,6 +48,7 @@ class NumericProfile:
     missing: int
     mean: float
     std: float
+    sequential: dict[str, Any] | None = None
 
     kind = "numeric"
 
@@ -71,6 +73,7 @@ class NumericProfile:
             "missing": self.missing,
             "mean": self.mean,
             "std": self.std,
+            "sequential": self.sequential,
         }
 
     @classmethod
@@ -82,6 +85,7 @@ class NumericProfile:
             missing=int(data["missing"]),
             mean=float(data["mean"]),
             std=float(data["std"]),
+            sequential=data.get("sequential"),
         )
 
 
@@ -91,6 +95,7 @@ class CategoricalProfile:
 
     encoder: CategoryEncoder
     counts: np.ndarray
+    sequential: dict[str, Any] | None = None
 
     kind = "categorical"
 
@@ -99,13 +104,19 @@ class CategoricalProfile:
         return int(self.counts.sum())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "encoder": self.encoder.to_dict(), "counts": self.counts.tolist()}
+        return {
+            "kind": self.kind,
+            "encoder": self.encoder.to_dict(),
+            "counts": self.counts.tolist(),
+            "sequential": self.sequential,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CategoricalProfile:
         return cls(
             encoder=CategoryEncoder.from_dict(data["encoder"]),
             counts=np.asarray(data["counts"], dtype=np.int64),
+            sequential=data.get("sequential"),
         )
 
 
@@ -126,13 +137,42 @@ def _coarse_grouping(fine_counts: np.ndarray, bins: int) -> np.ndarray:
     return np.concatenate([[0], dense, [dense[-1] if dense.size else 0]]).astype(np.int64)
 
 
+def _calibrated(
+    values: Sequence[Any] | np.ndarray,
+    kind: Literal["numeric", "categorical"],
+    arl_events: float | None,
+    bucket_size: int,
+    cap: int,
+) -> dict[str, Any] | None:
+    """A calibrated CUSUM for the column (thresholds from the reference itself), or None."""
+    if arl_events is None:
+        return None
+    detector = CalibratedCusum.from_reference(
+        values, kind, target_arl_events=arl_events, bucket_size=bucket_size, max_categories=min(cap, 20)
+    )
+    return detector.to_dict()
+
+
 def build_column_profile(
-    values: Sequence[Any] | np.ndarray, kind: str, bins: int = 10, max_categories: int = 50
+    values: Sequence[Any] | np.ndarray,
+    kind: str,
+    bins: int = 10,
+    max_categories: int = 50,
+    sequential_arl: float | None = None,
+    bucket_size: int = 50,
 ) -> ColumnProfile:
-    """Profile one reference column; ``kind`` is 'numeric' or 'categorical'."""
+    """Profile one reference column; ``kind`` is 'numeric' or 'categorical'.
+
+    With ``sequential_arl`` (expected events between false alarms of this column's
+    detector) a CUSUM is calibrated on the reference and stored with the profile.
+    """
     if kind == "categorical":
         encoder = CategoryEncoder.from_reference(list(values), max_categories=max_categories)
-        return CategoricalProfile(encoder=encoder, counts=encoder.counts(list(values)))
+        return CategoricalProfile(
+            encoder=encoder,
+            counts=encoder.counts(list(values)),
+            sequential=_calibrated(list(values), "categorical", sequential_arl, bucket_size, max_categories),
+        )
     numbers = np.asarray(values, dtype=np.float64)
     finite = numbers[np.isfinite(numbers)]
     if finite.size == 0:
@@ -146,6 +186,7 @@ def build_column_profile(
         missing=int(np.isnan(numbers).sum()),
         mean=float(finite.mean()),
         std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+        sequential=_calibrated(finite, "numeric", sequential_arl, bucket_size, max_categories),
     )
 
 
@@ -201,19 +242,26 @@ class ReferenceProfile:
         max_categories: int | Mapping[str, int] = 50,
         source: str = "file",
         metadata: Mapping[str, Any] | None = None,
+        sequential_arl_events: float | None = None,
+        bucket_size: int = 50,
     ) -> ReferenceProfile:
         """Profile every column given as ``{name: (kind, values)}``.
 
         ``max_categories`` caps categorical vocabularies, for all columns or per column.
+        ``sequential_arl_events`` (model level, e.g. 1e6) calibrates a CUSUM per column
+        with the budget split evenly across the columns (Bonferroni).
         """
 
         def cap(name: str) -> int:
             return max_categories if isinstance(max_categories, int) else max_categories.get(name, 50)
 
         n_rows = max((len(values) for _, values in columns.values()), default=0)
+        present = {name: kv for name, kv in columns.items() if len(kv[1]) > 0}
+        arl = feature_arl_target(sequential_arl_events, len(present)) if sequential_arl_events and present else None
         profiles = {
-            name: build_column_profile(values, kind, bins=bins, max_categories=cap(name))
-            for name, (kind, values) in columns.items()
-            if len(values) > 0
+            name: build_column_profile(
+                values, kind, bins=bins, max_categories=cap(name), sequential_arl=arl, bucket_size=bucket_size
+            )
+            for name, (kind, values) in present.items()
         }
         return cls(model_id, n_rows, profiles, source=source, metadata=dict(metadata or {}))

@@ -335,8 +335,14 @@ class CalibratedCusum:
         positions = np.flatnonzero(codes < len(self._encoder.vocabulary))
         return codes[positions], positions, codes.size
 
-    def process(self, values: Iterable[Any]) -> list[Detection]:
-        """Consume a batch; return every alarm in it (CUSUMs restart at 0 after each)."""
+    def bucket_statistics(self, values: Iterable[Any]) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """First half of :meth:`process`: statistics of the buckets this batch completes.
+
+        Values left over from earlier batches are buffered, so the buckets do not depend on
+        batch boundaries. Returns the (n_buckets, n_channels) statistics and, per bucket,
+        the stream index (1-based) of the event that completed it. In the worker, stage 1
+        calls this and ships the small statistics rows to stage 2, which calls :meth:`advance`.
+        """
         present, positions, length = self._present(values)
         b = self.bucket_size
         buffered = len(self._buffer)
@@ -346,15 +352,31 @@ class CalibratedCusum:
         start_events = self.n_events
         self.n_events += length
         self._buffer = combined[n_full * b :].tolist()
+        if n_full == 0:
+            return np.zeros((0, 0), dtype=np.float64), np.zeros(0, dtype=np.int64)
+        rows = self._statistics(combined[: n_full * b].reshape(n_full, b))
+        last = positions[np.arange(1, n_full + 1) * b - 1 - buffered]
+        return rows, (start_events + last + 1).astype(np.int64)
+
+    def advance(self, rows: npt.ArrayLike, event_indices: npt.ArrayLike | None = None) -> list[Detection]:
+        """Second half of :meth:`process`: the CUSUM recursion over bucket statistics, in order.
+
+        ``event_indices`` label the detections; without them a bucket's index times the
+        bucket size stands in (the worker's stage 2, which sees buckets from many partitions).
+        """
+        table = np.asarray(rows, dtype=np.float64)
+        n_full = table.shape[0] if table.ndim == 2 else 0
         if n_full == 0 or not self.components:
             self.n_buckets += n_full
             return []
-        rows = self._statistics(combined[: n_full * b].reshape(n_full, b)).tolist()
-        last = positions[np.arange(1, n_full + 1) * b - 1 - buffered]
+        if event_indices is None:
+            indices = (self.n_buckets + np.arange(1, n_full + 1)) * self.bucket_size
+        else:
+            indices = np.asarray(event_indices, dtype=np.int64)
         sums = self.sums
         params = self._params
         detections: list[Detection] = []
-        for i, row in enumerate(rows):
+        for i, row in enumerate(table.tolist()):
             fired = -1
             ratio = 0.0
             for j, (channel, sign, allowance, threshold) in enumerate(params):
@@ -368,7 +390,7 @@ class CalibratedCusum:
                 c = self.components[fired]
                 detections.append(
                     Detection(
-                        event_index=start_events + int(last[i]) + 1,
+                        event_index=int(indices[i]),
                         bucket_index=self.n_buckets + i + 1,
                         component=c.name,
                         statistic=sums[fired],
@@ -381,6 +403,11 @@ class CalibratedCusum:
         self.n_buckets += n_full
         self.n_alarms += len(detections)
         return detections
+
+    def process(self, values: Iterable[Any]) -> list[Detection]:
+        """Consume a batch; return every alarm in it (CUSUMs restart at 0 after each)."""
+        rows, indices = self.bucket_statistics(values)
+        return self.advance(rows, indices)
 
     def update(self, values: Iterable[Any]) -> Detection | None:
         """Consume a batch; return its first alarm, or None (see :meth:`process`)."""

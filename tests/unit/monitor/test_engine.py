@@ -18,7 +18,7 @@ CONFIG = {
             "features": {"a": "numeric", "b": "numeric", "c": "categorical"},
             "reference": {"learn_from_first": 2000},
             "window": {"size": "10s", "allowed_lateness": "2s", "idle_close": "30s"},
-            "drift": {"resolve_windows": 2},
+            "drift": {"resolve_windows": 2, "sequential": False},
         }
     ]
 }
@@ -133,3 +133,20 @@ def test_state_restored_mid_stream_continues_identically() -> None:
         outputs += out
     outputs += restored.flush()
     assert [o.alert for o in outputs if isinstance(o, AlertRaised)] == expected
+
+
+def test_the_sequential_detector_alerts_before_the_window_closes_and_resolves() -> None:
+    config = {"models": [{**CONFIG["models"][0], "drift": {"resolve_windows": 2}}]}
+    runtime = MonitorRuntime(parse_config(config))
+    lines = _lines(20_000, shift_from=8_500, shift_to=14_000)
+    cusum = []
+    for i in range(0, len(lines), 250):
+        outputs, _ = runtime.run_batch(lines[i : i + 250], "replay:0", i)
+        cusum += [(i + 250, o.alert) for o in outputs if isinstance(o, AlertRaised) and o.alert.metric == "cusum"]
+    outputs = runtime.flush()
+    cusum += [(len(lines), o.alert) for o in outputs if isinstance(o, AlertRaised) and o.alert.metric == "cusum"]
+    assert [(a.subject, a.status) for _, a in cusum] == [("a", "firing"), ("a", "resolved")]
+    seen_at, firing = cusum[0]
+    assert 8_500 < seen_at <= 9_000  # within 500 events of a 1σ shift, mid-window (windows close every 1,000)
+    assert firing.window.start.timestamp() == 1_000_080.0
+    assert cusum[1][1].window.start.timestamp() >= 1_000_150.0

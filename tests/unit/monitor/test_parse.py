@@ -27,7 +27,16 @@ anything = st.one_of(
     st.dictionaries(st.text(max_size=2), st.integers(-5, 5), max_size=2),
 )
 timestamps = st.one_of(
-    st.sampled_from(["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.123+02:00", "2026-01-02T03:04:05", "yesterday", ""]),
+    st.sampled_from(
+        [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.123+02:00",
+            "2026-01-02T03:04:05",
+            "20260102T030405Z",
+            "yesterday",
+            "",
+        ]
+    ),
     st.integers(0, 2_000_000_000),
     st.booleans(),
 )
@@ -53,9 +62,12 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
                 st.fixed_dictionaries(
                     {},
                     optional={
-                        "score": st.one_of(st.floats(-0.5, 1.5), st.none(), st.text(max_size=2)),
+                        "score": st.one_of(st.floats(-0.5, 1.5), st.none(), st.text(max_size=2), st.booleans()),
+                        "probabilities": st.dictionaries(
+                            st.text(max_size=2), st.one_of(st.floats(0, 1), st.just("0.5"))
+                        ),
                         "label": st.one_of(scalars, st.lists(st.integers(-5, 5), max_size=1)),
-                        "value": st.one_of(st.floats(allow_nan=False), st.none(), st.booleans()),
+                        "value": st.one_of(st.floats(allow_nan=False), st.none(), st.booleans(), st.just("1.5")),
                     },
                 ),
                 st.integers(-5, 5),
