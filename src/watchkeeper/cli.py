@@ -154,6 +154,8 @@ def profile_build(
     score_column: Annotated[str | None, typer.Option(help="column holding the model's score")] = None,
     label_column: Annotated[str | None, typer.Option(help="column holding the predicted label")] = None,
     bins: Annotated[int, typer.Option(help="coarse bins per numeric column")] = 10,
+    sequential: Annotated[bool, typer.Option(help="calibrate a CUSUM per column (takes ~1 s a column)")] = True,
+    arl_events: Annotated[float, typer.Option(help="events between model-level CUSUM false alarms")] = 1e6,
 ) -> None:
     """Build a reference profile (quantile bins, category frequencies, row count) from CSV."""
     from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
@@ -168,6 +170,8 @@ def profile_build(
         kinds = {f.name: f.type for f in model_config.features}
         caps = {f.name: f.max_categories for f in model_config.features}
         bins = model_config.drift.bins
+        sequential = sequential and model_config.drift.sequential
+        arl_events = model_config.drift.sequential_arl_events
         missing = [name for name in kinds if name not in header]
         if missing:
             _fail(f"{data}: columns {missing} of model {model!r} are not in the CSV header {header}")
@@ -188,7 +192,14 @@ def profile_build(
         columns[PREDICTION_SCORE] = ("numeric", [_numeric_or_none(r[score_column]) for r in rows])
     if label_column:
         columns[PREDICTION_LABEL] = ("categorical", [r[label_column] or None for r in rows])
-    profile = ReferenceProfile.build(model, columns, bins=bins, max_categories=caps, metadata={"data": data.name})
+    profile = ReferenceProfile.build(
+        model,
+        columns,
+        bins=bins,
+        max_categories=caps,
+        metadata={"data": data.name},
+        sequential_arl_events=arl_events if sequential else None,
+    )
     output.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
     typer.echo(f"profile of {model}: {profile.n_rows} rows, {len(profile.columns)} columns -> {output}")
 
@@ -203,11 +214,12 @@ def replay(
     """Run the monitor core over recorded events (event-time order) with no Kafka."""
     from tqdm import tqdm
 
-    from watchkeeper.monitor.engine import AlertRaised, WindowClosed
+    from watchkeeper.events import trigger_cloudevent
+    from watchkeeper.monitor.engine import AlertRaised, TriggerRaised, WindowClosed
     from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
     runtime = MonitorRuntime(_load(config))
-    windows = alerts = rejected = 0
+    windows = alerts = triggers = rejected = 0
     size = events.stat().st_size
     with (
         events.open("rb") as source,
@@ -231,7 +243,12 @@ def replay(
                     alerts += 1
                     record = {"kind": "alert", **out.alert.model_dump(mode="json")}
                     sink.write(orjson.dumps(record) + b"\n")
-    typer.echo(f"{windows} windows, {alerts} alerts, {rejected} rejected events -> {output}", err=True)
+                elif isinstance(out, TriggerRaised):
+                    triggers += 1
+                    event = trigger_cloudevent(out.trigger, "watchkeeper-replay", out.trigger.data_window.end)
+                    sink.write(orjson.dumps({"kind": "retraining", **event.model_dump(mode="json")}) + b"\n")
+    summary = f"{windows} windows, {alerts} alerts, {triggers} retraining triggers, {rejected} rejected events"
+    typer.echo(f"{summary} -> {output}", err=True)
 
 
 @schemas_app.command("write")

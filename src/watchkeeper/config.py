@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from watchkeeper.monitor.retraining import RetrainingPolicy
+
 __all__ = [
     "ConfigError",
     "DriftConfig",
@@ -120,6 +122,7 @@ class ModelConfig(_Strict):
     drift: DriftConfig = DriftConfig()
     alerts: MonitorConfig = MonitorConfig()
     sensitive_attributes: list[str] = Field(default_factory=list)
+    retraining: list[RetrainingPolicy] = Field(default_factory=list, description="see docs/retraining.md")
 
     @model_validator(mode="before")
     @classmethod
@@ -140,6 +143,10 @@ class ModelConfig(_Strict):
             raise ValueError(f"feature names must be unique; repeated: {duplicated}")
         if not self.features:
             raise ValueError("at least one feature is required")
+        policies = [p.name for p in self.retraining]
+        repeated_policies = sorted({n for n in policies if policies.count(n) > 1})
+        if repeated_policies:
+            raise ValueError(f"retraining policy names must be unique; repeated: {repeated_policies}")
         return self
 
 

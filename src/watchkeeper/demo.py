@@ -73,7 +73,9 @@ class DemoModel:
             PREDICTION_SCORE: ("numeric", data["score"]),
             PREDICTION_LABEL: ("categorical", [str(v) for v in data["label"]]),
         }
-        return ReferenceProfile.build(MODEL_ID, columns, metadata={"data": "synthetic training sample"})
+        return ReferenceProfile.build(
+            MODEL_ID, columns, metadata={"data": "synthetic training sample"}, sequential_arl_events=1e6
+        )
 
 
 def demo_config(profile_path: Path) -> dict[str, Any]:
@@ -156,6 +158,7 @@ def run_demo(duration: float, rate: float, drift_after: float, metrics_port: int
     ensure_topics(settings)
 
     model = DemoModel()
+    print("building the reference profile (quantile bins, calibrated CUSUM thresholds)...")
     profile_path = workdir / "demo-credit.profile.json"
     profile_path.write_bytes(orjson.dumps(model.profile().to_dict()))
     config_path = workdir / "watchkeeper.yaml"

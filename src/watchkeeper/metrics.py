@@ -81,6 +81,9 @@ class WorkerMetrics:
         self.alerts = Counter(
             "watchkeeper_alerts", "Alert transitions published", ["model_id", "monitor", "status"], registry=r
         )
+        self.triggers = Counter(
+            "watchkeeper_retraining_triggers", "Retraining triggers published", ["model_id", "rule"], registry=r
+        )
         self.references = Counter(
             "watchkeeper_references_learned", "Reference profiles learned", ["model_id"], registry=r
         )

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, Producer
 from watchkeeper.client import WatchkeeperClient
 from watchkeeper.config import Settings, parse_config
 from watchkeeper.dev.kafka import LocalKafka
-from watchkeeper.monitor.engine import AlertRaised
+from watchkeeper.monitor.engine import AlertRaised, TriggerRaised
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 from watchkeeper.stream.topics import ensure_topics
@@ -86,6 +86,7 @@ def setup(kafka: LocalKafka, topic_prefix: str, tmp_path: Path) -> Iterator[dict
                 "features": {"x1": "numeric", "x2": "numeric", "x3": "numeric", "c1": "categorical"},
                 "reference": {"profile": str(profile_path)},
                 "window": {"size": "5s", "allowed_lateness": "1s", "idle_close": "4s"},
+                "retraining": [{"name": "drift-retrain", "monitors": ["drift"], "cooldown": "1h"}],
             }
         ]
     }
@@ -197,6 +198,15 @@ def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
     assert "model_id: 'nope': not a configured model" in reasons
     assert all(m.key() == settings.topic_predictions.encode() for m in dead)
 
+    # one retraining trigger per cooldown, although x2 stays drifted for six windows
+    triggers = _consume(settings, settings.topic_retraining, lambda m: False, timeout=5)
+    assert len(triggers) == 1
+    trigger = orjson.loads(triggers[0].value())
+    jsonschema.validate(trigger, json.loads((ROOT / "schemas" / "retraining-trigger.v1.json").read_text()))
+    assert trigger["type"] == "io.watchkeeper.retraining.requested.v1" and trigger["id"] == trigger["data"]["id"]
+    assert {e["subject"] for e in trigger["data"]["evidence"]} == {"x2"}
+    assert triggers[0].key() == MODEL.encode()
+
     port = setup["env"]["WATCHKEEPER_METRICS_PORT"]
     body = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5).read().decode()
     assert f'watchkeeper_events_total{{model_id="{MODEL}",outcome="accepted"}} 12000.0' in body
@@ -204,12 +214,9 @@ def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
     # the same events replayed offline give the same window-test alerts, number for number
     # (CUSUM alarm times depend on how buckets from the partitions interleave, so not those)
     runtime = MonitorRuntime(parse_config(yaml.safe_load(setup["config_path"].read_text())))
-    replayed = [
-        out.alert
-        for outputs, _, _ in replay_lines(runtime, lines, batch_size=777)
-        for out in outputs
-        if isinstance(out, AlertRaised)
-    ]
+    outputs = [out for batch, _, _ in replay_lines(runtime, lines, batch_size=777) for out in batch]
+    replayed = [out.alert for out in outputs if isinstance(out, AlertRaised)]
+    replayed_triggers = [out.trigger.id for out in outputs if isinstance(out, TriggerRaised)]
     worker_alerts = [
         (e["data"]["fingerprint"], e["data"]["status"], e["data"]["observed"], e["data"]["window"]["start"])
         for e in envelopes
@@ -221,3 +228,4 @@ def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
         if a.metric == "psi"
     ]
     assert worker_alerts == replay_alerts
+    assert replayed_triggers == [trigger["id"]]  # the idempotency key is the same offline

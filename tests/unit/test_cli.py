@@ -63,6 +63,9 @@ def test_replay_writes_windows_and_alerts(tmp_path: Path) -> None:
     windows = [r for r in records if r["kind"] == "window"]
     alerts = [r for r in records if r["kind"] == "alert"]
     assert len(windows) == 6 and all(w["n"] == 1000 for w in windows)
-    assert [(a["subject"], a["status"]) for a in alerts] == [("a", "firing")]
+    assert sorted((a["subject"], a["status"], a["metric"]) for a in alerts) == [
+        ("a", "firing", "cusum"),
+        ("a", "firing", "psi"),
+    ]
     assert windows[3]["drifted"] == ["a"] and windows[2]["drifted"] == []
-    assert "6 windows, 1 alerts, 1 rejected events" in result.output
+    assert "6 windows, 2 alerts, 0 retraining triggers, 1 rejected events" in result.output

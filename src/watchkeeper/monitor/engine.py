@@ -20,16 +20,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchkeeper import __version__
 from watchkeeper.config import ModelConfig
-from watchkeeper.events import Alert
+from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deterministic_id
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
 from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
 from watchkeeper.monitor.partials import monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.retraining import RetrainingPlanner
 from watchkeeper.monitor.sequential_drift import SequentialDrift
 from watchkeeper.monitor.window import SampleBuffer, WindowAggregate
 
-__all__ = ["ModelMonitor", "ProfileLearned", "WindowClosed", "AlertRaised", "Output"]
+__all__ = ["ModelMonitor", "ProfileLearned", "WindowClosed", "AlertRaised", "TriggerRaised", "Output"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,12 @@ class ProfileLearned:
     profile: ReferenceProfile
 
 
-Output = WindowClosed | AlertRaised | ProfileLearned
+@dataclass(frozen=True)
+class TriggerRaised:
+    trigger: RetrainingTrigger
+
+
+Output = WindowClosed | AlertRaised | ProfileLearned | TriggerRaised
 
 
 def _drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDrift) -> Evaluation:
@@ -118,6 +125,8 @@ class ModelMonitor:
             self.sample = SampleBuffer(limit=config.reference.learn_from_first)
         rule = AlertRule(for_windows=config.drift.for_windows, resolve_windows=config.drift.resolve_windows)
         self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, dict(config.alerts.links))
+        self.planner = RetrainingPlanner(config.model_id, config.retraining, state.get("retraining"))
+        self.config_hash = deterministic_id(config.model_dump_json())
         self._sequential_state = state.get("sequential")
         self._sequential: SequentialDrift | None = None
 
@@ -142,6 +151,7 @@ class ModelMonitor:
             "learned_profile": self.profile.to_dict() if self.profile and self.profile.source == "learned" else None,
             "alerts": self.alerts.to_dict(),
             "sequential": self.sequential.state_dict() if self.sequential else self._sequential_state,
+            "retraining": self.planner.to_dict(),
         }
 
     # -- input ----------------------------------------------------------------------
@@ -249,10 +259,16 @@ class ModelMonitor:
         version = max(latest.get("versions", {"unversioned": 0}).items(), key=lambda kv: kv[1])[0]
         outputs: list[Output] = []
         for evaluation in self.sequential.advance(rows, start, version):
-            alert = self.alerts.observe(evaluation)
-            if alert is not None:
-                outputs.append(AlertRaised(alert))
+            outputs += self._observe(evaluation)
         return outputs
+
+    def _observe(self, evaluation: Evaluation) -> list[Output]:
+        """Advance the alert state; a transition becomes an Alert and informs retraining."""
+        alert = self.alerts.observe(evaluation)
+        if alert is None:
+            return []
+        self.planner.record(alert, alert_id=alert_cloudevent(alert, "watchkeeper").id)
+        return [AlertRaised(alert)]
 
     def _evaluate(self, window: WindowAggregate) -> list[Output]:
         assert self.profile is not None
@@ -264,7 +280,11 @@ class ModelMonitor:
         if self.sequential is not None:
             evaluations += self.sequential.window_closed(window.start, report.model_version)
         for evaluation in evaluations:
-            alert = self.alerts.observe(evaluation)
-            if alert is not None:
-                outputs.append(AlertRaised(alert))
-        return outputs
+            outputs += self._observe(evaluation)
+        triggers = self.planner.observe_window(
+            (report.window_start, report.window_end, report.n, 0),
+            reference_id=self.profile.reference_id,
+            monitor_version=__version__,
+            config_hash=self.config_hash,
+        )
+        return outputs + [TriggerRaised(trigger) for trigger in triggers]

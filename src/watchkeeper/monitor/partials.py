@@ -26,6 +26,7 @@ from watchkeeper.monitor.profile import (
     CategoricalProfile,
     NumericProfile,
     ReferenceProfile,
+    calibrated_detector,
 )
 from watchkeeper.stats.sequential import CalibratedCusum
 
@@ -84,9 +85,9 @@ class ColumnBinner:
             edges[j, : len(grid)] = grid
         lengths = np.asarray([len(g) for g in grids], dtype=np.int64)
         detectors = {
-            name: CalibratedCusum.from_dict(column.sequential)
+            name: CalibratedCusum.from_dict(state)
             for name, column in profile.columns.items()
-            if column.sequential is not None and name in columns
+            if (state := calibrated_detector(column)) is not None and name in columns
         }
         return cls(numeric, categorical, edges, lengths, profile, detectors)
 

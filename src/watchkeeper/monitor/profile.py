@@ -25,6 +25,7 @@ from watchkeeper.stats.histogram import bin_counts, quantile_edges
 from watchkeeper.stats.sequential import CalibratedCusum, feature_arl_target
 
 __all__ = [
+    "calibrated_detector",
     "CategoricalProfile",
     "NumericProfile",
     "ReferenceProfile",
@@ -123,6 +124,12 @@ class CategoricalProfile:
 ColumnProfile = NumericProfile | CategoricalProfile
 
 
+def calibrated_detector(column: ColumnProfile) -> dict[str, Any] | None:
+    """The column's calibrated CUSUM state, or None when none could be calibrated."""
+    state = column.sequential
+    return state if state is not None and "unavailable" not in state else None
+
+
 def _coarse_grouping(fine_counts: np.ndarray, bins: int) -> np.ndarray:
     """Group consecutive fine bins into ``bins`` groups of about equal reference mass.
 
@@ -147,9 +154,12 @@ def _calibrated(
     """A calibrated CUSUM for the column (thresholds from the reference itself), or None."""
     if arl_events is None:
         return None
-    detector = CalibratedCusum.from_reference(
-        values, kind, target_arl_events=arl_events, bucket_size=bucket_size, max_categories=min(cap, 20)
-    )
+    try:
+        detector = CalibratedCusum.from_reference(
+            values, kind, target_arl_events=arl_events, bucket_size=bucket_size, max_categories=min(cap, 20)
+        )
+    except ValueError as exc:  # e.g. a near-constant column: no calibrated detector, window tests only
+        return {"unavailable": str(exc)}
     return detector.to_dict()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.alerts import Evaluation
-from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.profile import ReferenceProfile, calibrated_detector
 from watchkeeper.stats.sequential import CalibratedCusum, Detection
 
 __all__ = ["SequentialDrift"]
@@ -33,8 +33,9 @@ class SequentialDrift:
         state = state or {}
         if config.drift.sequential:
             for name, column in profile.columns.items():
-                if column.sequential is not None:
-                    detector = CalibratedCusum.from_dict(column.sequential)
+                calibrated = calibrated_detector(column)
+                if calibrated is not None:
+                    detector = CalibratedCusum.from_dict(calibrated)
                     saved = state.get("detectors", {}).get(name)
                     if saved:
                         detector.sums = [float(v) for v in saved["sums"]]

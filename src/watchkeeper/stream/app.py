@@ -27,9 +27,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from watchkeeper.config import Settings, WatchkeeperConfig
-from watchkeeper.events import alert_cloudevent
+from watchkeeper.events import alert_cloudevent, trigger_cloudevent
 from watchkeeper.metrics import WorkerMetrics
-from watchkeeper.monitor.engine import AlertRaised, Output, ProfileLearned, WindowClosed
+from watchkeeper.monitor.engine import AlertRaised, Output, ProfileLearned, TriggerRaised, WindowClosed
 from watchkeeper.monitor.parse import Rejected
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
@@ -121,6 +121,7 @@ def create_app(
     predictions = app.topic(settings.topic_predictions, partitions=settings.input_partitions)
     partials = app.topic(settings.topic_partials, partitions=settings.input_partitions)
     alerts = app.topic(settings.topic_alerts, partitions=1)
+    retraining = app.topic(settings.topic_retraining, partitions=1)
     deadletter = app.topic(settings.topic_deadletter, partitions=1)
     references = app.topic(settings.topic_references, partitions=1, compacting=True)
     state = app.Table("model-state", partitions=settings.input_partitions, key_type=bytes, value_type=bytes)
@@ -165,6 +166,12 @@ def create_app(
                 log.warning("alert %s %s %s", alert.status, alert.model_id, alert.summary)
             elif isinstance(output, WindowClosed):
                 metrics.observe_drift(output.report, monitor_late)
+            elif isinstance(output, TriggerRaised):
+                trigger = output.trigger
+                envelope = trigger_cloudevent(trigger, settings.source, trigger.data_window.end)
+                await retraining.send(key=model_id.encode(), value=envelope.model_dump_json().encode())
+                metrics.triggers.labels(model_id, trigger.reason.rule).inc()
+                log.warning("retraining requested for %s by %s (%s)", model_id, trigger.reason.rule, trigger.id)
             elif isinstance(output, ProfileLearned):
                 await references.send(key=model_id.encode(), value=orjson.dumps(output.profile.to_dict()))
                 metrics.references.labels(model_id).inc()

@@ -1,0 +1,384 @@
+"""The fairness monitor: per-window group-disparity verdicts (pure, no I/O).
+
+For each sensitive attribute (or intersection, e.g. ``race|sex``) the window's
+:class:`~watchkeeper.stats.fairness.GroupFairnessAggregate` is computed with
+``min_support``; only *sufficient* groups (at least ``min_support`` rows, labelled rows for
+label-based rates) take part in the disparities, so a tiny group can neither raise nor
+hide an alert. Rules, with tolerance t:
+
+* demographic parity / equal opportunity / equalized odds difference (subject = attribute):
+  observed = max - min rate over sufficient groups (equalized odds: the larger of the TPR
+  and FPR differences); interval = Newcombe's hybrid score interval (Newcombe 1998, method
+  10) of the realising pair's difference; **breached** when the interval lies entirely
+  above t (evidence, not just a point estimate, as SageMaker Clarify's bias reports aim
+  for); **cleared** when the point estimate is <= 0.75·t or fewer than two groups are
+  sufficient.
+* disparate impact (subject = ``attribute=group``, one per sufficient group other than
+  the reference): DI = selection rate / reference group's (configured, else the most
+  favoured sufficient group); interval = (low_g / high_ref, high_g / low_ref) from the two
+  Wilson intervals (Wilson 1927), a conservative (Bonferroni-like) bound; **breached** when
+  the upper bound is below t (default 0.8, the four-fifths rule); **cleared** when
+  DI >= 1 − 0.75·(1 − t) (0.85 for t = 0.8). Insufficient groups get no evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from watchkeeper.events import Severity
+from watchkeeper.monitor.alerts import Evaluation
+from watchkeeper.stats.fairness import Disparity, FairnessReport, Gap, GroupFairnessAggregate, GroupMetrics, Rate
+
+__all__ = [
+    "DEFAULT_FAIRNESS_TOLERANCE",
+    "FAIRNESS_METRICS",
+    "FairnessConfig",
+    "FairnessMetric",
+    "disparate_impact_interval",
+    "fairness_evaluations",
+]
+
+FairnessMetric = Literal[
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "disparate_impact",
+]
+FAIRNESS_METRICS: tuple[FairnessMetric, ...] = (
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "disparate_impact",
+)
+DEFAULT_FAIRNESS_TOLERANCE: dict[str, float] = {
+    "demographic_parity_difference": 0.1,
+    "equalized_odds_difference": 0.1,
+    "equal_opportunity_difference": 0.1,
+    "disparate_impact": 0.8,  # a floor, not a difference: the four-fifths rule
+}
+CLEAR_FRACTION = 0.75
+_RATES = ("selection_rate", "tpr", "fpr", "fnr", "precision", "accuracy")
+
+
+class FairnessConfig(BaseModel):
+    """Fairness monitor settings (``models[].fairness`` in the YAML).
+
+    Single attributes come from ``ModelConfig.sensitive_attributes``; ``intersections``
+    adds joined ones (``[race, sex]`` → subject ``race|sex``). ``tolerance`` entries
+    override the defaults one by one. ``max_groups`` is the aggregate's cardinality cap.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    intersections: list[list[str]] = Field(default_factory=list)
+    metrics: list[FairnessMetric] = Field(default_factory=lambda: list(FAIRNESS_METRICS))
+    tolerance: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FAIRNESS_TOLERANCE))
+    min_support: int = Field(default=30, ge=1, description="rows (labelled rows for TPR/FPR) per group")
+    max_groups: int = Field(default=20, ge=2, le=1000)
+    reference_group: dict[str, str] = Field(default_factory=dict, description="attribute -> reference group")
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    for_windows: int = Field(default=1, ge=1)
+    resolve_windows: int = Field(default=2, ge=1)
+    severity: Severity = "warning"
+
+    @field_validator("tolerance")
+    @classmethod
+    def _merge_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(FAIRNESS_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; expected some of {list(FAIRNESS_METRICS)}")
+        bad = sorted(k for k, v in value.items() if not (v > 0 and (k != "disparate_impact" or v <= 1)))
+        if bad:
+            raise ValueError(f"tolerance of {bad}: expected > 0 (disparate_impact in (0, 1])")
+        return {**DEFAULT_FAIRNESS_TOLERANCE, **value}
+
+    @field_validator("intersections")
+    @classmethod
+    def _check_intersections(cls, value: list[list[str]]) -> list[list[str]]:
+        bad = [i for i in value if len(i) < 2 or len(set(i)) != len(i) or any("|" in a for a in i)]
+        if bad:
+            raise ValueError(f"intersections {bad}: expected lists of >= 2 distinct attribute names without '|'")
+        return value
+
+    def subjects(self, sensitive_attributes: list[str]) -> list[str]:
+        """Aggregate keys to build: the attributes, then ``"a|b"`` per intersection."""
+        return [*sensitive_attributes, *("|".join(i) for i in self.intersections)]
+
+
+def _num(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _rate(rate: Rate) -> dict[str, Any]:
+    return {"value": rate.value, "successes": rate.successes, "n": rate.n, "interval": [rate.low, rate.high]}
+
+
+def _group(g: GroupMetrics) -> dict[str, Any]:
+    return {
+        "count": g.count,
+        "n_labeled": g.n_labeled,
+        "sufficient": g.sufficient,
+        "sufficient_selection": g.sufficient_selection,
+        "status": "ok" if g.sufficient and g.sufficient_selection else "insufficient data",
+        **{name: _rate(getattr(g, name)) for name in _RATES},
+        "mean_score": g.mean_score,
+        "observed_positive_rate": g.observed_positive_rate,
+        "disparate_impact": _num(g.disparate_impact),
+        "four_fifths_violation": g.four_fifths_violation,
+    }
+
+
+def _gap(gap: Gap | None) -> dict[str, Any] | None:
+    if gap is None:
+        return None
+    return {
+        "rate": gap.rate,
+        "group_max": gap.group_max,
+        "group_min": gap.group_min,
+        "difference": gap.difference,
+        "interval": [gap.low, gap.high],
+    }
+
+
+def _disparity(sufficient: Disparity, everyone: Disparity, report: FairnessReport) -> dict[str, Any]:
+    out = {
+        "difference": _num(sufficient.difference_between_groups),
+        "ratio": _num(sufficient.ratio_between_groups),
+        "difference_to_overall": _num(sufficient.difference_to_overall),
+        "groups": list(sufficient.groups),
+        "gap": _gap(sufficient.gap),
+        "difference_all_groups": _num(everyone.difference_between_groups),
+    }
+    if sufficient.metric == "equalized_odds":
+        members = [report.group(g) for g in sufficient.groups]
+        out["components"] = {rate: _gap(_extreme_gap(report, members, rate)) for rate in ("tpr", "fpr")}
+    return out
+
+
+def _extreme_gap(report: FairnessReport, members: list[GroupMetrics], rate: str) -> Gap | None:
+    if len(members) < 2:
+        return None
+    top = max(members, key=lambda g: getattr(g, rate).value)
+    bottom = min(members, key=lambda g: getattr(g, rate).value)
+    return report.compare(rate, top.group, bottom.group)
+
+
+def _compute(subject: str, aggregate: GroupFairnessAggregate, config: FairnessConfig) -> tuple[FairnessReport, str]:
+    """The report, with the configured reference group when it is present (else most favoured)."""
+    reference = config.reference_group.get(subject)
+    if reference is not None:
+        try:
+            return aggregate.compute(config.min_support, config.confidence, reference), "configured"
+        except ValueError:
+            pass  # not seen in this window
+    note = "most_favoured" if reference is None else f"most_favoured (configured {reference!r} absent)"
+    return aggregate.compute(config.min_support, config.confidence, None), note
+
+
+def _report(subject: str, report: FairnessReport, reference_note: str) -> dict[str, Any]:
+    s, a = report.sufficient_groups, report.all_groups
+    return {
+        "attribute": subject,
+        "min_support": report.min_support,
+        "confidence": report.confidence,
+        "reference_group": report.reference_group,
+        "reference_group_source": reference_note,
+        "overall": _group(report.overall),
+        "groups": {g.group: _group(g) for g in report.groups},
+        "pooled": _group(report.pooled) if report.pooled is not None else None,
+        "pooled_distinct_groups": report.pooled_distinct_groups,
+        "insufficient_groups": list(report.insufficient_groups),
+        "disparities": {
+            "demographic_parity_difference": _disparity(s.demographic_parity, a.demographic_parity, report),
+            "equalized_odds_difference": _disparity(s.equalized_odds, a.equalized_odds, report),
+            "equal_opportunity_difference": _disparity(s.equal_opportunity, a.equal_opportunity, report),
+        },
+    }
+
+
+_DIFFERENCES: dict[str, tuple[str, str]] = {
+    "demographic_parity_difference": ("demographic_parity", "count"),
+    "equalized_odds_difference": ("equalized_odds", "n_labeled"),
+    "equal_opportunity_difference": ("equal_opportunity", "n_labeled"),
+}
+
+
+def _difference_evaluation(
+    metric: str,
+    subject: str,
+    report: FairnessReport,
+    config: FairnessConfig,
+    window: tuple[str, str, float, float],
+) -> Evaluation:
+    model_id, model_version, start, end = window
+    field_name, n_field = _DIFFERENCES[metric]
+    disparity: Disparity = getattr(report.sufficient_groups, field_name)
+    tol = config.tolerance[metric]
+    gap = disparity.gap
+    observed = _num(disparity.difference_between_groups)
+    breached = gap is not None and gap.low > tol
+    cleared = gap is None or observed is None or observed <= CLEAR_FRACTION * tol
+    details: dict[str, Any] = {
+        "tolerance": tol,
+        "clear_threshold": CLEAR_FRACTION * tol,
+        "groups": list(disparity.groups),
+        "insufficient_groups": list(report.insufficient_groups),
+        "min_support": report.min_support,
+        "difference_all_groups": _num(getattr(report.all_groups, field_name).difference_between_groups),
+    }
+    if gap is not None:
+        hi, lo = report.group(gap.group_max), report.group(gap.group_min)
+        details.update(
+            rate=gap.rate,
+            group_max=gap.group_max,
+            group_min=gap.group_min,
+            rate_max=getattr(hi, gap.rate).value,
+            rate_min=getattr(lo, gap.rate).value,
+            n_max=getattr(hi, gap.rate).n,
+            n_min=getattr(lo, gap.rate).n,
+        )
+        summary = (
+            f"{model_id}: {metric} for {subject} is {gap.difference:.3f} "
+            f"({gap.group_max} {details['rate_max']:.3f} vs {gap.group_min} {details['rate_min']:.3f} {gap.rate})"
+        )
+        description = (
+            f"{gap.rate} of '{gap.group_max}' ({details['rate_max']:.4f}, n={details['n_max']}) minus "
+            f"'{gap.group_min}' ({details['rate_min']:.4f}, n={details['n_min']}) = {gap.difference:.4f}, "
+            f"{report.confidence:.0%} Newcombe interval [{gap.low:.4f}, {gap.high:.4f}]; alert when the "
+            f"interval is entirely above {tol}. Groups with fewer than {report.min_support} rows are left out: "
+            f"{list(report.insufficient_groups) or 'none'}."
+        )
+    else:
+        summary = f"{model_id}: {metric} for {subject}: fewer than two groups with enough data"
+        description = (
+            f"Fewer than two groups of '{subject}' reach min_support={report.min_support}; "
+            f"insufficient: {list(report.insufficient_groups)}."
+        )
+    return Evaluation(
+        model_id=model_id,
+        model_version=model_version,
+        monitor="fairness",
+        metric=metric,
+        subject=subject,
+        observed=observed,
+        threshold=tol,
+        comparator=">",
+        breached=breached,
+        cleared=cleared,
+        window_start=start,
+        window_end=end,
+        n=int(getattr(report.overall, n_field)),
+        severity=config.severity,
+        summary=summary,
+        description=description,
+        interval=(gap.low, gap.high) if gap is not None else None,
+        details=details,
+    )
+
+
+def disparate_impact_interval(group: Rate, reference: Rate) -> tuple[float, float] | None:
+    """(low_g / high_ref, high_g / low_ref) from the Wilson bounds; None if low_ref == 0."""
+    if reference.low <= 0.0 or reference.high <= 0.0:
+        return None
+    return group.low / reference.high, group.high / reference.low
+
+
+def _impact_evaluations(
+    subject: str, report: FairnessReport, config: FairnessConfig, window: tuple[str, str, float, float]
+) -> list[Evaluation]:
+    model_id, model_version, start, end = window
+    if report.reference_group is None:
+        return []
+    floor = config.tolerance["disparate_impact"]
+    clear = 1.0 - CLEAR_FRACTION * (1.0 - floor)
+    ref = report.group(report.reference_group)
+    out = []
+    for g in report.groups:
+        if g.group == ref.group or not g.sufficient_selection or g.disparate_impact is None:
+            continue
+        interval = disparate_impact_interval(g.selection_rate, ref.selection_rate)
+        di = g.disparate_impact
+        breached = interval is not None and interval[1] < floor
+        out.append(
+            Evaluation(
+                model_id=model_id,
+                model_version=model_version,
+                monitor="fairness",
+                metric="disparate_impact",
+                subject=f"{subject}={g.group}",
+                observed=di,
+                threshold=floor,
+                comparator="<",
+                breached=breached,
+                cleared=di >= clear,
+                window_start=start,
+                window_end=end,
+                n=g.count,
+                severity=config.severity,
+                summary=(
+                    f"{model_id}: disparate impact of {subject}={g.group} is {di:.3f} "
+                    f"(selection {g.selection_rate.value:.3f} vs {ref.group} {ref.selection_rate.value:.3f})"
+                ),
+                description=(
+                    f"Selection rate of '{g.group}' ({g.selection_rate.value:.4f}, n={g.count}) over that of the "
+                    f"reference '{ref.group}' ({ref.selection_rate.value:.4f}, n={ref.count}) = {di:.4f}; "
+                    f"ratio bounds from the Wilson intervals {interval and [round(v, 4) for v in interval]}; "
+                    f"alert when the upper bound is below {floor} (four-fifths rule)."
+                ),
+                interval=interval,
+                details={
+                    "tolerance": floor,
+                    "clear_threshold": clear,
+                    "group": g.group,
+                    "reference_group": ref.group,
+                    "rate": g.selection_rate.value,
+                    "reference_rate": ref.selection_rate.value,
+                    "n": g.count,
+                    "n_reference": ref.count,
+                    "insufficient_groups": list(report.insufficient_groups),
+                },
+            )
+        )
+    return out
+
+
+def fairness_evaluations(
+    model_id: str,
+    model_version: str,
+    window_start: float,
+    window_end: float,
+    aggregates: Mapping[str, GroupFairnessAggregate],
+    config: FairnessConfig,
+) -> tuple[dict[str, Any], list[Evaluation]]:
+    """The window's fairness report (JSON-able, keyed by attribute) and its evaluations.
+
+    ``aggregates`` maps the subject (``"race"``, ``"race|sex"``) to the merged aggregate
+    of the window. Evaluations: one per (attribute, difference metric), one per
+    (attribute, sufficient non-reference group) for disparate impact. None when disabled.
+    """
+    window = (model_id, model_version, float(window_start), float(window_end))
+    reports: dict[str, Any] = {}
+    evaluations: list[Evaluation] = []
+    for subject in sorted(aggregates):
+        report, note = _compute(subject, aggregates[subject], config)
+        reports[subject] = _report(subject, report, note)
+        if not config.enabled:
+            continue
+        for metric in config.metrics:
+            if metric == "disparate_impact":
+                evaluations += _impact_evaluations(subject, report, config, window)
+            else:
+                evaluations.append(_difference_evaluation(metric, subject, report, config, window))
+    summary = {
+        "model_id": model_id,
+        "model_version": model_version,
+        "window_start": window[2],
+        "window_end": window[3],
+        "attributes": reports,
+    }
+    return summary, evaluations
