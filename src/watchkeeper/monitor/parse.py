@@ -8,6 +8,7 @@ the value and what was expected. A test keeps it in step with the pydantic model
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import orjson
 __all__ = ["ParsedBatch", "Rejected", "parse_predictions", "parse_timestamp", "object_matrix", "as_float"]
 
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 _RFC3339_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
@@ -65,6 +67,8 @@ def parse_timestamp(value: Any) -> float:
 
 
 def _check_scalars(mapping: Any, field: str) -> str | None:
+    if type(mapping) is dict and _SCALAR_TYPES.issuperset(map(type, mapping.values())):
+        return None  # fast path: orjson yields exact built-in types
     if not isinstance(mapping, dict):
         return f"{field}: {_shown(mapping)}: expected an object"
     for key, value in mapping.items():
@@ -149,8 +153,16 @@ def parse_predictions(raw: Sequence[bytes | None], models: Container[str]) -> Pa
 def object_matrix(mappings: Sequence[dict[str, Any]], names: Sequence[str]) -> np.ndarray:
     """An (events × names) object array of the mappings' values (None where absent)."""
     matrix = np.empty((len(mappings), len(names)), dtype=object)
-    if mappings and names:
-        matrix[:] = [tuple(map(m.get, names)) for m in mappings]
+    if not mappings or not names:
+        return matrix
+    if len(names) > 1:
+        pick = operator.itemgetter(*names)
+        try:  # fast path: every mapping has every name
+            matrix[:] = [pick(m) for m in mappings]
+            return matrix
+        except KeyError:
+            pass
+    matrix[:] = [tuple(map(m.get, names)) for m in mappings]
     return matrix
 
 

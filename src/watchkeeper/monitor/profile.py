@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -210,9 +211,9 @@ class ReferenceProfile:
     source: str = "file"
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def reference_id(self) -> str:
-        """Content hash: the same reference data gives the same id."""
+        """Content hash: the same reference data gives the same id (computed once)."""
         return deterministic_id(self.model_id, self.n_rows, sorted(self.to_dict()["columns"].items()))
 
     def to_dict(self) -> dict[str, Any]:
