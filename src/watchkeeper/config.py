@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from watchkeeper.monitor.accuracy import AccuracyConfig
+from watchkeeper.monitor.fairness import FairnessConfig
 from watchkeeper.monitor.retraining import RetrainingPolicy
 
 __all__ = [
@@ -122,6 +124,8 @@ class ModelConfig(_Strict):
     drift: DriftConfig = DriftConfig()
     alerts: MonitorConfig = MonitorConfig()
     sensitive_attributes: list[str] = Field(default_factory=list)
+    accuracy: AccuracyConfig = AccuracyConfig()
+    fairness: FairnessConfig = FairnessConfig()
     retraining: list[RetrainingPolicy] = Field(default_factory=list, description="see docs/retraining.md")
 
     @model_validator(mode="before")
@@ -143,6 +147,18 @@ class ModelConfig(_Strict):
             raise ValueError(f"feature names must be unique; repeated: {duplicated}")
         if not self.features:
             raise ValueError("at least one feature is required")
+        if self.task != "regression" and len(self.classes) < 2:
+            raise ValueError(f"classes: {self.classes}: expected at least 2 classes for task {self.task!r}")
+        if self.task == "binary" and len(self.classes) != 2:
+            raise ValueError(f"classes: {self.classes}: expected exactly 2 for task 'binary' (positive last)")
+        self.accuracy.metrics_for(self.task)
+        known = set(self.sensitive_attributes)
+        for intersection in self.fairness.intersections:
+            unknown = [a for a in intersection if a not in known]
+            if unknown:
+                raise ValueError(
+                    f"fairness.intersections: {intersection}: {unknown} not in sensitive_attributes {sorted(known)}"
+                )
         policies = [p.name for p in self.retraining]
         repeated_policies = sorted({n for n in policies if policies.count(n) > 1})
         if repeated_policies:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from watchkeeper.monitor.drift import DriftReport
+from watchkeeper.monitor.label_windows import LabelReport
 
 __all__ = ["WorkerMetrics", "capped"]
 
@@ -84,6 +85,30 @@ class WorkerMetrics:
         self.triggers = Counter(
             "watchkeeper_retraining_triggers", "Retraining triggers published", ["model_id", "rule"], registry=r
         )
+        self.outcomes = Counter("watchkeeper_outcomes", "Outcome events by join result", ["status"], registry=r)
+        self.accuracy = Gauge(
+            "watchkeeper_accuracy_metric",
+            "Accuracy metrics of the newest evaluated window",
+            ["model_id", "metric"],
+            registry=r,
+        )
+        self.coverage = Gauge("watchkeeper_label_coverage", "Labelled share of predictions", ["model_id"], registry=r)
+        self.label_delay = Gauge(
+            "watchkeeper_label_delay_seconds", "Label delay quantiles", ["model_id", "quantile"], registry=r
+        )
+        self.fairness_rate = Gauge(
+            "watchkeeper_fairness_group_rate",
+            "Per-group rates",
+            ["model_id", "attribute", "group", "metric"],
+            registry=r,
+        )
+        self.fairness_disparity = Gauge(
+            "watchkeeper_fairness_disparity",
+            "Disparities between sufficient groups",
+            ["model_id", "attribute", "metric"],
+            registry=r,
+        )
+        self._newest_label_window: dict[str, float] = {}
         self.references = Counter(
             "watchkeeper_references_learned", "Reference profiles learned", ["model_id"], registry=r
         )
@@ -108,3 +133,30 @@ class WorkerMetrics:
             for gauge, value in pairs:
                 if not math.isnan(value):
                     gauge.labels(model, column.column).set(value)
+
+    def observe_labels(self, report: LabelReport) -> None:
+        """Gauges from the newest label window (older windows re-evaluated later do not flap them)."""
+        model = report.model_id
+        if report.window_start < self._newest_label_window.get(model, float("-inf")):
+            return
+        self._newest_label_window[model] = report.window_start
+        if report.coverage is not None:
+            self.coverage.labels(model).set(report.coverage)
+        for quantile, value in (("0.5", report.delay_p50), ("0.9", report.delay_p90), ("0.99", report.delay_p99)):
+            if value is not None:
+                self.label_delay.labels(model, quantile).set(value)
+        if report.accuracy is not None:
+            for metric, value in report.accuracy.metrics.items():
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self.accuracy.labels(model, metric).set(value)
+        for attribute, data in report.fairness.get("attributes", {}).items():
+            for group, rates in data.get("groups", {}).items():
+                label = capped(f"{model}|{attribute}", group)
+                for metric in ("selection_rate", "tpr", "fpr", "precision", "accuracy"):
+                    value = (rates.get(metric) or {}).get("value")
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        self.fairness_rate.labels(model, attribute, label, metric).set(value)
+            for metric, disparity in data.get("disparities", {}).items():
+                value = disparity.get("difference")
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self.fairness_disparity.labels(model, attribute, metric).set(value)

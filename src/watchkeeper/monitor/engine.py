@@ -16,7 +16,7 @@ The same class runs inside the Faust worker (state kept in a changelogged table)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +25,23 @@ from watchkeeper.config import ModelConfig
 from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deterministic_id
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
 from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
+from watchkeeper.monitor.label_windows import LabelReport, LabelWindows
+from watchkeeper.monitor.labels import uses_labels
 from watchkeeper.monitor.partials import monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.retraining import RetrainingPlanner
 from watchkeeper.monitor.sequential_drift import SequentialDrift
 from watchkeeper.monitor.window import SampleBuffer, WindowAggregate
 
-__all__ = ["ModelMonitor", "ProfileLearned", "WindowClosed", "AlertRaised", "TriggerRaised", "Output"]
+__all__ = [
+    "AlertRaised",
+    "LabelsEvaluated",
+    "ModelMonitor",
+    "Output",
+    "ProfileLearned",
+    "TriggerRaised",
+    "WindowClosed",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,12 @@ class TriggerRaised:
     trigger: RetrainingTrigger
 
 
-Output = WindowClosed | AlertRaised | ProfileLearned | TriggerRaised
+@dataclass(frozen=True)
+class LabelsEvaluated:
+    report: LabelReport
+
+
+Output = WindowClosed | AlertRaised | ProfileLearned | TriggerRaised | LabelsEvaluated
 
 
 def _drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDrift) -> Evaluation:
@@ -106,7 +121,11 @@ class ModelMonitor:
     """Stage-2 state and logic of one model (pure: no I/O)."""
 
     def __init__(
-        self, config: ModelConfig, profile: ReferenceProfile | None, state: Mapping[str, Any] | None = None
+        self,
+        config: ModelConfig,
+        profile: ReferenceProfile | None,
+        state: Mapping[str, Any] | None = None,
+        label_store: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         state = state or {}
@@ -124,7 +143,19 @@ class ModelMonitor:
         if profile is None and self.sample is None:
             self.sample = SampleBuffer(limit=config.reference.learn_from_first)
         rule = AlertRule(for_windows=config.drift.for_windows, resolve_windows=config.drift.resolve_windows)
-        self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, dict(config.alerts.links))
+        links = dict(config.alerts.links)
+        self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, links)
+        accuracy, fairness = config.accuracy, config.fairness
+        self.books = {
+            "drift": self.alerts,
+            "accuracy": AlertBook.from_dict(
+                state.get("accuracy_alerts", {}), AlertRule(accuracy.for_windows, accuracy.resolve_windows), links
+            ),
+            "fairness": AlertBook.from_dict(
+                state.get("fairness_alerts", {}), AlertRule(fairness.for_windows, fairness.resolve_windows), links
+            ),
+        }
+        self.labels = LabelWindows(config, state.get("labels"), label_store)
         self.planner = RetrainingPlanner(config.model_id, config.retraining, state.get("retraining"))
         self.config_hash = deterministic_id(config.model_dump_json())
         self._sequential_state = state.get("sequential")
@@ -150,6 +181,9 @@ class ModelMonitor:
             "sample": self.sample.to_dict() if self.sample and self.profile is None else None,
             "learned_profile": self.profile.to_dict() if self.profile and self.profile.source == "learned" else None,
             "alerts": self.alerts.to_dict(),
+            "accuracy_alerts": self.books["accuracy"].to_dict(),
+            "fairness_alerts": self.books["fairness"].to_dict(),
+            "labels": self.labels.state_dict(),
             "sequential": self.sequential.state_dict() if self.sequential else self._sequential_state,
             "retraining": self.planner.to_dict(),
         }
@@ -171,6 +205,10 @@ class ModelMonitor:
             previous = self.source_times.get(src, [float("-inf"), now])[0]
             self.source_times[src] = [max(previous, float(event_time)), now]
         outputs: list[Output] = []
+        for entry in partial.get("labels", ()):
+            self.labels.add(entry)
+        for start, count in partial.get("expired", {}).items():
+            self.labels.add_expired(float(start), int(count))
         if partial["kind"] == "sample":
             outputs += self._learn(partial)
         elif partial["kind"] == "stats":
@@ -180,7 +218,22 @@ class ModelMonitor:
             outputs += self._advance_sequential(partial)
         if partial.get("windows"):
             self.last_data_at = now
-        return outputs + self._close(force_before=None, now=now)
+        outputs += self._close(force_before=None, now=now)
+        return outputs + self._label_tick(now)
+
+    def _label_tick(self, now: float) -> list[Output]:
+        """Re-evaluate label windows that got labels; finalize those past the horizon."""
+        outputs: list[Output] = []
+        for report, evaluations in self.labels.tick(self.watermark(now)):
+            outputs += self._label_outputs(report, evaluations)
+        self.labels.save()
+        return outputs
+
+    def _label_outputs(self, report: LabelReport, evaluations: list[Evaluation]) -> list[Output]:
+        outputs: list[Output] = [LabelsEvaluated(report)]
+        for evaluation in evaluations:
+            outputs += self._observe(evaluation)
+        return outputs
 
     def _merge(self, partial: Mapping[str, Any]) -> None:
         for entry in partial["windows"]:
@@ -224,14 +277,18 @@ class ModelMonitor:
     def tick(self, now: float) -> list[Output]:
         """Close windows the watermark passed; all of them after ``idle_close`` without data."""
         if self.last_data_at is None:
-            return []
+            return self._label_tick(now)
         if now - self.last_data_at >= self.config.window.idle_close:
-            return self._close(force_before=float("inf"), now=now)
-        return self._close(force_before=None, now=now)
+            return self._close(force_before=float("inf"), now=now) + self._label_tick(now)
+        return self._close(force_before=None, now=now) + self._label_tick(now)
 
     def flush(self) -> list[Output]:
-        """Close every open window now (end of a replay)."""
-        return self._close(force_before=float("inf"), now=0.0)
+        """Close every open window and finalize every label window (end of a replay)."""
+        outputs = self._close(force_before=float("inf"), now=0.0)
+        for report, evaluations in self.labels.tick(float("inf")):
+            outputs += self._label_outputs(report, evaluations)
+        self.labels.save()
+        return outputs
 
     def _close(self, force_before: float | None, now: float) -> list[Output]:
         size = self.config.window.size
@@ -264,7 +321,7 @@ class ModelMonitor:
 
     def _observe(self, evaluation: Evaluation) -> list[Output]:
         """Advance the alert state; a transition becomes an Alert and informs retraining."""
-        alert = self.alerts.observe(evaluation)
+        alert = self.books[evaluation.monitor].observe(evaluation)
         if alert is None:
             return []
         self.planner.record(alert, alert_id=alert_cloudevent(alert, "watchkeeper").id)
@@ -274,15 +331,21 @@ class ModelMonitor:
         assert self.profile is not None
         report = evaluate_drift(self.config.model_id, window, self.config.window.size, self.profile, self.config.drift)
         outputs: list[Output] = [WindowClosed(report)]
-        if not report.evaluated or not self.config.drift.enabled:
-            return outputs
-        evaluations = [_drift_evaluation(self.config, report, column) for column in report.columns]
-        if self.sequential is not None:
-            evaluations += self.sequential.window_closed(window.start, report.model_version)
-        for evaluation in evaluations:
-            outputs += self._observe(evaluation)
+        if report.evaluated and self.config.drift.enabled:
+            evaluations = [_drift_evaluation(self.config, report, column) for column in report.columns]
+            if self.sequential is not None:
+                evaluations += self.sequential.window_closed(window.start, report.model_version)
+            for evaluation in evaluations:
+                outputs += self._observe(evaluation)
+        n_labeled = 0
+        if uses_labels(self.config):
+            label_report, label_evaluations = self.labels.drift_window_closed(
+                window.start, window.n, report.model_version
+            )
+            n_labeled = label_report.n_labeled
+            outputs += self._label_outputs(label_report, label_evaluations)
         triggers = self.planner.observe_window(
-            (report.window_start, report.window_end, report.n, 0),
+            (report.window_start, report.window_end, report.n, n_labeled),
             reference_id=self.profile.reference_id,
             monitor_version=__version__,
             config_hash=self.config_hash,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["ParsedBatch", "Rejected", "parse_predictions", "parse_timestamp", "object_matrix", "as_float"]
+__all__ = [
+    "ParsedBatch",
+    "Rejected",
+    "parse_outcomes",
+    "parse_predictions",
+    "parse_timestamp",
+    "object_matrix",
+    "as_float",
+]
 
 _SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(_SCALARS)
@@ -124,8 +132,55 @@ def _check_event(event: Any, models: Container[str]) -> str | None:
     return problem
 
 
+def _check_outcome(event: Any, models: Container[str]) -> str | None:
+    if not isinstance(event, dict):
+        return f"event: {type(event).__name__}: expected a JSON object"
+    for field in ("prediction_id", "model_id"):
+        value = event.get(field)
+        if not isinstance(value, str) or not value:
+            return f"{field}: {_shown(value)}: expected a non-empty string"
+    if event["model_id"] not in models:
+        return f"model_id: {_shown(event['model_id'])}: not a configured model"
+    for field in ("event_id", "model_version"):
+        value = event.get(field)
+        if value is not None and not isinstance(value, str):
+            return f"{field}: {_shown(value)}: expected a string"
+    label, value = event.get("label"), event.get("value")
+    if not isinstance(label, str | int | bool | type(None)):
+        return f"label: {_shown(label)}: expected a string, integer or bool"
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"value: {_shown(value)}: expected a number"
+    if (label is None) == (value is None):
+        return "label/value: expected exactly one of 'label' (classification) or 'value' (regression)"
+    if event.get("prediction") is not None:
+        problem = _check_prediction(event["prediction"])
+        if problem:
+            return problem
+    if event.get("attributes") is not None:
+        problem = _check_scalars(event["attributes"], "attributes")
+        if problem:
+            return problem
+    if event.get("prediction_timestamp") is not None:
+        try:
+            event["prediction_timestamp"] = parse_timestamp(event["prediction_timestamp"])
+        except ValueError as exc:
+            return "prediction_" + str(exc)
+    return None
+
+
 def parse_predictions(raw: Sequence[bytes | None], models: Container[str]) -> ParsedBatch:
     """Decode and validate a batch of raw prediction events."""
+    return _parse(raw, models, _check_event)
+
+
+def parse_outcomes(raw: Sequence[bytes | None], models: Container[str]) -> ParsedBatch:
+    """Decode and validate a batch of raw outcome events (``prediction_timestamp`` → epoch)."""
+    return _parse(raw, models, _check_outcome)
+
+
+def _parse(
+    raw: Sequence[bytes | None], models: Container[str], check: Callable[[Any, Container[str]], str | None]
+) -> ParsedBatch:
     events: list[dict[str, Any]] = []
     times: list[float] = []
     indices: list[int] = []
@@ -136,7 +191,7 @@ def parse_predictions(raw: Sequence[bytes | None], models: Container[str]) -> Pa
         except orjson.JSONDecodeError as exc:
             rejected.append(Rejected(index, f"invalid JSON: {exc}"))
             continue
-        problem = _check_event(event, models)
+        problem = check(event, models)
         if problem is None and isinstance(event, dict):
             try:
                 times.append(parse_timestamp(event.get("timestamp")))

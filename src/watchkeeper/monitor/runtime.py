@@ -10,7 +10,8 @@ process. Reference profiles come from files or are learned (and then shared via
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,26 @@ import numpy as np
 
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
-from watchkeeper.monitor.parse import Rejected, parse_predictions
-from watchkeeper.monitor.partials import ColumnBinner, build_partials, monitored_columns
+from watchkeeper.monitor.join import JoinModel, LabelledRow, OutcomeJoiner
+from watchkeeper.monitor.labels import expired_entries, label_entries, prediction_entries, uses_labels
+from watchkeeper.monitor.parse import Rejected, parse_outcomes, parse_predictions
+from watchkeeper.monitor.partials import PARTIAL_VERSION, ColumnBinner, build_partials, monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
 
-__all__ = ["MonitorRuntime", "load_profile", "replay_lines"]
+__all__ = ["MonitorRuntime", "Stage1Result", "load_profile", "replay_lines"]
+
+JoinStore = MutableMapping[bytes, bytes]
+
+
+@dataclass
+class Stage1Result:
+    """What stage 1 made of a batch."""
+
+    partials: list[dict[str, Any]]
+    rejected: list[Rejected]
+    expired_outcomes: list[bytes] = field(default_factory=list)  # for the dead-letter topic
+    outcomes: dict[str, int] = field(default_factory=dict)  # joined / waiting / duplicate / embedded
+    unusable_labels: int = 0  # labels not among the model's classes, or regression rows without values
 
 
 def load_profile(path: Path) -> ReferenceProfile:
@@ -35,7 +51,12 @@ def load_profile(path: Path) -> ReferenceProfile:
 class MonitorRuntime:
     """Stage-1 binners and stage-2 monitors for every configured model."""
 
-    def __init__(self, config: WatchkeeperConfig, profiles: Mapping[str, ReferenceProfile] | None = None) -> None:
+    def __init__(
+        self,
+        config: WatchkeeperConfig,
+        profiles: Mapping[str, ReferenceProfile] | None = None,
+        join_stores: tuple[JoinStore, JoinStore, JoinStore] | None = None,
+    ) -> None:
         self.config = config
         self.models: dict[str, ModelConfig] = {m.model_id: m for m in config.models}
         self.profiles: dict[str, ReferenceProfile] = dict(profiles or {})
@@ -44,6 +65,12 @@ class MonitorRuntime:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
         self.monitors: dict[str, ModelMonitor] = {}
+        join_models = {
+            m.model_id: JoinModel(m.accuracy.label_horizon, tuple(m.sensitive_attributes)) for m in config.models
+        }
+        predictions, outcomes, joined = join_stores or ({}, {}, {})
+        self.joiner = OutcomeJoiner(join_models, predictions, outcomes, joined)
+        self.event_time = float("-inf")  # latest event time stage 1 has seen (drives join expiry)
 
     # -- profiles -------------------------------------------------------------------
     def adopt_profile(self, profile: ReferenceProfile) -> None:
@@ -64,27 +91,100 @@ class MonitorRuntime:
 
     # -- stage 1 --------------------------------------------------------------------
     def stage1(
-        self, raw: Sequence[bytes | None], sources: Sequence[str], offsets: Sequence[int], now: float
-    ) -> tuple[list[dict[str, Any]], list[Rejected]]:
-        """Validate a batch and build one partial per model; returns (partials, rejected)."""
-        batch = parse_predictions(raw, self.models)
-        index = np.asarray(batch.indices, dtype=np.int64)
-        models = {m: (self.models[m], self.binner(m)) for m in {e["model_id"] for e in batch.events}}
+        self,
+        raw: Sequence[bytes | None],
+        sources: Sequence[str],
+        offsets: Sequence[int],
+        now: float,
+        is_outcome: Sequence[bool] | None = None,
+    ) -> Stage1Result:
+        """Validate a batch of predictions (and outcomes), join, and build one partial per model."""
+        flags = list(is_outcome) if is_outcome is not None else [False] * len(raw)
+        where_p = [i for i, outcome in enumerate(flags) if not outcome]
+        where_o = [i for i, outcome in enumerate(flags) if outcome]
+        predictions = parse_predictions([raw[i] for i in where_p], self.models)
+        outcomes = parse_outcomes([raw[i] for i in where_o], self.models)
+        rejected = [Rejected(where_p[r.index], r.reason) for r in predictions.rejected]
+        rejected += [Rejected(where_o[r.index], r.reason) for r in outcomes.rejected]
+        p_index = np.asarray([where_p[i] for i in predictions.indices], dtype=np.int64)
+        all_offsets = np.asarray(offsets, dtype=np.int64)
+        models = {m: (self.models[m], self.binner(m)) for m in {e["model_id"] for e in predictions.events}}
         partials = build_partials(
-            batch.events,
-            batch.times,
-            [sources[i] for i in batch.indices],
-            np.asarray(offsets, dtype=np.int64)[index] if len(index) else index,
+            predictions.events,
+            predictions.times,
+            [sources[i] for i in p_index],
+            all_offsets[p_index] if len(p_index) else p_index,
             models,
             sent_at=now,
         )
-        return partials, batch.rejected
+        by_model = {p["model_id"]: p for p in partials}
+        result = Stage1Result(partials, rejected)
+        rows: dict[str, list[LabelledRow]] = {}
+        for event, time in zip(predictions.events, predictions.times, strict=True):
+            config = self.models[event["model_id"]]
+            if uses_labels(config):
+                row = self.joiner.add_prediction(event, float(time))
+                if row is not None:
+                    rows.setdefault(row.model_id, []).append(row)
+        for model_id, partial in by_model.items():
+            config = self.models[model_id]
+            mask = np.asarray([e["model_id"] == model_id for e in predictions.events])
+            selected = [e for e, keep in zip(predictions.events, mask, strict=True) if keep]
+            partial["labels"] = list(prediction_entries(config, selected, predictions.times[mask]).values())
+        for position, event, time in zip(outcomes.indices, outcomes.events, outcomes.times, strict=True):
+            row, status = self.joiner.add_outcome(event, float(time))
+            result.outcomes[status] = result.outcomes.get(status, 0) + 1
+            partial = by_model.get(event["model_id"]) or self._labels_partial(event["model_id"], now, by_model)
+            source, offset = sources[where_o[position]], int(all_offsets[where_o[position]])
+            first, last = partial["source"].get(source, [offset, offset])
+            partial["source"][source] = [min(first, offset), max(last, offset)]
+            if row is not None:
+                rows.setdefault(row.model_id, []).append(row)
+        times = np.concatenate([predictions.times, outcomes.times])
+        if times.size:
+            self.event_time = max(self.event_time, float(times.max()))
+        expired = self.joiner.expire(self.event_time)
+        result.expired_outcomes = expired.outcomes
+        lapsed: dict[str, list[float]] = {}
+        for model_id, _, time in expired.predictions:
+            lapsed.setdefault(model_id, []).append(time)
+        for model_id in set(rows) | set(lapsed):
+            config = self.models[model_id]
+            partial = by_model.get(model_id) or self._labels_partial(model_id, now, by_model)
+            entries, unusable = label_entries(config, rows.get(model_id, []))
+            partial.setdefault("labels", []).extend(entries)
+            result.unusable_labels += unusable
+            if model_id in lapsed:
+                partial["expired"] = {repr(k): v for k, v in expired_entries(config, lapsed[model_id]).items()}
+        result.partials = list(by_model.values())
+        return result
+
+    def _labels_partial(self, model_id: str, now: float, by_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """A partial for a model that had outcomes but no predictions in the batch."""
+        partial: dict[str, Any] = {
+            "v": PARTIAL_VERSION,
+            "kind": "labels",
+            "model_id": model_id,
+            "profile_id": None,
+            "source": {},
+            "watermarks": {},
+            "sent_at": now,
+            "windows": [],
+            "labels": [],
+        }
+        by_model[model_id] = partial
+        return partial
 
     # -- stage 2 --------------------------------------------------------------------
-    def monitor(self, model_id: str, state: Mapping[str, Any] | None = None) -> ModelMonitor:
+    def monitor(
+        self,
+        model_id: str,
+        state: Mapping[str, Any] | None = None,
+        label_store: MutableMapping[str, Any] | None = None,
+    ) -> ModelMonitor:
         monitor = self.monitors.get(model_id)
         if monitor is None or state is not None:
-            monitor = ModelMonitor(self.models[model_id], self.profiles.get(model_id), state)
+            monitor = ModelMonitor(self.models[model_id], self.profiles.get(model_id), state, label_store)
             self.monitors[model_id] = monitor
         if monitor.profile is None and model_id in self.profiles:
             monitor.profile = self.profiles[model_id]
@@ -110,11 +210,12 @@ class MonitorRuntime:
     ) -> tuple[list[Output], list[Rejected]]:
         """Stage 1 then stage 2 on one batch (replay, benchmarks); `now` is the event time."""
         offsets = list(range(first_offset, first_offset + len(raw)))
-        partials, rejected = self.stage1(raw, [source] * len(raw), offsets, now=0.0)
+        is_outcome = [line is not None and b'"features"' not in line for line in raw]  # outcomes carry none
+        result = self.stage1(raw, [source] * len(raw), offsets, now=0.0, is_outcome=is_outcome)
         outputs: list[Output] = []
-        for partial in partials:
+        for partial in result.partials:
             outputs += self.stage2(partial, now=0.0)
-        return outputs, rejected
+        return outputs, result.rejected
 
 
 def replay_lines(

@@ -157,9 +157,14 @@ class GroupFairnessAggregate:
         y_pred: npt.ArrayLike,
         scores: npt.ArrayLike | None = None,
         y_true: npt.ArrayLike | None = None,
+        late: bool = False,
     ) -> None:
         """Add one batch: group values, predictions 0/1, optional scores (NaN = none) and
-        optional outcomes (NaN, None or -1 = not yet labelled)."""
+        optional outcomes (NaN, None or -1 = not yet labelled).
+
+        ``late=True`` adds the outcomes of predictions that were added earlier unlabelled:
+        only the labelled counters move (n, selections and scores were counted already).
+        """
         g = group_values(groups)
         n = len(g)
         pred = _binary(y_pred, "y_pred", n)
@@ -200,6 +205,10 @@ class GroupFairnessAggregate:
             ],
             axis=1,
         )
+        if late and not labeled.all():
+            raise ValueError("y_true: unlabelled rows: expected only known outcomes when late=True")
+        if late:
+            ints[:, :3] = 0  # n, selected, n_scored
         both = scored & labeled
         floats = np.stack(
             [
@@ -208,6 +217,8 @@ class GroupFairnessAggregate:
             ],
             axis=1,
         )
+        if late:
+            floats[:, 0] = 0.0  # score_sum
         name_list = [str(v) for v in names]
         if OTHER in name_list:  # a literal "__other__" value is one pooled value
             self._add_hashes([_hash(OTHER)])

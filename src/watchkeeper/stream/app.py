@@ -19,7 +19,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import faust
@@ -29,7 +29,14 @@ from aiokafka import AIOKafkaConsumer
 from watchkeeper.config import Settings, WatchkeeperConfig
 from watchkeeper.events import alert_cloudevent, trigger_cloudevent
 from watchkeeper.metrics import WorkerMetrics
-from watchkeeper.monitor.engine import AlertRaised, Output, ProfileLearned, TriggerRaised, WindowClosed
+from watchkeeper.monitor.engine import (
+    AlertRaised,
+    LabelsEvaluated,
+    Output,
+    ProfileLearned,
+    TriggerRaised,
+    WindowClosed,
+)
 from watchkeeper.monitor.parse import Rejected
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
@@ -37,6 +44,33 @@ from watchkeeper.monitor.runtime import MonitorRuntime
 __all__ = ["create_app"]
 
 log = logging.getLogger("watchkeeper.worker")
+
+
+class _JsonTable(MutableMapping[str, Any]):
+    """A table seen as str keys and JSON values (label windows live one key each)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        raw = self.table[key.encode()]
+        return orjson.loads(raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.table.get(key.encode())
+        return orjson.loads(raw) if raw is not None else default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key.encode()] = orjson.dumps(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode() for key in self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -98,7 +132,6 @@ def create_app(
     metrics: WorkerMetrics | None = None,
     processing_guarantee: str = "exactly_once",
 ) -> faust.App:
-    runtime = MonitorRuntime(config)
     metrics = metrics or WorkerMetrics()
     app = faust.App(
         settings.app_id,
@@ -118,13 +151,25 @@ def create_app(
         # errors every few seconds; it stays on for at_least_once.
         broker_commit_livelock_soft_timeout=86400.0 if processing_guarantee == "exactly_once" else 300.0,
     )
-    predictions = app.topic(settings.topic_predictions, partitions=settings.input_partitions)
+    inputs = app.topic(settings.topic_predictions, settings.topic_outcomes, partitions=settings.input_partitions)
     partials = app.topic(settings.topic_partials, partitions=settings.input_partitions)
     alerts = app.topic(settings.topic_alerts, partitions=1)
     retraining = app.topic(settings.topic_retraining, partitions=1)
     deadletter = app.topic(settings.topic_deadletter, partitions=1)
     references = app.topic(settings.topic_references, partitions=1, compacting=True)
     state = app.Table("model-state", partitions=settings.input_partitions, key_type=bytes, value_type=bytes)
+    # The join stores, keyed by prediction_id like the input topics; use_partitioner puts each
+    # key's changelog record in the key's own partition although stage 1 handles batches.
+    join_tables = tuple(
+        app.Table(name, partitions=settings.input_partitions, key_type=bytes, value_type=bytes, use_partitioner=True)
+        for name in ("join-predictions", "join-outcomes", "join-done")
+    )
+    runtime = MonitorRuntime(config, join_stores=join_tables)  # type: ignore[arg-type]
+    index_stale = [True]
+
+    @app.on_rebalance_complete.connect
+    async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
+        index_stale[0] = True  # the join stores now hold other partitions' keys
 
     async def send_deadletter(raw: Sequence[bytes | None], events: Sequence[Any], rejected: list[Rejected]) -> None:
         for item in rejected:
@@ -141,20 +186,35 @@ def create_app(
             )
             metrics.deadletter.labels(message.topic, _reason_kind(item.reason)).inc()
 
-    @app.agent(predictions)
+    @app.agent(inputs)
     async def stage1(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.flush_interval):
+            if index_stale[0]:
+                runtime.joiner.rebuild_index()
+                index_stale[0] = False
             raw = [event.value for event in events]
             sources = [f"{e.message.topic}:{e.message.partition}" for e in events]
             offsets = [e.message.offset for e in events]
-            built, rejected = runtime.stage1(raw, sources, offsets, now=time.time())
-            await send_deadletter(raw, events, rejected)
-            for partial in built:
+            is_outcome = [e.message.topic == settings.topic_outcomes for e in events]
+            result = runtime.stage1(raw, sources, offsets, now=time.time(), is_outcome=is_outcome)
+            await send_deadletter(raw, events, result.rejected)
+            for payload in result.expired_outcomes:
+                reason = "outcome: no prediction with this prediction_id arrived within the label horizon"
+                await deadletter.send(
+                    key=settings.topic_outcomes.encode(),
+                    value=payload,
+                    headers=[("reason", reason.encode()), ("source.topic", settings.topic_outcomes.encode())],
+                )
+                metrics.deadletter.labels(settings.topic_outcomes, "expired").inc()
+            for status, count in result.outcomes.items():
+                metrics.outcomes.labels(status).inc(count)
+            for partial in result.partials:
                 n = sum(window["n"] for window in partial["windows"])
-                metrics.events.labels(partial["model_id"], "accepted").inc(n)
+                if n:
+                    metrics.events.labels(partial["model_id"], "accepted").inc(n)
                 await partials.send(key=partial["model_id"].encode(), value=orjson.dumps(partial))
-            if rejected:
-                metrics.events.labels("-", "rejected").inc(len(rejected))
+            if result.rejected:
+                metrics.events.labels("-", "rejected").inc(len(result.rejected))
 
     async def publish(outputs: list[Output], model_id: str, monitor_late: int) -> None:
         for output in outputs:
@@ -172,6 +232,8 @@ def create_app(
                 await retraining.send(key=model_id.encode(), value=envelope.model_dump_json().encode())
                 metrics.triggers.labels(model_id, trigger.reason.rule).inc()
                 log.warning("retraining requested for %s by %s (%s)", model_id, trigger.reason.rule, trigger.id)
+            elif isinstance(output, LabelsEvaluated):
+                metrics.observe_labels(output.report)
             elif isinstance(output, ProfileLearned):
                 await references.send(key=model_id.encode(), value=orjson.dumps(output.profile.to_dict()))
                 metrics.references.labels(model_id).inc()
@@ -185,7 +247,7 @@ def create_app(
             if model_id not in runtime.models:
                 continue
             stored = state.get(model_id.encode())
-            monitor = runtime.monitor(model_id, orjson.loads(stored) if stored else {})
+            monitor = runtime.monitor(model_id, orjson.loads(stored) if stored else {}, _JsonTable(state))
             skipped = monitor.duplicates_skipped
             if partial["kind"] == "tick":
                 outputs = monitor.tick(now=float(partial["sent_at"]))

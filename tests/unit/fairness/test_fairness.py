@@ -95,9 +95,7 @@ def test_compas_per_group_metrics_match_fairlearn(
     compas: pd.DataFrame, reports: dict[str, FairnessReport], attribute: str
 ) -> None:
     y_pred, scores, y_true = _columns(compas)
-    frame = MetricFrame(
-        metrics=FAIRLEARN_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=compas[attribute]
-    )
+    frame = MetricFrame(metrics=FAIRLEARN_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=compas[attribute])
     report = reports[attribute]
     assert [g.group for g in report.groups] == sorted(frame.by_group.index)
     for group, expected in frame.by_group.iterrows():
@@ -122,12 +120,10 @@ def test_compas_disparities_match_fairlearn(
     for metric, (difference, ratio) in DISPARITIES.items():
         got = getattr(reports[attribute].all_groups, metric)
         kwargs = {"sensitive_features": compas[attribute], "method": method}
-        assert getattr(got, f"difference_{suffix}") == pytest.approx(
-            difference(y_true, y_pred, **kwargs), abs=TOL
-        ), metric
-        assert getattr(got, f"ratio_{suffix}") == pytest.approx(ratio(y_true, y_pred, **kwargs), abs=TOL), (
+        assert getattr(got, f"difference_{suffix}") == pytest.approx(difference(y_true, y_pred, **kwargs), abs=TOL), (
             metric
         )
+        assert getattr(got, f"ratio_{suffix}") == pytest.approx(ratio(y_true, y_pred, **kwargs), abs=TOL), metric
 
 
 def test_compas_small_groups_and_fpr_gap(reports: dict[str, FairnessReport]) -> None:
@@ -324,9 +320,7 @@ def test_cap_pools_extra_groups_and_preserves_counts(data: tuple[np.ndarray, ...
     named = [k for k in counts if k != OTHER]
     assert named == seen[:max_groups]
     assert sum(row["n"] for row in counts.values()) == len(groups)
-    assert sum(row["n_labeled"] for row in counts.values()) == int(
-        np.sum(~np.isnan(data[3]) & (data[3] != -1))
-    )
+    assert sum(row["n_labeled"] for row in counts.values()) == int(np.sum(~np.isnan(data[3]) & (data[3] != -1)))
     pooled = seen[max_groups:]
     assert agg.pooled_distinct == len(pooled)
     if pooled:
@@ -356,3 +350,19 @@ def test_from_dict_rejects_bad_payloads() -> None:
     with pytest.raises(ValueError, match="max_groups=1"):
         GroupFairnessAggregate.from_dict({**good, "max_groups": 1})
     assert GroupFairnessAggregate.from_dict(good).counts() == agg.counts()
+
+
+def test_late_outcomes_complete_earlier_unlabelled_predictions() -> None:
+    """Predictions counted at prediction time plus their outcomes later equal one labelled update."""
+    rng = np.random.default_rng(4)
+    groups = rng.choice(["a", "b", "c"], size=300)
+    y_pred = rng.integers(0, 2, size=300)
+    scores = rng.uniform(size=300)
+    y_true = rng.integers(0, 2, size=300).astype(float)
+    labelled = rng.uniform(size=300) < 0.6
+    whole = GroupFairnessAggregate("g")
+    whole.update(groups, y_pred, scores, np.where(labelled, y_true, np.nan))
+    streamed = GroupFairnessAggregate("g")
+    streamed.update(groups, y_pred, scores)
+    streamed.update(groups[labelled], y_pred[labelled], scores[labelled], y_true[labelled], late=True)
+    assert streamed.counts() == whole.counts()

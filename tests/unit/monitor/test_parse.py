@@ -10,8 +10,8 @@ import pydantic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.events import PredictionEvent
-from watchkeeper.monitor.parse import as_float, parse_predictions
+from watchkeeper.events import OutcomeEvent, PredictionEvent
+from watchkeeper.monitor.parse import as_float, parse_outcomes, parse_predictions
 
 MODELS = {"m1", "m2"}
 scalars = st.one_of(  # JSON-representable values only (orjson: 64-bit integers)
@@ -130,3 +130,38 @@ def test_as_float_flags_non_numeric_values_instead_of_binning_them() -> None:
     numbers, invalid = as_float(values)
     assert np.isnan(numbers[0, 1]) and numbers[1, 1] == 2.5 and numbers[2, 0] == 1.0
     assert invalid.tolist() == [[False, False], [True, False], [False, True]]
+
+
+@st.composite
+def outcomes(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "prediction_id": draw(st.one_of(st.text(min_size=1, max_size=4), st.just(""), st.integers(0, 3))),
+        "model_id": draw(st.sampled_from(["m1", "m2"])),
+        "timestamp": draw(timestamps),
+    }
+    for field, strategy in (
+        ("label", st.one_of(st.integers(-5, 5), st.text(max_size=3), st.booleans(), st.floats(0, 1), st.none())),
+        ("value", st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.just("2.5"), st.booleans())),
+        (
+            "prediction",
+            st.one_of(st.fixed_dictionaries({}, optional={"score": st.floats(-0.5, 1.5)}), st.integers(-5, 5)),
+        ),
+        ("prediction_timestamp", timestamps),
+        ("attributes", st.dictionaries(st.text(max_size=3), anything, max_size=2)),
+        ("event_id", st.one_of(st.text(max_size=3), st.integers(0, 3))),
+    ):
+        if draw(st.booleans()):
+            event[field] = draw(strategy)
+    return event
+
+
+@settings(max_examples=400, deadline=None)
+@given(outcomes())
+def test_outcome_validator_agrees_with_the_pydantic_contract(event: dict[str, Any]) -> None:
+    try:
+        OutcomeEvent.model_validate(event)
+        contract_ok = True
+    except pydantic.ValidationError:
+        contract_ok = False
+    batch = parse_outcomes([orjson.dumps(event)], MODELS)
+    assert (len(batch.events) == 1) == contract_ok, (event, batch.rejected)
