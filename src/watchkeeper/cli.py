@@ -138,6 +138,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
+_NAN_AS_NULL = orjson.OPT_SERIALIZE_NUMPY
+
+
 def _numeric_or_none(text: str) -> float | None:
     try:
         return float(text)
@@ -215,11 +218,11 @@ def replay(
     from tqdm import tqdm
 
     from watchkeeper.events import trigger_cloudevent
-    from watchkeeper.monitor.engine import AlertRaised, TriggerRaised, WindowClosed
+    from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated, TriggerRaised, WindowClosed
     from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
     runtime = MonitorRuntime(_load(config))
-    windows = alerts = triggers = rejected = 0
+    windows = alerts = triggers = labelled = rejected = 0
     size = events.stat().st_size
     with (
         events.open("rb") as source,
@@ -243,11 +246,17 @@ def replay(
                     alerts += 1
                     record = {"kind": "alert", **out.alert.model_dump(mode="json")}
                     sink.write(orjson.dumps(record) + b"\n")
+                elif isinstance(out, LabelsEvaluated):
+                    labelled += 1
+                    sink.write(orjson.dumps({"kind": "labels", **out.report.to_dict()}, option=_NAN_AS_NULL) + b"\n")
                 elif isinstance(out, TriggerRaised):
                     triggers += 1
                     event = trigger_cloudevent(out.trigger, "watchkeeper-replay", out.trigger.data_window.end)
                     sink.write(orjson.dumps({"kind": "retraining", **event.model_dump(mode="json")}) + b"\n")
-    summary = f"{windows} windows, {alerts} alerts, {triggers} retraining triggers, {rejected} rejected events"
+    summary = (
+        f"{windows} windows, {labelled} label evaluations, {alerts} alerts, {triggers} retraining triggers, "
+        f"{rejected} rejected events"
+    )
     typer.echo(f"{summary} -> {output}", err=True)
 
 

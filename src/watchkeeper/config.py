@@ -131,7 +131,17 @@ class ModelConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _features_mapping(cls, data: Any) -> Any:
-        """Accept the short form ``features: {income: numeric, region: categorical}``."""
+        """Accept the short form ``features: {income: numeric, region: categorical}``.
+
+        Accuracy monitoring (and so the outcome join, which buffers predictions for the
+        label horizon) is on when the model has an ``accuracy`` section, off otherwise.
+        """
+        if isinstance(data, dict):
+            accuracy = data.get("accuracy")
+            if accuracy is None:
+                data = {**data, "accuracy": {"enabled": False}}
+            elif isinstance(accuracy, dict) and "enabled" not in accuracy:
+                data = {**data, "accuracy": {**accuracy, "enabled": True}}
         if isinstance(data, dict) and isinstance(data.get("features"), dict):
             items = []
             for name, spec in data["features"].items():
@@ -243,6 +253,9 @@ class Settings(BaseSettings):
     flush_interval: float = Field(default=1.0, gt=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     data_dir: Path = Path(".watchkeeper/worker")
+    join_store: Literal["memory://", "rocksdb://"] = Field(
+        default="memory://", description="store of the outcome join; rocksdb:// for long label horizons"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

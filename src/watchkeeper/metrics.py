@@ -104,8 +104,14 @@ class WorkerMetrics:
         )
         self.fairness_disparity = Gauge(
             "watchkeeper_fairness_disparity",
-            "Disparities between sufficient groups",
-            ["model_id", "attribute", "metric"],
+            "Disparities (differences); groups=sufficient (alerting) or all (Fairlearn's definition)",
+            ["model_id", "attribute", "metric", "groups"],
+            registry=r,
+        )
+        self.fairness_sufficient = Gauge(
+            "watchkeeper_fairness_group_sufficient",
+            "1 when the group has the minimum labelled support, 0 = insufficient data",
+            ["model_id", "attribute", "group"],
             registry=r,
         )
         self._newest_label_window: dict[str, float] = {}
@@ -135,9 +141,10 @@ class WorkerMetrics:
                     gauge.labels(model, column.column).set(value)
 
     def observe_labels(self, report: LabelReport) -> None:
-        """Gauges from the newest label window (older windows re-evaluated later do not flap them)."""
+        """Gauges from the newest window with enough labels (``ready``); older windows re-evaluated
+        later and windows still short of labels do not move them."""
         model = report.model_id
-        if report.window_start < self._newest_label_window.get(model, float("-inf")):
+        if not report.ready or report.window_start < self._newest_label_window.get(model, float("-inf")):
             return
         self._newest_label_window[model] = report.window_start
         if report.coverage is not None:
@@ -152,11 +159,13 @@ class WorkerMetrics:
         for attribute, data in report.fairness.get("attributes", {}).items():
             for group, rates in data.get("groups", {}).items():
                 label = capped(f"{model}|{attribute}", group)
+                self.fairness_sufficient.labels(model, attribute, label).set(float(bool(rates.get("sufficient"))))
                 for metric in ("selection_rate", "tpr", "fpr", "precision", "accuracy"):
                     value = (rates.get(metric) or {}).get("value")
                     if isinstance(value, int | float) and math.isfinite(value):
                         self.fairness_rate.labels(model, attribute, label, metric).set(value)
             for metric, disparity in data.get("disparities", {}).items():
-                value = disparity.get("difference")
-                if isinstance(value, int | float) and math.isfinite(value):
-                    self.fairness_disparity.labels(model, attribute, metric).set(value)
+                for groups, key in (("sufficient", "difference"), ("all", "difference_all_groups")):
+                    value = disparity.get(key)
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        self.fairness_disparity.labels(model, attribute, metric, groups).set(value)

@@ -68,4 +68,4 @@ def test_replay_writes_windows_and_alerts(tmp_path: Path) -> None:
         ("a", "firing", "psi"),
     ]
     assert windows[3]["drifted"] == ["a"] and windows[2]["drifted"] == []
-    assert "6 windows, 2 alerts, 0 retraining triggers, 1 rejected events" in result.output
+    assert "6 windows, 0 label evaluations, 2 alerts, 0 retraining triggers, 1 rejected events" in result.output

@@ -15,7 +15,7 @@ key per window), so a long horizon does not make the per-model state large.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,7 @@ class LabelReport:
     delay_p50: float | None
     delay_p90: float | None
     delay_p99: float | None
+    ready: bool = False  # at least accuracy.min_labeled labels, or final
 
     @property
     def coverage(self) -> float | None:
@@ -125,6 +126,7 @@ class LabelReport:
             "label_coverage": self.coverage,
             "expired": self.expired,
             "label_delay_seconds": {"p50": self.delay_p50, "p90": self.delay_p90, "p99": self.delay_p99},
+            "ready": self.ready,
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "fairness": self.fairness,
         }
@@ -211,6 +213,7 @@ class LabelWindows:
             delay_p99=delay_quantile(window.delays, 0.99),
         )
         ready = n_labeled >= config.accuracy.min_labeled or final
+        report = replace(report, ready=ready)
         if window.observed or not ready:
             return report, []
         window.observed = True

@@ -161,7 +161,14 @@ def create_app(
     # The join stores, keyed by prediction_id like the input topics; use_partitioner puts each
     # key's changelog record in the key's own partition although stage 1 handles batches.
     join_tables = tuple(
-        app.Table(name, partitions=settings.input_partitions, key_type=bytes, value_type=bytes, use_partitioner=True)
+        app.Table(
+            name,
+            partitions=settings.input_partitions,
+            key_type=bytes,
+            value_type=bytes,
+            use_partitioner=True,
+            store=settings.join_store,
+        )
         for name in ("join-predictions", "join-outcomes", "join-done")
     )
     runtime = MonitorRuntime(config, join_stores=join_tables)  # type: ignore[arg-type]

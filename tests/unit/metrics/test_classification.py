@@ -177,9 +177,7 @@ def test_ece_matches_independent_binning(data: tuple[Any, ...], ece_bins: int) -
     edges = [j / 100 for j in range(101)]  # bin j = [j/100, (j+1)/100), 1.0 in the last bin
     fine = np.array([min(bisect.bisect_right(edges, v) - 1, 99) for v in s], dtype=np.int64)
     coarse = fine * ece_bins // 100
-    expected = (
-        sum(abs(float(y[coarse == c].sum()) - float(s[coarse == c].sum())) for c in range(ece_bins)) / y.size
-    )
+    expected = sum(abs(float(y[coarse == c].sum()) - float(s[coarse == c].sum())) for c in range(ece_bins)) / y.size
     assert close(ece, expected)
 
 

@@ -82,7 +82,9 @@ def test_partials_of_any_split_merge_to_the_partial_of_the_whole(split: int, see
         windows: dict[float, WindowAggregate] = {}
         offset = 0
         for batch in batches:
-            partials, _ = runtime.stage1(batch, ["in:0"] * len(batch), list(range(offset, offset + len(batch))), 0.0)
+            partials = runtime.stage1(
+                batch, ["in:0"] * len(batch), list(range(offset, offset + len(batch))), 0.0
+            ).partials
             offset += len(batch)
             for partial in orjson.loads(orjson.dumps(partials)):  # through JSON, as on the wire
                 for entry in partial["windows"]:

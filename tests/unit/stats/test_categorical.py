@@ -180,9 +180,7 @@ def test_space_saving_bounds_hold_for_batched_updates(batches: list[list[str | N
 
 @settings(deadline=None)
 @given(batches=streams, capacity=st.integers(1, 8), split=st.integers(0, 8))
-def test_space_saving_bounds_hold_after_merging(
-    batches: list[list[str | None]], capacity: int, split: int
-) -> None:
+def test_space_saving_bounds_hold_after_merging(batches: list[list[str | None]], capacity: int, split: int) -> None:
     left, right = SpaceSaving(capacity), SpaceSaving(capacity)
     for i, batch in enumerate(batches):
         (left if i < split else right).update(batch)
@@ -228,9 +226,7 @@ def test_space_saving_validation() -> None:
     with pytest.raises(ValueError, match="capacity"):
         SpaceSaving(0)
     with pytest.raises(ValueError, match="expected equal lengths"):
-        SpaceSaving.from_dict(
-            {"capacity": 1, "n": 2, "items": ["a", "b"], "counts": [1, 1], "errors": [0, 0]}
-        )
+        SpaceSaving.from_dict({"capacity": 1, "n": 2, "items": ["a", "b"], "counts": [1, 1], "errors": [0, 0]})
     with pytest.raises(TypeError, match="SpaceSaving"):
         SpaceSaving(2).merge({"capacity": 2})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k="):

@@ -170,9 +170,7 @@ def test_ks_p_value_edges_and_validation() -> None:
 
 @st.composite
 def binned_samples(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    edges = np.array(
-        sorted(draw(st.lists(st.integers(-50, 50), min_size=2, max_size=10, unique=True))), float
-    )
+    edges = np.array(sorted(draw(st.lists(st.integers(-50, 50), min_size=2, max_size=10, unique=True))), float)
     counts = st.lists(st.integers(0, 30), min_size=edges.size + 1, max_size=edges.size + 1)
     ref, cur = np.array(draw(counts)), np.array(draw(counts))
     assume(ref.sum() > 0 and cur.sum() > 0)

@@ -30,9 +30,7 @@ def _assert_close(ours: float, theirs: float, rel: float) -> None:
 
 @pytest.mark.parametrize("dof", [0.5, 1, 1.5, 2, 3, 5, 10, 29, 49, 100, 255, 500, 1000])
 def test_chi2_sf_matches_scipy_over_the_whole_range(dof: float) -> None:
-    grid = np.concatenate(
-        (np.geomspace(1e-10, 20_000.0, 300), dof + np.linspace(-4.0, 8.0, 97) * np.sqrt(2.0 * dof))
-    )
+    grid = np.concatenate((np.geomspace(1e-10, 20_000.0, 300), dof + np.linspace(-4.0, 8.0, 97) * np.sqrt(2.0 * dof)))
     for x in grid[grid > 0]:
         theirs = float(stats.chi2.sf(x, dof))
         if theirs > 1e-300:

@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from watchkeeper.stats import multiple_testing
 from watchkeeper.stats.multiple_testing import adjust, benjamini_hochberg, holm
 
-p_lists = st.lists(
-    st.floats(0.0, 1.0) | st.sampled_from([0.0, 0.01, 0.05, 0.5, 1.0]), min_size=0, max_size=40
-)
+p_lists = st.lists(st.floats(0.0, 1.0) | st.sampled_from([0.0, 0.01, 0.05, 0.5, 1.0]), min_size=0, max_size=40)
 
 # Benjamini & Hochberg (1995), §4: 15 p-values from a clinical trial; at q = 0.05 BH rejects
 # 4 hypotheses while the Bonferroni-type procedures (Holm) reject 3.

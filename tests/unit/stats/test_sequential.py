@@ -110,9 +110,7 @@ def test_categorical_batch_boundaries_do_not_matter(
     small_categorical: CalibratedCusum, seed: int, cuts: list[int]
 ) -> None:
     rng = np.random.default_rng(seed)
-    stream = np.concatenate(
-        [rng.choice(CATS, p=P0, size=2000), rng.choice(CATS, p=[0.1, 0.3, 0.3, 0.3], size=2000)]
-    )
+    stream = np.concatenate([rng.choice(CATS, p=P0, size=2000), rng.choice(CATS, p=[0.1, 0.3, 0.3, 0.3], size=2000)])
     stream = stream.astype(object)
     stream[rng.random(stream.size) < 0.05] = None
     stream[rng.random(stream.size) < 0.02] = "never-seen"
@@ -196,9 +194,7 @@ def _false_alarm_ratio(
     rng = np.random.default_rng(seed)
     alarms, events = 0, 0
     for r in range(4):
-        detector = CalibratedCusum.from_reference(
-            draw(rng, 10_000), target_arl_events=target, seed=r, n_paths=500
-        )
+        detector = CalibratedCusum.from_reference(draw(rng, 10_000), target_arl_events=target, seed=r, n_paths=500)
         for _ in range(5):
             alarms += len(detector.process(draw(rng, 100_000)))
             events += 100_000
