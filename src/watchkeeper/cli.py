@@ -166,6 +166,7 @@ def profile_build(
     header, rows = _read_csv(data)
     kinds: dict[str, str]
     caps: dict[str, int] = {}
+    bucket_size = 50
     if config is not None:
         model_config = _load(config).model(model)
         if model_config is None:
@@ -175,6 +176,7 @@ def profile_build(
         bins = model_config.drift.bins
         sequential = sequential and model_config.drift.sequential
         arl_events = model_config.drift.sequential_arl_events
+        bucket_size = model_config.drift.bucket_size
         missing = [name for name in kinds if name not in header]
         if missing:
             _fail(f"{data}: columns {missing} of model {model!r} are not in the CSV header {header}")
@@ -202,6 +204,7 @@ def profile_build(
         max_categories=caps,
         metadata={"data": data.name},
         sequential_arl_events=arl_events if sequential else None,
+        bucket_size=bucket_size,
     )
     output.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
     typer.echo(f"profile of {model}: {profile.n_rows} rows, {len(profile.columns)} columns -> {output}")
@@ -274,12 +277,15 @@ def demo(
     duration: Annotated[float, typer.Option(help="seconds; Ctrl-C stops earlier", envvar="DURATION")] = 180.0,
     rate: Annotated[float, typer.Option(help="prediction events per second")] = 300.0,
     drift_after: Annotated[float, typer.Option(help="seconds before drift is injected")] = 45.0,
+    drift_for: Annotated[float, typer.Option(help="seconds of drifted traffic (then it recovers)")] = 75.0,
     metrics_port: Annotated[int, typer.Option()] = 9464,
 ) -> None:
     """Broker, topics, worker, a demo model's traffic with drift part-way, alerts as they come."""
     from watchkeeper.demo import run_demo
 
-    raise typer.Exit(run_demo(duration=duration, rate=rate, drift_after=drift_after, metrics_port=metrics_port))
+    raise typer.Exit(
+        run_demo(duration=duration, rate=rate, drift_after=drift_after, drift_for=drift_for, metrics_port=metrics_port)
+    )
 
 
 def main() -> None:

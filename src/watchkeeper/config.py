@@ -96,6 +96,9 @@ class DriftConfig(_Strict):
     correction: Literal["bh", "holm", "none"] = "bh"
     min_psi: float = Field(default=0.1, ge=0.0)
     min_js: float = Field(default=0.0, ge=0.0, le=1.0)
+    clear_psi: float | None = Field(
+        default=None, ge=0.0, description="a drift alert clears below this PSI (hysteresis); 0.75 × min_psi if unset"
+    )
     min_count: int = Field(default=100, ge=1, description="no verdict on a window with fewer events")
     for_windows: int = Field(default=1, ge=1)
     resolve_windows: int = Field(default=2, ge=1)
@@ -109,9 +112,12 @@ class DriftConfig(_Strict):
 
 
 class MonitorConfig(_Strict):
-    """Alert metadata shared by all monitors of a model."""
+    """Alert settings shared by all monitors of a model."""
 
     links: dict[str, str] = Field(default_factory=dict, description="templates: {model_id}, {subject}")
+    repeat_interval: Duration | None = Field(
+        default=None, description="re-announce a still-firing alert this often (event time); off when unset"
+    )
 
 
 class ModelConfig(_Strict):
@@ -133,8 +139,9 @@ class ModelConfig(_Strict):
     def _features_mapping(cls, data: Any) -> Any:
         """Accept the short form ``features: {income: numeric, region: categorical}``.
 
-        Accuracy monitoring (and so the outcome join, which buffers predictions for the
-        label horizon) is on when the model has an ``accuracy`` section, off otherwise.
+        Accuracy monitoring is on when the model has an ``accuracy`` section, off otherwise.
+        The outcome join (which buffers predictions for the label horizon) runs for models
+        with accuracy on or with ``sensitive_attributes`` (fairness needs labels).
         """
         if isinstance(data, dict):
             accuracy = data.get("accuracy")

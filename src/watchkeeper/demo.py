@@ -3,7 +3,8 @@
 Starts (or reuses) the local broker, creates the topics, builds a reference profile for a
 demo credit model from synthetic training data, starts a worker process, sends prediction
 traffic through the SDK, injects drift in ``income`` and ``region`` after
-``drift_after`` seconds, and prints alerts from the alerts topic as they arrive. Stops on
+``drift_after`` seconds for ``drift_for`` seconds (then the traffic is normal again, so the
+alerts resolve), and prints alerts from the alerts topic as they arrive. Stops on
 Ctrl-C, SIGTERM or after ``duration`` seconds and leaves no process behind.
 """
 
@@ -104,14 +105,14 @@ def _send_traffic(
     client: WatchkeeperClient,
     model: DemoModel,
     rate: float,
-    drift_at: float,
+    drift: tuple[float, float],
     stop: threading.Event,
     sent: list[int],
 ) -> None:
     tick = 0.1
     while not stop.is_set():
         started = time.monotonic()
-        drifted = time.time() >= drift_at
+        drifted = drift[0] <= time.time() < drift[1]
         batch = model.sample(max(1, int(rate * tick)), drifted=drifted)
         for i in range(len(batch["score"])):
             client.log_prediction(
@@ -145,7 +146,7 @@ def _format_alert(value: bytes) -> str:
     )
 
 
-def run_demo(duration: float, rate: float, drift_after: float, metrics_port: int) -> int:
+def run_demo(duration: float, rate: float, drift_after: float, drift_for: float, metrics_port: int) -> int:
     from confluent_kafka import Consumer
 
     workdir = Path(".watchkeeper/demo")
@@ -203,14 +204,16 @@ def run_demo(duration: float, rate: float, drift_after: float, metrics_port: int
     sent = [0]
     client = WatchkeeperClient(kafka.bootstrap)
     traffic = threading.Thread(
-        target=_send_traffic, args=(client, model, rate, started + drift_after, stop, sent), daemon=True
+        target=_send_traffic,
+        args=(client, model, rate, (started + drift_after, started + drift_after + drift_for), stop, sent),
+        daemon=True,
     )
     traffic.start()
     print(f"worker pid {worker.pid} (log: {log_path}); metrics: http://localhost:{metrics_port}/metrics")
     print(f"alerts topic: kcat -C -b {kafka.bootstrap} -t {settings.topic_alerts} -X isolation.level=read_committed")
     print(
-        f"sending ~{rate:.0f} predictions/s for model {MODEL_ID}; drift in income and region after "
-        f"{drift_after:.0f}s; stopping after {duration:.0f}s (Ctrl-C stops earlier)"
+        f"sending ~{rate:.0f} predictions/s for model {MODEL_ID}; drift in income and region from "
+        f"{drift_after:.0f}s to {drift_after + drift_for:.0f}s; stopping after {duration:.0f}s (Ctrl-C stops earlier)"
     )
     last_status = 0.0
     try:
@@ -224,7 +227,7 @@ def run_demo(duration: float, rate: float, drift_after: float, metrics_port: int
             elapsed = time.time() - started
             if elapsed - last_status >= 15:
                 last_status = elapsed
-                phase = "DRIFTED" if elapsed >= drift_after else "stationary"
+                phase = "DRIFTED" if drift_after <= elapsed < drift_after + drift_for else "stationary"
                 now = datetime.now(UTC).strftime("%H:%M:%S")
                 print(f"[{now}] t={elapsed:4.0f}s sent={sent[0]} traffic={phase}", flush=True)
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from watchkeeper import __version__
 from watchkeeper.config import ModelConfig
 from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deterministic_id
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
+from watchkeeper.monitor.concept_drift import ErrorStreamDetector
 from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
 from watchkeeper.monitor.label_windows import LabelReport, LabelWindows
 from watchkeeper.monitor.labels import uses_labels
@@ -74,7 +75,7 @@ Output = WindowClosed | AlertRaised | ProfileLearned | TriggerRaised | LabelsEva
 
 def _drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDrift) -> Evaluation:
     drift = config.drift
-    clear_psi = 0.75 * drift.min_psi
+    clear_psi = drift.clear_psi if drift.clear_psi is not None else 0.75 * drift.min_psi
     summary = (
         f"{config.model_id}: {column.column} drifted (PSI {column.psi:.3f} >= {drift.min_psi})"
         if column.drifted
@@ -142,20 +143,26 @@ class ModelMonitor:
         self.sample = SampleBuffer.from_dict(sample) if sample else None
         if profile is None and self.sample is None:
             self.sample = SampleBuffer(limit=config.reference.learn_from_first)
-        rule = AlertRule(for_windows=config.drift.for_windows, resolve_windows=config.drift.resolve_windows)
+        repeat = config.alerts.repeat_interval
+        rule = AlertRule(config.drift.for_windows, config.drift.resolve_windows, repeat)
         links = dict(config.alerts.links)
         self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, links)
         accuracy, fairness = config.accuracy, config.fairness
         self.books = {
             "drift": self.alerts,
             "accuracy": AlertBook.from_dict(
-                state.get("accuracy_alerts", {}), AlertRule(accuracy.for_windows, accuracy.resolve_windows), links
+                state.get("accuracy_alerts", {}),
+                AlertRule(accuracy.for_windows, accuracy.resolve_windows, repeat),
+                links,
             ),
             "fairness": AlertBook.from_dict(
-                state.get("fairness_alerts", {}), AlertRule(fairness.for_windows, fairness.resolve_windows), links
+                state.get("fairness_alerts", {}),
+                AlertRule(fairness.for_windows, fairness.resolve_windows, repeat),
+                links,
             ),
         }
         self.labels = LabelWindows(config, state.get("labels"), label_store)
+        self.error_stream = ErrorStreamDetector(config, state.get("error_stream"))
         self.planner = RetrainingPlanner(config.model_id, config.retraining, state.get("retraining"))
         self.config_hash = deterministic_id(config.model_dump_json())
         self._sequential_state = state.get("sequential")
@@ -184,6 +191,7 @@ class ModelMonitor:
             "accuracy_alerts": self.books["accuracy"].to_dict(),
             "fairness_alerts": self.books["fairness"].to_dict(),
             "labels": self.labels.state_dict(),
+            "error_stream": self.error_stream.state_dict(),
             "sequential": self.sequential.state_dict() if self.sequential else self._sequential_state,
             "retraining": self.planner.to_dict(),
         }
@@ -209,6 +217,8 @@ class ModelMonitor:
             self.labels.add(entry)
         for start, count in partial.get("expired", {}).items():
             self.labels.add_expired(float(start), int(count))
+        if partial.get("errors") and self.config.accuracy.enabled:
+            outputs += self._error_stream(partial)
         if partial["kind"] == "sample":
             outputs += self._learn(partial)
         elif partial["kind"] == "stats":
@@ -220,6 +230,15 @@ class ModelMonitor:
             self.last_data_at = now
         outputs += self._close(force_before=None, now=now)
         return outputs + self._label_tick(now)
+
+    def _error_stream(self, partial: Mapping[str, Any]) -> list[Output]:
+        """Concept drift verdicts from the 0/1 errors, attributed to the open drift window."""
+        starts = [float(e["start"]) for e in partial.get("labels", ())] + list(self.windows)
+        start = self.closed_until if self.closed_until is not None else max(starts, default=0.0)
+        outputs: list[Output] = []
+        for evaluation in self.error_stream.update(partial["errors"], start, "unversioned"):
+            outputs += self._observe(evaluation)
+        return outputs
 
     def _label_tick(self, now: float) -> list[Output]:
         """Re-evaluate label windows that got labels; finalize those past the horizon."""
@@ -336,6 +355,9 @@ class ModelMonitor:
             if self.sequential is not None:
                 evaluations += self.sequential.window_closed(window.start, report.model_version)
             for evaluation in evaluations:
+                outputs += self._observe(evaluation)
+        if self.config.accuracy.enabled and self.config.task != "regression":
+            for evaluation in self.error_stream.window_closed(window.start, report.model_version):
                 outputs += self._observe(evaluation)
         n_labeled = 0
         if uses_labels(self.config):

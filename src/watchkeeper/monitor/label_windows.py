@@ -214,8 +214,8 @@ class LabelWindows:
         )
         ready = n_labeled >= config.accuracy.min_labeled or final
         report = replace(report, ready=ready)
-        if window.observed or not ready:
-            return report, []
+        if window.observed or not ready or (not evaluations and not final):
+            return report, []  # e.g. while the accuracy baseline is still being learned
         window.observed = True
         return report, evaluations
 

@@ -98,10 +98,14 @@ def prediction_entries(
     return out
 
 
-def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[dict[str, Any]], int]:
-    """Labelled contributions per prediction window; returns (entries, rows with unusable labels)."""
+def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[dict[str, Any]], int, list[int]]:
+    """Labelled contributions per prediction window.
+
+    Returns (entries, rows with unusable labels, 0/1 errors of the usable rows in arrival
+    order — classification only — for the error-stream detector).
+    """
     if not rows:
-        return [], 0
+        return [], 0, []
     times = np.asarray([r.prediction_time for r in rows])
     delays = np.asarray([r.outcome_time - r.prediction_time for r in rows])
     starts = window_starts(times, config.window.size)
@@ -117,6 +121,7 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
         truth = np.asarray([lookup.get(r.true_label, -1) if r.true_label is not None else -1 for r in rows])
         usable = (truth >= 0) & (predicted >= 0)
     invalid = int((~usable).sum())
+    errors = [] if config.task == "regression" else (predicted[usable] != truth[usable]).astype(int).tolist()
     entries = []
     for start in np.unique(starts[usable]):
         mask = usable & (starts == start)
@@ -140,7 +145,7 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
                 groups.update(_group_column(subject, selected), predicted[mask], scores[mask], truth[mask], late=True)
                 entry["fairness"][subject] = groups.to_dict()
         entries.append(entry)
-    return entries, invalid
+    return entries, invalid, errors
 
 
 def expired_entries(config: ModelConfig, prediction_times: Sequence[float]) -> dict[float, int]:

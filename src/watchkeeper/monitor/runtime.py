@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
@@ -132,6 +133,9 @@ class MonitorRuntime:
             selected = [e for e, keep in zip(predictions.events, mask, strict=True) if keep]
             partial["labels"] = list(prediction_entries(config, selected, predictions.times[mask]).values())
         for position, event, time in zip(outcomes.indices, outcomes.events, outcomes.times, strict=True):
+            if not uses_labels(self.models[event["model_id"]]):
+                result.outcomes["ignored"] = result.outcomes.get("ignored", 0) + 1  # no accuracy/fairness
+                continue
             row, status = self.joiner.add_outcome(event, float(time))
             result.outcomes[status] = result.outcomes.get(status, 0) + 1
             partial = by_model.get(event["model_id"]) or self._labels_partial(event["model_id"], now, by_model)
@@ -151,8 +155,10 @@ class MonitorRuntime:
         for model_id in set(rows) | set(lapsed):
             config = self.models[model_id]
             partial = by_model.get(model_id) or self._labels_partial(model_id, now, by_model)
-            entries, unusable = label_entries(config, rows.get(model_id, []))
+            entries, unusable, errors = label_entries(config, rows.get(model_id, []))
             partial.setdefault("labels", []).extend(entries)
+            if errors:
+                partial["errors"] = errors
             result.unusable_labels += unusable
             if model_id in lapsed:
                 partial["expired"] = {repr(k): v for k, v in expired_entries(config, lapsed[model_id]).items()}
@@ -210,12 +216,21 @@ class MonitorRuntime:
     ) -> tuple[list[Output], list[Rejected]]:
         """Stage 1 then stage 2 on one batch (replay, benchmarks); `now` is the event time."""
         offsets = list(range(first_offset, first_offset + len(raw)))
-        is_outcome = [line is not None and b'"features"' not in line for line in raw]  # outcomes carry none
+        is_outcome = [_is_outcome(line) for line in raw]
         result = self.stage1(raw, [source] * len(raw), offsets, now=0.0, is_outcome=is_outcome)
         outputs: list[Output] = []
         for partial in result.partials:
             outputs += self.stage2(partial, now=0.0)
         return outputs, result.rejected
+
+
+def _is_outcome(line: bytes | None) -> bool:
+    """Recorded streams mix both kinds: an event without a top-level ``features`` object is an outcome."""
+    try:
+        event = orjson.loads(line) if line else None
+    except orjson.JSONDecodeError:
+        return False  # rejected as a prediction, with the reason
+    return isinstance(event, dict) and "features" not in event and "prediction_id" in event
 
 
 def replay_lines(

@@ -84,3 +84,15 @@ def test_accuracy_alert_fires_as_the_market_drifts(data_dir: Path) -> None:
     assert first.observed is not None and first.observed < first.threshold  # baseline minus the tolerance
     assert first.confidence_interval is not None and first.confidence_interval.high < first.threshold
     assert any(a.status == "resolved" and a.fingerprint == first.fingerprint for a in alerts)  # and recovers
+
+
+def test_adwin_on_the_error_stream_fires_before_the_weekly_verdict(data_dir: Path) -> None:
+    lines, _ = elec2_events(data_dir)
+    runtime = MonitorRuntime(elec2_config())
+    outputs = [o for out, _, _ in replay_lines(runtime, lines, batch_size=2000) for o in out]
+    alerts = [o.alert for o in outputs if isinstance(o, AlertRaised) and o.alert.status == "firing"]
+    adwin = [a for a in alerts if a.metric == "error_rate_adwin"]
+    weekly = [a for a in alerts if a.metric == "accuracy"]
+    assert adwin and weekly
+    assert adwin[0].window.start < weekly[0].window.start
+    assert all(a.observed is not None and a.observed > a.threshold for a in adwin)  # the error rate rose
