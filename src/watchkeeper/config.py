@@ -260,6 +260,9 @@ class Settings(BaseSettings):
     flush_interval: float = Field(default=1.0, gt=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     data_dir: Path = Path(".watchkeeper/worker")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="where a new consumer group starts reading the input topics"
+    )
     join_store: Literal["memory://", "rocksdb://"] = Field(
         default="memory://", description="store of the outcome join; rocksdb:// for long label horizons"
     )

@@ -136,7 +136,7 @@ def _format_alert(value: bytes) -> str:
     alert = event["data"]
     status = alert["status"].upper()
     observed = alert["observed"]
-    shown = f"{observed:.3f}" if isinstance(observed, float) else str(observed)
+    shown = f"{observed:.3f}" if isinstance(observed, float) else "-"
     start = alert["window"]["start"][11:19]
     end = alert["window"]["end"][11:19]
     return (
@@ -168,7 +168,8 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
     env = {
         **os.environ,
         "WATCHKEEPER_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "WATCHKEEPER_APP_ID": "watchkeeper-demo",
+        "WATCHKEEPER_APP_ID": f"watchkeeper-demo-{int(time.time())}",
+        "WATCHKEEPER_AUTO_OFFSET_RESET": "latest",
         "WATCHKEEPER_DATA_DIR": str(workdir / "worker"),
     }
     log_path = workdir / "worker.log"

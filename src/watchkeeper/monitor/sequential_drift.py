@@ -57,6 +57,7 @@ class SequentialDrift:
         size = self.config.window.size
         drift = self.config.drift
         if detection is None:
+            lowest = min((c.threshold for c in self.detectors[column].components), default=0.0)
             return Evaluation(
                 model_id=self.config.model_id,
                 model_version=version,
@@ -64,7 +65,7 @@ class SequentialDrift:
                 metric="cusum",
                 subject=column,
                 observed=None,
-                threshold=0.0,
+                threshold=lowest,
                 comparator=">=",
                 breached=False,
                 cleared=True,

@@ -145,6 +145,7 @@ def create_app(
         datadir=str(settings.data_dir),
         web_enabled=False,
         producer_acks=-1,
+        consumer_auto_offset_reset=settings.auto_offset_reset,
         stream_wait_empty=False,
         # With transactions Faust commits through the transaction manager and never marks
         # partitions as committed, so its livelock check would log false "has not committed"
