@@ -199,13 +199,14 @@ class WatchkeeperConfig(_Strict):
         return next((m for m in self.models if m.model_id == model_id), None)
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
+def format_validation_errors(error: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per error: ``source: field.path: value: what was expected``."""
     lines = []
     for item in error.errors():
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-        lines.append(f"{source}: {path or '<root>'}: {shown}: {item['msg']}")
+        lines.append(f"{source}: {prefix}{path or '<root>'}: {shown}: {item['msg']}")
     return "\n".join(lines)
 
 
@@ -227,7 +228,7 @@ def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = Non
     try:
         config = WatchkeeperConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from exc
+        raise ConfigError(format_validation_errors(exc, source)) from exc
     if base_dir is None:
         return config
     models = []

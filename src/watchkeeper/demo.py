@@ -27,6 +27,7 @@ import yaml
 from watchkeeper.client import WatchkeeperClient
 from watchkeeper.config import Settings
 from watchkeeper.dev.kafka import LocalKafka
+from watchkeeper.dev.processes import stop_process
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 from watchkeeper.stream.topics import ensure_topics
 
@@ -238,12 +239,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
         traffic.join(timeout=5)
         client.flush(timeout=10)
         consumer.close()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker)
         if outcome == "started":
             kafka.down()
             print("kafka stopped")

@@ -9,14 +9,9 @@ the same events gives exactly the same alerts (same windows, same numbers).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,25 +21,19 @@ import numpy as np
 import orjson
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from watchkeeper.client import WatchkeeperClient
-from watchkeeper.config import Settings, parse_config
-from watchkeeper.dev.kafka import LocalKafka
+from watchkeeper.config import parse_config
 from watchkeeper.monitor.engine import AlertRaised, TriggerRaised
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
-from watchkeeper.stream.topics import ensure_topics
+
+from .conftest import RunningWorker, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "it-model"
 T0 = 1_800_000_000.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rows(rng: np.random.Generator, n: int, shift: float) -> list[dict[str, Any]]:
@@ -69,7 +58,7 @@ def _event(i: int, row: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def setup(kafka: LocalKafka, topic_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def setup(start_worker: Callable[[dict[str, Any]], RunningWorker], tmp_path: Path) -> RunningWorker:
     rng = np.random.default_rng(11)
     reference = _rows(rng, 5000, 0.0)
     columns = {name: ("numeric", [r[name] for r in reference]) for name in ("x1", "x2", "x3")}
@@ -79,77 +68,23 @@ def setup(kafka: LocalKafka, topic_prefix: str, tmp_path: Path) -> Iterator[dict
     profile_path = tmp_path / "profile.json"
     profile = ReferenceProfile.build(MODEL, columns, sequential_arl_events=1e6)  # with calibrated CUSUMs
     profile_path.write_bytes(orjson.dumps(profile.to_dict()))
-    config = {
-        "models": [
-            {
-                "model_id": MODEL,
-                "features": {"x1": "numeric", "x2": "numeric", "x3": "numeric", "c1": "categorical"},
-                "reference": {"profile": str(profile_path)},
-                "window": {"size": "5s", "allowed_lateness": "1s", "idle_close": "4s"},
-                "retraining": [{"name": "drift-retrain", "monitors": ["drift"], "cooldown": "1h"}],
-            }
-        ]
-    }
-    config_path = tmp_path / "watchkeeper.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    env = {
-        "WATCHKEEPER_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "WATCHKEEPER_APP_ID": f"{topic_prefix}app",
-        "WATCHKEEPER_DATA_DIR": str(tmp_path / "worker"),
-        "WATCHKEEPER_INPUT_PARTITIONS": "2",
-        "WATCHKEEPER_METRICS_PORT": str(_free_port()),
-    }
-    for name in ("predictions", "outcomes", "partials", "alerts", "retraining", "deadletter", "references"):
-        env[f"WATCHKEEPER_TOPIC_{name.upper()}"] = f"{topic_prefix}{name}"
-    settings = Settings(**{k.removeprefix("WATCHKEEPER_").lower(): v for k, v in env.items()})
-    ensure_topics(settings)
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "watchkeeper", "worker", "--config", str(config_path)],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    yield {
-        "settings": settings,
-        "config_path": config_path,
-        "worker": worker,
-        "env": env,
-        "log": tmp_path / "worker.log",
-    }
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-
-
-def _consume(settings: Settings, topic: str, until: Any, timeout: float) -> list[Any]:
-    consumer = Consumer(
+    return start_worker(
         {
-            **settings.kafka_client_config(),
-            "group.id": f"reader-{topic}-{time.time()}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
+            "models": [
+                {
+                    "model_id": MODEL,
+                    "features": {"x1": "numeric", "x2": "numeric", "x3": "numeric", "c1": "categorical"},
+                    "reference": {"profile": str(profile_path)},
+                    "window": {"size": "5s", "allowed_lateness": "1s", "idle_close": "4s"},
+                    "retraining": [{"name": "drift-retrain", "monitors": ["drift"], "cooldown": "1h"}],
+                }
+            ]
         }
     )
-    consumer.subscribe([topic])
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not until(messages):
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
 
 
-def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
-    settings: Settings = setup["settings"]
+def test_shifted_feature_alerts_end_to_end(setup: RunningWorker) -> None:
+    settings = setup.settings
     rng = np.random.default_rng(5)
     rows = _rows(rng, 6000, 0.0) + _rows(rng, 6000, 0.0)
     for row in rows[6000:]:
@@ -178,10 +113,10 @@ def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
         ]
         return ("x2", "firing") in statuses
 
-    alerts = _consume(settings, settings.topic_alerts, all_closed, timeout=120)
-    assert setup["worker"].poll() is None, setup["log"].read_text()[-3000:]
+    alerts = read_topic(settings, settings.topic_alerts, all_closed, timeout=120)
+    assert setup.process.poll() is None, setup.log_tail()
     time.sleep(8)  # let idle close finish the last windows, then read everything
-    alerts = _consume(settings, settings.topic_alerts, lambda m: False, timeout=6)
+    alerts = read_topic(settings, settings.topic_alerts, lambda m: False, timeout=6)
     envelopes = [orjson.loads(m.value()) for m in alerts]
     firing = {(e["data"]["subject"], e["data"]["metric"]) for e in envelopes if e["data"]["status"] == "firing"}
     assert firing == {("x2", "psi"), ("x2", "cusum")}  # the window test and the sequential detector
@@ -192,14 +127,14 @@ def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
         assert envelope["type"] == "io.watchkeeper.alert.v1"
     assert {m.key() for m in alerts} == {e["data"]["fingerprint"].encode() for e in envelopes}
 
-    dead = _consume(settings, settings.topic_deadletter, lambda m: len(m) >= 2, timeout=30)
+    dead = read_topic(settings, settings.topic_deadletter, lambda m: len(m) >= 2, timeout=30)
     reasons = {dict(m.headers())["reason"].decode() for m in dead}
     assert any(r.startswith("invalid JSON") for r in reasons)
     assert "model_id: 'nope': not a configured model" in reasons
     assert all(m.key() == settings.topic_predictions.encode() for m in dead)
 
     # one retraining trigger per cooldown, although x2 stays drifted for six windows
-    triggers = _consume(settings, settings.topic_retraining, lambda m: False, timeout=5)
+    triggers = read_topic(settings, settings.topic_retraining, lambda m: False, timeout=5)
     assert len(triggers) == 1
     trigger = orjson.loads(triggers[0].value())
     jsonschema.validate(trigger, json.loads((ROOT / "schemas" / "retraining-trigger.v1.json").read_text()))
@@ -207,13 +142,13 @@ def test_shifted_feature_alerts_end_to_end(setup: dict[str, Any]) -> None:
     assert {e["subject"] for e in trigger["data"]["evidence"]} == {"x2"}
     assert triggers[0].key() == MODEL.encode()
 
-    port = setup["env"]["WATCHKEEPER_METRICS_PORT"]
+    port = setup.metrics_port
     body = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5).read().decode()
     assert f'watchkeeper_events_total{{model_id="{MODEL}",outcome="accepted"}} 12000.0' in body
 
     # the same events replayed offline give the same window-test alerts, number for number
     # (CUSUM alarm times depend on how buckets from the partitions interleave, so not those)
-    runtime = MonitorRuntime(parse_config(yaml.safe_load(setup["config_path"].read_text())))
+    runtime = MonitorRuntime(parse_config(yaml.safe_load(setup.config_path.read_text())))
     outputs = [out for batch, _, _ in replay_lines(runtime, lines, batch_size=777) for out in batch]
     replayed = [out.alert for out in outputs if isinstance(out, AlertRaised)]
     replayed_triggers = [out.trigger.id for out in outputs if isinstance(out, TriggerRaised)]

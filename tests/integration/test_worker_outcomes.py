@@ -12,22 +12,17 @@ outcome with no prediction lands in the dead-letter topic once the horizon passe
 from __future__ import annotations
 
 import csv
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
-import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from fairlearn.metrics import (
     MetricFrame,
     demographic_parity_difference,
@@ -38,11 +33,7 @@ from fairlearn.metrics import (
 )
 from sklearn import metrics as skm
 
-from watchkeeper.config import Settings
-from watchkeeper.dev.kafka import LocalKafka
-from watchkeeper.stream.topics import ensure_topics
-
-from .test_worker_drift import _free_port
+from .conftest import RunningWorker, read_topic
 
 MODEL = "compas"
 T0 = 1_900_000_800.0  # a multiple of the 2 h window: every COMPAS row falls in one window
@@ -54,51 +45,25 @@ def _rows(data_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def worker(kafka: LocalKafka, topic_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    config = {
-        "models": [
-            {
-                "model_id": MODEL,
-                "features": {"age": "numeric", "priors_count": "numeric", "c_charge_degree": "categorical"},
-                "sensitive_attributes": ["race", "sex", "age_cat"],
-                "reference": {"learn_from_first": 1000},
-                "window": {"size": "2h", "allowed_lateness": "1m", "idle_close": "1h"},
-                "drift": {"sequential": False},
-                "accuracy": {"label_horizon": "1h", "min_labeled": 200},
-            }
-        ]
-    }
-    config_path = tmp_path / "watchkeeper.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    env = {
-        "WATCHKEEPER_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "WATCHKEEPER_APP_ID": f"{topic_prefix}app",
-        "WATCHKEEPER_DATA_DIR": str(tmp_path / "worker"),
-        "WATCHKEEPER_INPUT_PARTITIONS": "2",
-        "WATCHKEEPER_METRICS_PORT": str(_free_port()),
-    }
-    for name in ("predictions", "outcomes", "partials", "alerts", "retraining", "deadletter", "references"):
-        env[f"WATCHKEEPER_TOPIC_{name.upper()}"] = f"{topic_prefix}{name}"
-    settings = Settings(**{k.removeprefix("WATCHKEEPER_").lower(): v for k, v in env.items()})
-    ensure_topics(settings)
-    log = tmp_path / "worker.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watchkeeper", "worker", "--config", str(config_path)],
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def worker(start_worker: Callable[[dict[str, Any]], RunningWorker]) -> RunningWorker:
+    return start_worker(
+        {
+            "models": [
+                {
+                    "model_id": MODEL,
+                    "features": {"age": "numeric", "priors_count": "numeric", "c_charge_degree": "categorical"},
+                    "sensitive_attributes": ["race", "sex", "age_cat"],
+                    "reference": {"learn_from_first": 1000},
+                    "window": {"size": "2h", "allowed_lateness": "1m", "idle_close": "1h"},
+                    "drift": {"sequential": False},
+                    "accuracy": {"label_horizon": "1h", "min_labeled": 200},
+                }
+            ]
+        }
     )
-    yield {"settings": settings, "process": process, "port": env["WATCHKEEPER_METRICS_PORT"], "log": log}
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
-def _gauges(port: str) -> dict[str, float]:
+def _gauges(port: int) -> dict[str, float]:
     body = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5).read().decode()
     values = {}
     for line in body.splitlines():
@@ -108,8 +73,8 @@ def _gauges(port: str) -> dict[str, float]:
     return values
 
 
-def test_compas_outcomes_metrics_and_fairness_alert(worker: dict[str, Any], data_dir: Path) -> None:
-    settings: Settings = worker["settings"]
+def test_compas_outcomes_metrics_and_fairness_alert(worker: RunningWorker, data_dir: Path) -> None:
+    settings = worker.settings
     rows = _rows(data_dir)
     rng = np.random.default_rng(2)
     timeline: list[tuple[float, str, dict[str, Any]]] = []
@@ -168,16 +133,16 @@ def test_compas_outcomes_metrics_and_fairness_alert(worker: dict[str, Any], data
     def final_gauges() -> dict[str, float]:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
-            assert worker["process"].poll() is None, worker["log"].read_text()[-3000:]
+            assert worker.process.poll() is None, worker.log_tail()
             try:
-                gauges = _gauges(worker["port"])
+                gauges = _gauges(worker.metrics_port)
             except OSError:  # the worker is still starting
                 time.sleep(1)
                 continue
             if gauges.get(f'watchkeeper_label_coverage{{model_id="{MODEL}"}}') == 1.0:  # all 7,214 labelled
                 return gauges
             time.sleep(1)
-        raise AssertionError(f"no fully labelled window in /metrics; log: {worker['log'].read_text()[-2000:]}")
+        raise AssertionError(f"no fully labelled window in /metrics; log: {worker.log_tail()}")
 
     gauges = final_gauges()
     y_true = np.asarray([int(r["two_year_recid"]) for r in rows])
@@ -223,7 +188,7 @@ def test_compas_outcomes_metrics_and_fairness_alert(worker: dict[str, Any], data
     )
     assert sufficient("Native American") == 0.0 and sufficient("African-American") == 1.0
 
-    alerts = _read(settings, settings.topic_alerts)
+    alerts = read_topic(settings, settings.topic_alerts)
     fairness = [orjson.loads(m.value())["data"] for m in alerts]
     fairness = [a for a in fairness if a["monitor"] == "fairness" and a["status"] == "firing"]
     odds = [a for a in fairness if a["metric"] == "equalized_odds_difference" and a["subject"] == "race"]
@@ -234,28 +199,6 @@ def test_compas_outcomes_metrics_and_fairness_alert(worker: dict[str, Any], data
     low, high = odds[0]["confidence_interval"]["low"], odds[0]["confidence_interval"]["high"]
     assert low > odds[0]["threshold"] and low <= odds[0]["observed"] <= high
 
-    dead = [m for m in _read(settings, settings.topic_deadletter) if m.key() == settings.topic_outcomes.encode()]
+    dead = [m for m in read_topic(settings, settings.topic_deadletter) if m.key() == settings.topic_outcomes.encode()]
     assert [orjson.loads(m.value())["prediction_id"] for m in dead] == ["ghost"]
     assert "label horizon" in dict(dead[0].headers())["reason"].decode()
-
-
-def _read(settings: Settings, topic: str, seconds: float = 5.0) -> list[Any]:
-    consumer = Consumer(
-        {
-            **settings.kafka_client_config(),
-            "group.id": f"read-{topic}-{time.time()}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
-    messages = []
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages

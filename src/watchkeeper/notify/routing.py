@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from watchkeeper.config import format_validation_errors
 from watchkeeper.events import Alert, Monitor, Severity
 
 __all__ = [
@@ -154,16 +155,6 @@ class NotifyConfig(_Strict):
         return [r for r in self.receivers if r.type == kind]
 
 
-def _format(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
-        value = item.get("input")
-        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-        lines.append(f"{source}: notify.{path or '<root>'}: {shown}: {item['msg']}")
-    return "\n".join(lines)
-
-
 def parse_routes(raw: Any, source: str = "<notify>") -> NotifyConfig:
     """Validate the ``notify:`` mapping (``{receivers: [...]}``); None means no routes."""
     if raw is None:
@@ -173,7 +164,7 @@ def parse_routes(raw: Any, source: str = "<notify>") -> NotifyConfig:
     try:
         return NotifyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise RoutingError(_format(exc, source)) from None
+        raise RoutingError(format_validation_errors(exc, source, prefix="notify.")) from None
 
 
 def load_routes(path: str | Path) -> NotifyConfig:
