@@ -114,7 +114,14 @@ class WorkerMetrics:
             ["model_id", "attribute", "group"],
             registry=r,
         )
+        self.estimated = Gauge(
+            "watchkeeper_estimated_metric",
+            "Label-free estimate (CBPE, calibrated binary models) of the newest window",
+            ["model_id", "metric"],
+            registry=r,
+        )
         self._newest_label_window: dict[str, float] = {}
+        self._newest_estimate: dict[str, float] = {}
         self.references = Counter(
             "watchkeeper_references_learned", "Reference profiles learned", ["model_id"], registry=r
         )
@@ -144,6 +151,11 @@ class WorkerMetrics:
         """Gauges from the newest window with enough labels (``ready``); older windows re-evaluated
         later and windows still short of labels do not move them."""
         model = report.model_id
+        if report.estimated and report.window_start >= self._newest_estimate.get(model, float("-inf")):
+            self._newest_estimate[model] = report.window_start
+            for metric, value in report.estimated.items():
+                if value is not None:
+                    self.estimated.labels(model, metric).set(value)
         if not report.ready or report.window_start < self._newest_label_window.get(model, float("-inf")):
             return
         self._newest_label_window[model] = report.window_start

@@ -24,6 +24,7 @@ from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.accuracy import AccuracyMonitor, AccuracyVerdict
 from watchkeeper.monitor.alerts import Evaluation
 from watchkeeper.monitor.fairness import fairness_evaluations
+from watchkeeper.stats.cbpe import estimated_metrics
 from watchkeeper.stats.classification import ClassificationAggregate
 from watchkeeper.stats.delays import DELAY_EDGES, delay_quantile
 from watchkeeper.stats.fairness import GroupFairnessAggregate
@@ -39,6 +40,7 @@ class LabelWindow:
     regression: RegressionAggregate | None = None
     fairness: dict[str, GroupFairnessAggregate] = field(default_factory=dict)
     delays: np.ndarray = field(default_factory=lambda: np.zeros(len(DELAY_EDGES) + 1, dtype=np.int64))
+    cbpe: np.ndarray = field(default_factory=lambda: np.zeros(4))  # expected TP, FP, FN, TN
     expired: int = 0
     n_predictions: int = 0
     version: str = "unversioned"
@@ -58,6 +60,8 @@ class LabelWindow:
             self.fairness[subject] = groups if current is None else current.merge(groups)
         if "delays" in entry:
             self.delays = self.delays + np.asarray(entry["delays"], dtype=np.int64)
+        if "cbpe" in entry:
+            self.cbpe = self.cbpe + np.asarray(entry["cbpe"], dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +70,7 @@ class LabelWindow:
             "regression": self.regression.to_dict() if self.regression else None,
             "fairness": {k: v.to_dict() for k, v in self.fairness.items()},
             "delays": self.delays.tolist(),
+            "cbpe": self.cbpe.tolist(),
             "expired": self.expired,
             "n_predictions": self.n_predictions,
             "version": self.version,
@@ -83,6 +88,7 @@ class LabelWindow:
             regression=RegressionAggregate.from_dict(data["regression"]) if data["regression"] else None,
             fairness={k: GroupFairnessAggregate.from_dict(v) for k, v in data["fairness"].items()},
             delays=np.asarray(data["delays"], dtype=np.int64),
+            cbpe=np.asarray(data.get("cbpe", [0.0] * 4), dtype=np.float64),
             expired=int(data["expired"]),
             n_predictions=int(data["n_predictions"]),
             version=str(data["version"]),
@@ -109,6 +115,7 @@ class LabelReport:
     delay_p90: float | None
     delay_p99: float | None
     ready: bool = False  # at least accuracy.min_labeled labels, or final
+    estimated: dict[str, float | None] | None = None  # CBPE, before labels arrive
 
     @property
     def coverage(self) -> float | None:
@@ -127,6 +134,7 @@ class LabelReport:
             "expired": self.expired,
             "label_delay_seconds": {"p50": self.delay_p50, "p90": self.delay_p90, "p99": self.delay_p99},
             "ready": self.ready,
+            "estimated_without_labels": self.estimated,
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "fairness": self.fairness,
         }
@@ -210,6 +218,7 @@ class LabelWindows:
             expired=window.expired,
             delay_p50=delay_quantile(window.delays, 0.5),
             delay_p90=delay_quantile(window.delays, 0.9),
+            estimated=estimated_metrics(window.cbpe) if window.cbpe.sum() > 0 else None,
             delay_p99=delay_quantile(window.delays, 0.99),
         )
         ready = n_labeled >= config.accuracy.min_labeled or final

@@ -23,6 +23,7 @@ import numpy as np
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.join import LabelledRow
 from watchkeeper.monitor.partials import window_starts
+from watchkeeper.stats.cbpe import expected_confusion
 from watchkeeper.stats.classification import MISSING, ClassificationAggregate
 from watchkeeper.stats.delays import delay_counts
 from watchkeeper.stats.fairness import GroupFairnessAggregate, intersection_values
@@ -89,6 +90,8 @@ def prediction_entries(
         binary_scores = scores[mask] if config.task == "binary" else None
         aggregate.update(np.full(int(mask.sum()), MISSING), predicted[mask], binary_scores)
         entry: dict[str, Any] = {"start": float(start), "classification": aggregate.to_dict(), "fairness": {}}
+        if config.task == "binary":
+            entry["cbpe"] = expected_confusion(scores[mask], predicted[mask]).tolist()
         selected = [a for a, keep in zip(attributes, mask, strict=True) if keep]
         for subject in _subjects(config):
             groups = GroupFairnessAggregate(subject, max_groups=config.fairness.max_groups)
