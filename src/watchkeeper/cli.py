@@ -158,7 +158,7 @@ def profile_build(
     label_column: Annotated[str | None, typer.Option(help="column holding the predicted label")] = None,
     bins: Annotated[int, typer.Option(help="coarse bins per numeric column")] = 10,
     sequential: Annotated[bool, typer.Option(help="calibrate a CUSUM per column (takes ~1 s a column)")] = True,
-    arl_events: Annotated[float, typer.Option(help="events between model-level CUSUM false alarms")] = 1e6,
+    arl_events: Annotated[float, typer.Option(help="events between model-level CUSUM false alarms")] = 2e6,
 ) -> None:
     """Build a reference profile (quantile bins, category frequencies, row count) from CSV."""
     from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile

@@ -106,9 +106,25 @@ class DriftConfig(_Strict):
     monitor_prediction: bool = True
     sequential: bool = Field(default=True, description="calibrated CUSUM per column (fast detection)")
     sequential_arl_events: float = Field(
-        default=1e6, gt=0, description="expected events between model-level false alarms of the CUSUMs"
+        default=2e6, gt=0, description="expected events between model-level false alarms of the CUSUMs"
     )
     bucket_size: int = Field(default=50, ge=1, le=10_000, description="events per CUSUM bucket")
+
+
+class DataQualityConfig(_Strict):
+    """Alerts on rates the drift tests do not see: missing, unseen category, out of range.
+
+    A rate breaches when it is at least ``min_increase`` above the reference rate AND the
+    one-sided binomial z against the reference rate is at least ``z``; it clears below
+    half the increase (hysteresis).
+    """
+
+    enabled: bool = True
+    min_increase: float = Field(default=0.02, gt=0.0, lt=1.0)
+    z: float = Field(default=3.7, gt=0.0, description="one-sided; 3.7 ≈ p 1e-4 per column and window")
+    severity: Literal["critical", "error", "warning", "info"] = "warning"
+    for_windows: int = Field(default=1, ge=1)
+    resolve_windows: int = Field(default=2, ge=1)
 
 
 class MonitorConfig(_Strict):
@@ -128,6 +144,7 @@ class ModelConfig(_Strict):
     reference: ReferenceConfig = ReferenceConfig()
     window: WindowConfig = WindowConfig()
     drift: DriftConfig = DriftConfig()
+    data_quality: DataQualityConfig = DataQualityConfig()
     alerts: MonitorConfig = MonitorConfig()
     sensitive_attributes: list[str] = Field(default_factory=list)
     accuracy: AccuracyConfig = AccuracyConfig()

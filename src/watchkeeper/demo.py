@@ -76,7 +76,7 @@ class DemoModel:
             PREDICTION_LABEL: ("categorical", [str(v) for v in data["label"]]),
         }
         return ReferenceProfile.build(
-            MODEL_ID, columns, metadata={"data": "synthetic training sample"}, sequential_arl_events=1e6
+            MODEL_ID, columns, metadata={"data": "synthetic training sample"}, sequential_arl_events=2e6
         )
 
 

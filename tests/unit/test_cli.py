@@ -65,7 +65,8 @@ def test_replay_writes_windows_and_alerts(tmp_path: Path) -> None:
     assert len(windows) == 6 and all(w["n"] == 1000 for w in windows)
     assert sorted((a["subject"], a["status"], a["metric"]) for a in alerts) == [
         ("a", "firing", "cusum"),
+        ("a", "firing", "out_of_range_rate"),  # a 1.5σ shift leaves the reference range too
         ("a", "firing", "psi"),
     ]
     assert windows[3]["drifted"] == ["a"] and windows[2]["drifted"] == []
-    assert "6 windows, 0 label evaluations, 2 alerts, 0 retraining triggers, 1 rejected events" in result.output
+    assert "6 windows, 0 label evaluations, 3 alerts, 0 retraining triggers, 1 rejected events" in result.output

@@ -25,6 +25,7 @@ from watchkeeper.config import ModelConfig
 from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deterministic_id
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
 from watchkeeper.monitor.concept_drift import ErrorStreamDetector
+from watchkeeper.monitor.data_quality import data_quality_evaluations
 from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
 from watchkeeper.monitor.label_windows import LabelReport, LabelWindows
 from watchkeeper.monitor.labels import uses_labels
@@ -155,6 +156,11 @@ class ModelMonitor:
                 AlertRule(accuracy.for_windows, accuracy.resolve_windows, repeat),
                 links,
             ),
+            "data_quality": AlertBook.from_dict(
+                state.get("data_quality_alerts", {}),
+                AlertRule(config.data_quality.for_windows, config.data_quality.resolve_windows, repeat),
+                links,
+            ),
             "fairness": AlertBook.from_dict(
                 state.get("fairness_alerts", {}),
                 AlertRule(fairness.for_windows, fairness.resolve_windows, repeat),
@@ -190,6 +196,7 @@ class ModelMonitor:
             "alerts": self.alerts.to_dict(),
             "accuracy_alerts": self.books["accuracy"].to_dict(),
             "fairness_alerts": self.books["fairness"].to_dict(),
+            "data_quality_alerts": self.books["data_quality"].to_dict(),
             "labels": self.labels.state_dict(),
             "error_stream": self.error_stream.state_dict(),
             "sequential": self.sequential.state_dict() if self.sequential else self._sequential_state,
@@ -354,6 +361,7 @@ class ModelMonitor:
             evaluations = [_drift_evaluation(self.config, report, column) for column in report.columns]
             if self.sequential is not None:
                 evaluations += self.sequential.window_closed(window.start, report.model_version)
+            evaluations += data_quality_evaluations(self.config, report, self.profile)
             for evaluation in evaluations:
                 outputs += self._observe(evaluation)
         if self.config.accuracy.enabled and self.config.task != "regression":

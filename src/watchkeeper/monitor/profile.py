@@ -135,9 +135,13 @@ def _coarse_grouping(fine_counts: np.ndarray, bins: int) -> np.ndarray:
     """Group consecutive fine bins into ``bins`` groups of about equal reference mass.
 
     Underflow joins the first group and overflow the last, so out-of-range values count
-    in the nearest bin for the χ² test (their rate is reported on its own).
+    in the nearest bin for the χ² test (their rate is reported on its own) — except for a
+    column that was constant in the reference (one interior bin): there, below, at and
+    above the constant are three groups, or a column that starts to vary could never drift.
     """
     interior = fine_counts[1:-1].astype(np.float64)
+    if interior.size == 1:
+        return np.asarray([0, 1, 2], dtype=np.int64)
     cumulative = np.cumsum(interior) / max(interior.sum(), 1.0)
     group = np.minimum((cumulative * bins - 1e-9).astype(np.int64), bins - 1)
     group = np.maximum.accumulate(np.maximum(group, 0))
