@@ -53,8 +53,8 @@ import numpy as np
 import orjson
 
 from watchkeeper.config import DriftConfig, parse_config
-from watchkeeper.monitor.engine import AlertRaised, WindowClosed
-from watchkeeper.monitor.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from watchkeeper.monitor.engine import AlertRaised
+from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
 
 os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
@@ -207,57 +207,16 @@ class Fired:
     subject: str
 
 
-#: A rate rule the monitor does NOT have (proposal): the window's missing or unseen rate
-#: exceeds the reference rate by >= RATE_MIN_INCREASE with z >= RATE_Z (one-sided ~1e-4).
-RATE_MIN_INCREASE = 0.02
-RATE_Z = 3.7
-
-
-def reference_rates(profile: ReferenceProfile) -> dict[tuple[str, str], tuple[float, int]]:
-    """(column, 'missing_rate' | 'unseen_rate') -> (reference rate, reference n)."""
-    rates = {}
-    for name, column in profile.columns.items():
-        if isinstance(column, NumericProfile):
-            total = column.n + column.missing
-            rates[(name, "missing_rate")] = (column.missing / total, total)
-        elif isinstance(column, CategoricalProfile):
-            total = column.n
-            rates[(name, "missing_rate")] = (float(column.counts[-1]) / total, total)
-            rates[(name, "unseen_rate")] = (float(column.counts[-2]) / total, total)
-    return rates
-
-
-def rate_rule_hits(report: Any, rates: dict[tuple[str, str], tuple[float, int]]) -> list[tuple[str, str]]:
-    hits = []
-    for column in report.columns:
-        for metric in ("missing_rate", "unseen_rate"):
-            value = getattr(column, metric)
-            if (column.column, metric) not in rates or not math.isfinite(value) or not column.n:
-                continue
-            ref, n_ref = rates[(column.column, metric)]
-            floor = max(ref, 1.0 / n_ref)
-            z = (value - ref) / math.sqrt(floor * (1 - floor) / column.n)
-            if value - ref >= RATE_MIN_INCREASE and z >= RATE_Z:
-                hits.append((column.column, metric))
-    return hits
-
-
 def run_watchkeeper(
     config: Any, profile: ReferenceProfile, events: Sequence[bytes], batch: int, exact: set[str]
-) -> tuple[list[Fired], list[Fired]]:
-    """Firing alerts of one fresh runtime over the events, in order of position; and the
-    breaches the proposed rate rule would give on the closed windows' reports."""
+) -> list[Fired]:
+    """Firing alerts of one fresh runtime over the events, in order of position."""
     runtime = MonitorRuntime(config, {MODEL_ID: profile})
     bucket = config.models[0].drift.bucket_size
-    rates = reference_rates(profile)
     fired: list[Fired] = []
-    proposed: list[Fired] = []
 
     def collect(outputs: Sequence[Any], batch_end: int) -> None:
         for out in outputs:
-            if isinstance(out, WindowClosed) and out.report.evaluated:
-                due = round((out.report.window_end - START) * RATE) + LATENESS_SECONDS * RATE
-                proposed.extend(Fired(min(due, len(events)), m, c) for c, m in rate_rule_hits(out.report, rates))
             if not isinstance(out, AlertRaised) or out.alert.status != "firing":
                 continue
             alert = out.alert
@@ -277,7 +236,7 @@ def run_watchkeeper(
             raise RuntimeError(f"{len(rejected)} events rejected: {rejected[0]}")
         collect(outputs, offset + len(chunk))
     collect(runtime.flush(), len(events))
-    return sorted(fired, key=lambda f: f.position), proposed
+    return sorted(fired, key=lambda f: f.position)
 
 
 # -- anchors -----------------------------------------------------------------------------
@@ -413,17 +372,14 @@ class Bench:
     def stationary(self) -> None:
         a = self.args
         per_run = max(WINDOW_EVENTS, a.stationary_events // a.stationary_runs // WINDOW_EVENTS * WINDOW_EVENTS)
-        wk_alarms, by_metric, ad_alarms, ev_windows, ev_any, ev_dataset, rate_rule = 0, {}, 0, 0, 0, 0, 0
+        wk_alarms, by_metric, ad_alarms, ev_windows, ev_any, ev_dataset = 0, {}, 0, 0, 0, 0
         by_subject: dict[str, int] = {}
         ev_budget = a.evidently_windows
         t0 = time.perf_counter()
         for run in range(a.stationary_runs):
             profile, _ = self.profiles[run % len(self.profiles)]
             stream = generate(np.random.default_rng([a.seed, 1, run]), per_run)
-            fired, proposed = run_watchkeeper(
-                self.config, profile, serialise(stream), a.batch_size, set(NUMERIC + CATEGORICAL)
-            )
-            rate_rule += len(proposed)
+            fired = run_watchkeeper(self.config, profile, serialise(stream), a.batch_size, set(NUMERIC + CATEGORICAL))
             wk_alarms += len(fired)
             for f in fired:
                 by_metric[f.metric] = by_metric.get(f.metric, 0) + 1
@@ -449,7 +405,6 @@ class Bench:
             a.stationary_runs,
             by_metric=by_metric,
             by_subject=by_subject,
-            proposed_rate_rule_breaches=rate_rule,
         )
         self.results["adwin"]["stationary"] = rate_summary(ad_alarms, events, a.stationary_runs, detectors=N_NUMERIC)
         if self.evidently is not None and ev_windows:
@@ -467,7 +422,6 @@ class Bench:
         feature, _ = SHIFT_SCENARIOS[name]
         exact = set(NUMERIC + CATEGORICAL) - ({feature} if name == "missing_spike" else set())
         wk_delays: list[int | None] = []
-        rule_delays: list[int | None] = []
         wk_first_metric: dict[str, int] = {}
         wk_other, wk_before = 0, 0
         ad_delays: list[int | None] = []
@@ -480,9 +434,7 @@ class Bench:
             change = CHANGE_FROM + int(rng.integers(0, WINDOW_EVENTS))
             stream = generate(rng, change + a.cap, name, change)
             profile, _ = self.profiles[run % len(self.profiles)]
-            fired, proposed = run_watchkeeper(self.config, profile, serialise(stream), a.batch_size, exact)
-            rule = next((f for f in proposed if f.subject == feature and f.position > change), None)
-            rule_delays.append(rule.position - change if rule else None)
+            fired = run_watchkeeper(self.config, profile, serialise(stream), a.batch_size, exact)
             hit = next((f for f in fired if f.subject == feature and f.position > change), None)
             stop = hit.position if hit else stream.n
             wk_delays.append(hit.position - change if hit else None)
@@ -517,7 +469,6 @@ class Bench:
             first_metric=wk_first_metric,
             false_alarms_other_features=wk_other,
             false_alarms_before_change=wk_before,
-            proposed_rate_rule=delay_summary(rule_delays, a.cap),
         )
         if numeric_feature:
             self.results["adwin"][name] = delay_summary(
@@ -606,15 +557,11 @@ def print_table(bench: Bench) -> None:
                 f"false alarms on other features before detection {wk['false_alarms_other_features']}, "
                 f"on the feature before the change {wk['false_alarms_before_change']}"
             )
-    for name in ("missing_spike", "unseen_category"):
-        wk = bench.results["watchkeeper"].get(name)
-        if wk:
-            print(f"  {name}: proposed rate rule (not in the monitor) would give {cell(wk['proposed_rate_rule'])}")
     st = bench.results["watchkeeper"].get("stationary")
     if st:
         print(
             f"  stationary: {st['events']:,} events in {st['runs']} runs, {st['alarms']} firing alerts "
-            f"{st['by_subject']}; proposed rate rule breaches {st['proposed_rate_rule_breaches']}"
+            f"{st['by_subject']}"
         )
 
 

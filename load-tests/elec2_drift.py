@@ -110,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = MonitorRuntime(config, {MODEL_ID: profile})
     stream = events(rows, args.reference_rows)
     subjects = [*NUMERIC, *CATEGORICAL]
-    first_alert: dict[str, dict[str, int | None]] = {n: {"psi": None, "cusum": None} for n in subjects}
-    alerts: dict[str, dict[str, int]] = {n: {"psi": 0, "cusum": 0} for n in subjects}
+    kinds = ("psi", "cusum", "quality")  # window gate, sequential detector, data-quality rates
+    first_alert: dict[str, dict[str, int | None]] = {n: dict.fromkeys(kinds) for n in subjects}
+    alerts: dict[str, dict[str, int]] = {n: dict.fromkeys(kinds, 0) for n in subjects}
     drifted_windows = dict.fromkeys(subjects, 0)
     timeline: list[dict[str, Any]] = []
     windows = 0
@@ -138,9 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif isinstance(out, AlertRaised) and out.alert.status == "firing":
                 alert = out.alert
                 week = week_of(alert.window.start.timestamp())
-                alerts[alert.subject][alert.metric] += 1
-                if first_alert[alert.subject][alert.metric] is None:
-                    first_alert[alert.subject][alert.metric] = week
+                kind = alert.metric if alert.metric in ("psi", "cusum") else "quality"
+                alerts[alert.subject][kind] += 1
+                if first_alert[alert.subject][kind] is None:
+                    first_alert[alert.subject][kind] = week
 
     for offset in range(0, len(stream), args.batch_size):
         outputs, rejected = runtime.run_batch(stream[offset : offset + args.batch_size], "elec2:0", offset)
@@ -159,18 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if no_cusum:
         print(f"no CUSUM calibrated (reference constant or too narrow): {no_cusum}")
     header = f"{'feature':<10} | {'first psi alert (week)':>22} | {'first cusum alert (week)':>24} | "
-    header += f"{'psi alerts':>10} | {'cusum alerts':>12} | {'drifted windows':>15}"
+    header += f"{'first data-quality alert':>24} | {'psi alerts':>10} | {'cusum alerts':>12} | {'drifted windows':>15}"
     print(header)
     print("-" * len(header))
     for name in subjects:
-        psi_week, cusum_week = (
-            ("—" if w is None else w) for w in (first_alert[name]["psi"], first_alert[name]["cusum"])
+        psi_week, cusum_week, quality_week = (
+            ("—" if w is None else w) for w in (first_alert[name][k] for k in kinds)
         )
         print(
-            f"{name:<10} | {psi_week:>22} | {cusum_week:>24} | "
+            f"{name:<10} | {psi_week:>22} | {cusum_week:>24} | {quality_week:>24} | "
             f"{alerts[name]['psi']:>10} | {alerts[name]['cusum']:>12} | {drifted_windows[name]:>6} / {windows:<6}"
         )
-    print("share of values outside the reference range (reported in every window, no alert on it):")
+    print("share of values outside the reference range (the data_quality out_of_range_rate alert):")
     for name in NUMERIC:
         rates = [(w["week"], w["out_of_range_rate"].get(name, 0.0)) for w in timeline]
         above = [week for week, rate in rates if rate >= 0.5]
