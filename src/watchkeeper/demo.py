@@ -238,6 +238,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
         stop.set()
         traffic.join(timeout=5)
         client.flush(timeout=10)
+        del client  # close the producer before the broker goes away
         consumer.close()
         stop_process(worker)
         if outcome == "started":

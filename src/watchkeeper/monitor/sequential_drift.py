@@ -43,6 +43,7 @@ class SequentialDrift:
                         detector.n_alarms = int(saved["n_alarms"])
                     self.detectors[name] = detector
         self.alarmed: dict[str, list[str]] = {k: list(v) for k, v in state.get("alarmed", {}).items()}
+        self.reset_at: dict[str, int] = {k: int(v) for k, v in state.get("reset_at", {}).items()}  # last alarm
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class SequentialDrift:
                 for name, d in self.detectors.items()
             },
             "alarmed": self.alarmed,
+            "reset_at": self.reset_at,
         }
 
     def _evaluation(self, column: str, detection: Detection | None, start: float, version: str) -> Evaluation:
@@ -90,7 +92,7 @@ class SequentialDrift:
             cleared=False,
             window_start=start,
             window_end=start + size,
-            n=detection.bucket_index * self.detectors[column].bucket_size,
+            n=(detection.bucket_index - self.reset_at.get(column, 0)) * self.detectors[column].bucket_size,
             severity=drift.severity,
             summary=f"{self.config.model_id}: {column} drifting ({detection.component} CUSUM alarm)",
             description=(
@@ -119,6 +121,7 @@ class SequentialDrift:
                 if column not in marked:
                     marked.append(column)
                 evaluations.append(self._evaluation(column, detections[0], window_start, version))
+                self.reset_at[column] = detections[-1].bucket_index
         return evaluations
 
     def window_closed(self, window_start: float, version: str) -> list[Evaluation]:
