@@ -121,6 +121,7 @@ def worker(
         overrides["metrics_port"] = metrics_port
     settings = Settings(**overrides)
     models = _load(settings.config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     ensure_topics(settings)
     metrics = WorkerMetrics()
     if settings.metrics_port:
