@@ -74,6 +74,9 @@ class FeatureSpec(_Strict):
     name: str = Field(min_length=1)
     type: Literal["numeric", "categorical"]
     max_categories: int = Field(default=50, ge=1, le=1000)
+    sequential: bool = Field(
+        default=True, description="run the CUSUM on this column (off for time-ordered columns, e.g. day of week)"
+    )
 
 
 class WindowConfig(_Strict):

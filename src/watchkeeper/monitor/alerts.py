@@ -183,7 +183,7 @@ class AlertBook:
             summary=evaluation.summary,
             description=evaluation.description,
             links={name: _render(t, evaluation) for name, t in self.links.items()},
-            details=evaluation.details,
+            details={**evaluation.details, "repeat": True} if transition == "repeat" else evaluation.details,
         )
 
     def to_dict(self) -> dict[str, Any]:

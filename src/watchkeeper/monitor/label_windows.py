@@ -221,7 +221,9 @@ class LabelWindows:
             estimated=estimated_metrics(window.cbpe) if window.cbpe.sum() > 0 else None,
             delay_p99=delay_quantile(window.delays, 0.99),
         )
-        ready = n_labeled >= config.accuracy.min_labeled or final
+        # fairness alone needs only enough labels for its groups; accuracy sets its own minimum
+        minimum = config.accuracy.min_labeled if config.accuracy.enabled else 2 * config.fairness.min_support
+        ready = n_labeled >= minimum or final
         report = replace(report, ready=ready)
         if window.observed or not ready or (not evaluations and not final):
             return report, []  # e.g. while the accuracy baseline is still being learned

@@ -75,7 +75,10 @@ class ColumnBinner:
     detectors: dict[str, CalibratedCusum]  # stage-1 halves: they buffer partial buckets
 
     @classmethod
-    def from_profile(cls, profile: ReferenceProfile, columns: Mapping[str, str]) -> ColumnBinner:
+    def from_profile(
+        cls, profile: ReferenceProfile, columns: Mapping[str, str], quiet: frozenset[str] = frozenset()
+    ) -> ColumnBinner:
+        """Binner for the monitored ``columns``; ``quiet`` columns get no CUSUM bucket statistics."""
         numeric = tuple(n for n, k in columns.items() if isinstance(profile.columns.get(n), NumericProfile))
         categorical = tuple(n for n, k in columns.items() if isinstance(profile.columns.get(n), CategoricalProfile))
         grids = [profile.columns[n].edges for n in numeric]  # type: ignore[union-attr]
@@ -87,7 +90,7 @@ class ColumnBinner:
         detectors = {
             name: CalibratedCusum.from_dict(state)
             for name, column in profile.columns.items()
-            if (state := calibrated_detector(column)) is not None and name in columns
+            if (state := calibrated_detector(column)) is not None and name in columns and name not in quiet
         }
         return cls(numeric, categorical, edges, lengths, profile, detectors)
 

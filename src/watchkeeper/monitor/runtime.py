@@ -86,7 +86,11 @@ class MonitorRuntime:
             return None
         binner = self._binners.get(model_id)
         if binner is None or binner.profile is not profile:
-            binner = ColumnBinner.from_profile(profile, monitored_columns(self.models[model_id]))
+            config = self.models[model_id]
+            quiet = frozenset(f.name for f in config.features if not f.sequential) if config.drift.sequential else None
+            binner = ColumnBinner.from_profile(
+                profile, monitored_columns(config), quiet if quiet is not None else frozenset(profile.columns)
+            )
             self._binners[model_id] = binner
         return binner
 

@@ -31,9 +31,10 @@ class SequentialDrift:
         self.config = config
         self.detectors: dict[str, CalibratedCusum] = {}
         state = state or {}
+        off = {f.name for f in config.features if not f.sequential}
         if config.drift.sequential:
             for name, column in profile.columns.items():
-                calibrated = calibrated_detector(column)
+                calibrated = calibrated_detector(column) if name not in off else None
                 if calibrated is not None:
                     detector = CalibratedCusum.from_dict(calibrated)
                     saved = state.get("detectors", {}).get(name)

@@ -57,7 +57,7 @@ def _window(alert: Alert) -> str:
 def slack_message(alert: Alert, event_id: str) -> dict[str, Any]:
     """A Block Kit message with a fallback ``text``; firing and resolved look different."""
     firing = alert.status == "firing"
-    mark = "🔴 FIRING" if firing else "✅ RESOLVED"
+    mark = ("🔁 STILL FIRING" if alert.details.get("repeat") else "🔴 FIRING") if firing else "✅ RESOLVED"
     subject = "" if alert.subject == "*" else f" ({alert.subject})"
     title = f"{mark} [{alert.severity}] {alert.model_id}: {alert.monitor} {alert.metric}{subject}"
     fields = [

@@ -43,3 +43,33 @@ def test_transitions_alternate_and_respect_the_streaks(rule: AlertRule, verdicts
 def test_repeat_interval_re_announces_a_firing_alert() -> None:
     rule = AlertRule(for_windows=1, resolve_windows=1, repeat_interval=3.0)
     assert _run(rule, [(True, False)] * 8) == ["firing", None, None, "repeat", None, None, "repeat", None]
+
+
+def test_a_repeated_announcement_is_marked_as_a_repeat() -> None:
+    from watchkeeper.monitor.alerts import AlertBook, Evaluation
+
+    book = AlertBook(rule=AlertRule(for_windows=1, resolve_windows=1, repeat_interval=60.0))
+
+    def evaluation(end: float) -> Evaluation:
+        return Evaluation(
+            model_id="m",
+            model_version="1",
+            monitor="drift",
+            metric="psi",
+            subject="x",
+            observed=0.3,
+            threshold=0.1,
+            comparator=">=",
+            breached=True,
+            cleared=False,
+            window_start=end - 60,
+            window_end=end,
+            n=1000,
+            severity="warning",
+            summary="s",
+            description="d",
+        )
+
+    first, second = book.observe(evaluation(60.0)), book.observe(evaluation(120.0))
+    assert first is not None and "repeat" not in first.details
+    assert second is not None and second.status == "firing" and second.details["repeat"] is True

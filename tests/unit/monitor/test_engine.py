@@ -150,3 +150,13 @@ def test_the_sequential_detector_alerts_before_the_window_closes_and_resolves() 
     assert 8_500 < seen_at <= 9_000  # within 500 events of a 1σ shift, mid-window (windows close every 1,000)
     assert firing.window.start.timestamp() == 1_000_080.0
     assert cusum[1][1].window.start.timestamp() >= 1_000_150.0
+
+
+def test_a_feature_can_opt_out_of_the_sequential_detector() -> None:
+    model = {**CONFIG["models"][0], "drift": {"resolve_windows": 2}}
+    model["features"] = {"a": {"type": "numeric", "sequential": False}, "b": "numeric", "c": "categorical"}
+    runtime = MonitorRuntime(parse_config({"models": [model]}))
+    outputs = _run(runtime, _lines(12_000, shift_from=8_000, shift_to=12_000))
+    cusum = {o.alert.subject for o in outputs if isinstance(o, AlertRaised) and o.alert.metric == "cusum"}
+    psi = {o.alert.subject for o in outputs if isinstance(o, AlertRaised) and o.alert.metric == "psi"}
+    assert "a" not in cusum and "a" in psi  # the window test still watches it
