@@ -83,6 +83,11 @@ class WindowConfig(_Strict):
     size: Duration = 60.0
     allowed_lateness: Duration = 10.0
     idle_close: Duration = Field(default=30.0, description="close windows after this long without input")
+    max_future: Duration = Field(
+        default=3600.0,
+        description="reject events stamped further ahead of the worker's clock (one bad clock "
+        "would otherwise push the watermark and close every window)",
+    )
 
 
 class ReferenceConfig(_Strict):

@@ -33,7 +33,7 @@ from .conftest import RunningWorker, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "it-model"
-T0 = 1_800_000_000.0
+T0 = 1_700_000_000.0
 
 
 def _rows(rng: np.random.Generator, n: int, shift: float) -> list[dict[str, Any]]:

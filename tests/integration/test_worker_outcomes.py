@@ -36,7 +36,7 @@ from sklearn import metrics as skm
 from .conftest import RunningWorker, read_topic
 
 MODEL = "compas"
-T0 = 1_900_000_800.0  # a multiple of the 2 h window: every COMPAS row falls in one window
+T0 = 1_699_999_200.0  # a multiple of the 2 h window (in the past): every COMPAS row falls in one window
 
 
 def _rows(data_dir: Path) -> list[dict[str, str]]:

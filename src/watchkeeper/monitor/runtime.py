@@ -22,7 +22,7 @@ from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
 from watchkeeper.monitor.join import JoinModel, LabelledRow, OutcomeJoiner
 from watchkeeper.monitor.labels import expired_entries, label_entries, prediction_entries, uses_labels
-from watchkeeper.monitor.parse import Rejected, parse_outcomes, parse_predictions
+from watchkeeper.monitor.parse import ParsedBatch, Rejected, parse_outcomes, parse_predictions
 from watchkeeper.monitor.partials import PARTIAL_VERSION, ColumnBinner, build_partials, monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
 
@@ -102,13 +102,18 @@ class MonitorRuntime:
         offsets: Sequence[int],
         now: float,
         is_outcome: Sequence[bool] | None = None,
+        wall_clock: float | None = None,
     ) -> Stage1Result:
-        """Validate a batch of predictions (and outcomes), join, and build one partial per model."""
+        """Validate a batch of predictions (and outcomes), join, and build one partial per model.
+
+        With ``wall_clock`` (the worker's clock; not in a replay), events stamped more than
+        the model's ``window.max_future`` ahead of it are rejected.
+        """
         flags = list(is_outcome) if is_outcome is not None else [False] * len(raw)
         where_p = [i for i, outcome in enumerate(flags) if not outcome]
         where_o = [i for i, outcome in enumerate(flags) if outcome]
-        predictions = parse_predictions([raw[i] for i in where_p], self.models)
-        outcomes = parse_outcomes([raw[i] for i in where_o], self.models)
+        predictions = self._not_ahead(parse_predictions([raw[i] for i in where_p], self.models), wall_clock)
+        outcomes = self._not_ahead(parse_outcomes([raw[i] for i in where_o], self.models), wall_clock)
         rejected = [Rejected(where_p[r.index], r.reason) for r in predictions.rejected]
         rejected += [Rejected(where_o[r.index], r.reason) for r in outcomes.rejected]
         p_index = np.asarray([where_p[i] for i in predictions.indices], dtype=np.int64)
@@ -168,6 +173,29 @@ class MonitorRuntime:
                 partial["expired"] = {repr(k): v for k, v in expired_entries(config, lapsed[model_id]).items()}
         result.partials = list(by_model.values())
         return result
+
+    def _not_ahead(self, batch: ParsedBatch, wall_clock: float | None) -> ParsedBatch:
+        if wall_clock is None or not batch.events:
+            return batch
+        limits = np.asarray([wall_clock + self.models[e["model_id"]].window.max_future for e in batch.events])
+        ahead = batch.times > limits
+        if not ahead.any():
+            return batch
+        rejected = list(batch.rejected) + [
+            Rejected(
+                batch.indices[i],
+                f"timestamp: {batch.events[i].get('timestamp')!r}: more than "
+                f"{self.models[batch.events[i]['model_id']].window.max_future:g} s ahead of the worker's clock",
+            )
+            for i in np.flatnonzero(ahead)
+        ]
+        keep = ~ahead
+        return ParsedBatch(
+            [e for e, k in zip(batch.events, keep, strict=True) if k],
+            batch.times[keep],
+            [i for i, k in zip(batch.indices, keep, strict=True) if k],
+            rejected,
+        )
 
     def _labels_partial(self, model_id: str, now: float, by_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """A partial for a model that had outcomes but no predictions in the batch."""

@@ -204,7 +204,8 @@ def create_app(
             sources = [f"{e.message.topic}:{e.message.partition}" for e in events]
             offsets = [e.message.offset for e in events]
             is_outcome = [e.message.topic == settings.topic_outcomes for e in events]
-            result = runtime.stage1(raw, sources, offsets, now=time.time(), is_outcome=is_outcome)
+            now = time.time()
+            result = runtime.stage1(raw, sources, offsets, now=now, is_outcome=is_outcome, wall_clock=now)
             await send_deadletter(raw, events, result.rejected)
             for payload in result.expired_outcomes:
                 reason = "outcome: no prediction with this prediction_id arrived within the label horizon"
