@@ -160,6 +160,7 @@ def profile_build(
     bins: Annotated[int, typer.Option(help="coarse bins per numeric column")] = 10,
     sequential: Annotated[bool, typer.Option(help="calibrate a CUSUM per column (takes ~1 s a column)")] = True,
     arl_events: Annotated[float, typer.Option(help="events between model-level CUSUM false alarms")] = 2e6,
+    multivariate: Annotated[bool, typer.Option(help="add the PCA reconstruction-error column")] = False,
 ) -> None:
     """Build a reference profile (quantile bins, category frequencies, row count) from CSV."""
     from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
@@ -178,6 +179,7 @@ def profile_build(
         sequential = sequential and model_config.drift.sequential
         arl_events = model_config.drift.sequential_arl_events
         bucket_size = model_config.drift.bucket_size
+        multivariate = multivariate or model_config.drift.multivariate
         missing = [name for name in kinds if name not in header]
         if missing:
             _fail(f"{data}: columns {missing} of model {model!r} are not in the CSV header {header}")
@@ -206,6 +208,7 @@ def profile_build(
         metadata={"data": data.name},
         sequential_arl_events=arl_events if sequential else None,
         bucket_size=bucket_size,
+        multivariate=multivariate,
     )
     output.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
     typer.echo(f"profile of {model}: {profile.n_rows} rows, {len(profile.columns)} columns -> {output}")

@@ -117,6 +117,9 @@ class DriftConfig(_Strict):
         default=2e6, gt=0, description="expected events between model-level false alarms of the CUSUMs"
     )
     bucket_size: int = Field(default=50, ge=1, le=10_000, description="events per CUSUM bucket")
+    multivariate: bool = Field(
+        default=False, description="also watch the PCA reconstruction error of the numeric features (joint drift)"
+    )
 
 
 class DataQualityConfig(_Strict):

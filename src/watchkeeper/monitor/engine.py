@@ -288,6 +288,7 @@ class ModelMonitor:
             source="learned",
             sequential_arl_events=self.config.drift.sequential_arl_events if self.config.drift.sequential else None,
             bucket_size=self.config.drift.bucket_size,
+            multivariate=self.config.drift.multivariate,
         )
         self.sample = None
         return [ProfileLearned(self.profile)]

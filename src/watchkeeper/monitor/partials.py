@@ -21,6 +21,7 @@ import numpy as np
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.parse import as_float, object_matrix
 from watchkeeper.monitor.profile import (
+    MULTIVARIATE,
     PREDICTION_LABEL,
     PREDICTION_SCORE,
     CategoricalProfile,
@@ -39,6 +40,8 @@ _CUBE_CELLS = 4_000_000  # bound on the temporary comparison cube per chunk
 def monitored_columns(config: ModelConfig) -> dict[str, str]:
     """Column name → kind for a model: its features plus the prediction's score and label."""
     columns: dict[str, str] = {f.name: f.type for f in config.features}
+    if config.drift.multivariate and sum(f.type == "numeric" for f in config.features) >= 2:
+        columns[MULTIVARIATE] = "numeric"
     if config.drift.monitor_prediction and config.task != "regression":
         columns[PREDICTION_SCORE] = "numeric"
         columns[PREDICTION_LABEL] = "categorical"
@@ -153,6 +156,11 @@ def _stats_windows(
     n_windows = len(starts)
     matrix = extract_columns(events, list(binner.numeric) + list(binner.categorical))
     numeric, invalid = as_float(matrix[:, : len(binner.numeric)])
+    pca = binner.profile.multivariate
+    if pca is not None and MULTIVARIATE in binner.numeric and set(pca.names) <= set(binner.numeric):
+        inputs = [binner.numeric.index(name) for name in pca.names]
+        numeric[:, binner.numeric.index(MULTIVARIATE)] = pca.errors(numeric[:, inputs])
+        invalid[:, binner.numeric.index(MULTIVARIATE)] = False
     sequential = _bucket_rows(binner, matrix, numeric)
     fine = binner.fine_counts(numeric, windows, n_windows)
     invalid_counts = np.zeros((n_windows, len(binner.numeric)), dtype=np.int64)

@@ -23,6 +23,7 @@ import numpy as np
 from watchkeeper.events import deterministic_id
 from watchkeeper.stats.categorical import CategoryEncoder
 from watchkeeper.stats.histogram import bin_counts, quantile_edges
+from watchkeeper.stats.multivariate import PCAReconstruction
 from watchkeeper.stats.sequential import CalibratedCusum, feature_arl_target
 
 __all__ = [
@@ -32,11 +33,13 @@ __all__ = [
     "ReferenceProfile",
     "PREDICTION_LABEL",
     "PREDICTION_SCORE",
+    "MULTIVARIATE",
     "build_column_profile",
 ]
 
 PREDICTION_SCORE = "prediction.score"
 PREDICTION_LABEL = "prediction.label"
+MULTIVARIATE = "multivariate.pca_error"  # derived column: PCA reconstruction error of the numeric features
 FINE_BINS = 100
 
 
@@ -214,6 +217,7 @@ class ReferenceProfile:
     columns: dict[str, ColumnProfile]
     source: str = "file"
     metadata: dict[str, Any] = field(default_factory=dict)
+    multivariate: PCAReconstruction | None = None
 
     @cached_property
     def reference_id(self) -> str:
@@ -228,6 +232,7 @@ class ReferenceProfile:
             "source": self.source,
             "metadata": self.metadata,
             "columns": {name: column.to_dict() for name, column in self.columns.items()},
+            "multivariate": self.multivariate.to_dict() if self.multivariate else None,
         }
 
     @classmethod
@@ -246,6 +251,7 @@ class ReferenceProfile:
             columns=columns,
             source=str(data.get("source", "file")),
             metadata=dict(data.get("metadata", {})),
+            multivariate=PCAReconstruction.from_dict(data["multivariate"]) if data.get("multivariate") else None,
         )
 
     @classmethod
@@ -259,12 +265,15 @@ class ReferenceProfile:
         metadata: Mapping[str, Any] | None = None,
         sequential_arl_events: float | None = None,
         bucket_size: int = 50,
+        multivariate: bool = False,
     ) -> ReferenceProfile:
         """Profile every column given as ``{name: (kind, values)}``.
 
         ``max_categories`` caps categorical vocabularies, for all columns or per column.
         ``sequential_arl_events`` (model level, e.g. 1e6) calibrates a CUSUM per column
-        with the budget split evenly across the columns (Bonferroni).
+        with the budget split evenly across the columns (Bonferroni). ``multivariate`` adds
+        the derived column :data:`MULTIVARIATE` (PCA reconstruction error of the numeric
+        features, at least two of them).
         """
 
         def cap(name: str) -> int:
@@ -272,6 +281,12 @@ class ReferenceProfile:
 
         n_rows = max((len(values) for _, values in columns.values()), default=0)
         present = {name: kv for name, kv in columns.items() if len(kv[1]) > 0}
+        pca = None
+        numeric = [n for n, (k, v) in present.items() if k == "numeric" and not n.startswith("prediction.")]
+        if multivariate and len(numeric) >= 2 and len({len(present[n][1]) for n in numeric}) == 1:
+            matrix = np.column_stack([np.asarray(present[n][1], dtype=np.float64) for n in numeric])
+            pca = PCAReconstruction.fit(matrix, numeric)
+            present[MULTIVARIATE] = ("numeric", pca.errors(matrix))
         arl = feature_arl_target(sequential_arl_events, len(present)) if sequential_arl_events and present else None
         profiles = {
             name: build_column_profile(
@@ -279,4 +294,4 @@ class ReferenceProfile:
             )
             for name, (kind, values) in present.items()
         }
-        return cls(model_id, n_rows, profiles, source=source, metadata=dict(metadata or {}))
+        return cls(model_id, n_rows, profiles, source=source, metadata=dict(metadata or {}), multivariate=pca)
