@@ -107,19 +107,29 @@ def _check_prediction(prediction: Any) -> str | None:
     return None
 
 
-def _check_event(event: Any, models: Container[str]) -> str | None:
+def _check_header(
+    event: Any, models: Container[str], required: tuple[str, str], optional: tuple[str, str]
+) -> str | None:
+    """The checks both event kinds share: an object, its ids, a configured model."""
     if not isinstance(event, dict):
         return f"event: {type(event).__name__}: expected a JSON object"
-    for field in ("event_id", "model_id"):
+    for field in required:
         value = event.get(field)
         if not isinstance(value, str) or not value:
             return f"{field}: {_shown(value)}: expected a non-empty string"
     if event["model_id"] not in models:
         return f"model_id: {_shown(event['model_id'])}: not a configured model"
-    for field in ("prediction_id", "model_version"):
+    for field in optional:
         value = event.get(field)
         if value is not None and not isinstance(value, str):
             return f"{field}: {_shown(value)}: expected a string"
+    return None
+
+
+def _check_event(event: Any, models: Container[str]) -> str | None:
+    problem = _check_header(event, models, ("event_id", "model_id"), ("prediction_id", "model_version"))
+    if problem is not None:
+        return problem
     if "features" not in event:
         return "features: missing: expected an object of feature values"
     problem = _check_scalars(event["features"], "features")
@@ -133,18 +143,9 @@ def _check_event(event: Any, models: Container[str]) -> str | None:
 
 
 def _check_outcome(event: Any, models: Container[str]) -> str | None:
-    if not isinstance(event, dict):
-        return f"event: {type(event).__name__}: expected a JSON object"
-    for field in ("prediction_id", "model_id"):
-        value = event.get(field)
-        if not isinstance(value, str) or not value:
-            return f"{field}: {_shown(value)}: expected a non-empty string"
-    if event["model_id"] not in models:
-        return f"model_id: {_shown(event['model_id'])}: not a configured model"
-    for field in ("event_id", "model_version"):
-        value = event.get(field)
-        if value is not None and not isinstance(value, str):
-            return f"{field}: {_shown(value)}: expected a string"
+    problem = _check_header(event, models, ("prediction_id", "model_id"), ("event_id", "model_version"))
+    if problem is not None:
+        return problem
     label, value = event.get("label"), event.get("value")
     if not isinstance(label, str | int | bool | type(None)):
         return f"label: {_shown(label)}: expected a string, integer or bool"
