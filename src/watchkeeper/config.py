@@ -238,16 +238,20 @@ def format_validation_errors(error: ValidationError, source: str, prefix: str = 
     return "\n".join(lines)
 
 
+def read_yaml(path: Path, what: str = "config") -> Any:
+    """A YAML file's content; a ConfigError names the file and what went wrong."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
 def load_config(path: str | Path) -> WatchkeeperConfig:
     """Read and validate a models YAML file; relative profile paths resolve against it."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_config(raw, source=str(path), base_dir=path.parent)
+    return parse_config(read_yaml(path), source=str(path), base_dir=path.parent)
 
 
 def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = None) -> WatchkeeperConfig:

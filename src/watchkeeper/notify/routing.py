@@ -25,10 +25,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from watchkeeper.config import format_validation_errors
+from watchkeeper.config import ConfigError, format_validation_errors, read_yaml
 from watchkeeper.events import Alert, Monitor, Severity
 
 __all__ = [
@@ -171,11 +170,9 @@ def load_routes(path: str | Path) -> NotifyConfig:
     """Routes from a YAML file: either the models file (its ``notify:`` key) or a routes-only file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise RoutingError(f"{path}: cannot read routes: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RoutingError(f"{path}: not valid YAML: {exc}") from None
+        raw = read_yaml(path, "routes")
+    except ConfigError as exc:
+        raise RoutingError(str(exc)) from None
     if isinstance(raw, dict) and ("notify" in raw or "models" in raw):
         raw = raw.get("notify")
     return parse_routes(raw, source=str(path))
