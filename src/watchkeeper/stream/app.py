@@ -248,6 +248,8 @@ def create_app(
                 metrics.references.labels(model_id).inc()
                 log.warning("reference learned for %s from %d events", model_id, output.profile.n_rows)
 
+    written: dict[str, bytes] = {}  # the state this process last wrote, per model
+
     @app.agent(partials)
     async def stage2(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
@@ -256,7 +258,10 @@ def create_app(
             if model_id not in runtime.models:
                 continue
             stored = state.get(model_id.encode())
-            monitor = runtime.monitor(model_id, orjson.loads(stored) if stored else {}, _JsonTable(state))
+            if stored is not None and stored == written.get(model_id) and model_id in runtime.monitors:
+                monitor = runtime.monitors[model_id]  # the table holds what this process wrote: reuse it
+            else:  # first partial here, or the state came from another worker (rebalance, restore)
+                monitor = runtime.monitor(model_id, orjson.loads(stored) if stored else {}, _JsonTable(state))
             skipped = monitor.duplicates_skipped
             if partial["kind"] == "tick":
                 outputs = monitor.tick(now=float(partial["sent_at"]))
@@ -265,7 +270,8 @@ def create_app(
             metrics.partials.labels(partial["kind"]).inc()
             if monitor.duplicates_skipped > skipped:
                 metrics.duplicates.labels(model_id).inc()
-            state[model_id.encode()] = orjson.dumps(monitor.state_dict())
+            written[model_id] = orjson.dumps(monitor.state_dict())
+            state[model_id.encode()] = written[model_id]
             await publish(outputs, model_id, monitor.late_events)
 
     @app.timer(interval=max(settings.flush_interval, 1.0))
