@@ -104,32 +104,34 @@ def worker(
     config: ConfigOption = Path("watchkeeper.yaml"),
     bootstrap_servers: Annotated[str | None, typer.Option(envvar="WATCHKEEPER_BOOTSTRAP_SERVERS")] = None,
     metrics_port: Annotated[int | None, typer.Option(envvar="WATCHKEEPER_METRICS_PORT")] = None,
-    processing_guarantee: Annotated[str, typer.Option(help="exactly_once or at_least_once")] = "exactly_once",
-    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug")] = "warn",
+    instance_id: Annotated[
+        str | None, typer.Option(envvar="WATCHKEEPER_INSTANCE_ID", help="stable per process (static membership)")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="critical, error, warning, info or debug")] = "warning",
 ) -> None:
-    """Run a stream worker (stage 1 and stage 2) with Prometheus metrics on /metrics."""
+    """Run a stream worker (stage 1 and stage 2, exactly once) with Prometheus metrics on /metrics."""
     from prometheus_client import start_http_server
 
     from watchkeeper.metrics import WorkerMetrics
-    from watchkeeper.stream.app import create_app
+    from watchkeeper.stream.app import Worker
     from watchkeeper.stream.topics import ensure_topics
 
+    logging.getLogger().setLevel(loglevel.upper() if loglevel != "warn" else "WARNING")
     overrides: dict[str, Any] = {"config": config}
     if bootstrap_servers:
         overrides["bootstrap_servers"] = bootstrap_servers
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
+    if instance_id:
+        overrides["instance_id"] = instance_id
     settings = Settings(**overrides)
     models = _load(settings.config)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     metrics = WorkerMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
-    faust_app = create_app(settings, models, metrics, processing_guarantee=processing_guarantee)
-    from faust.worker import Worker
-
-    Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(settings, models, metrics).run()
 
 
 # -- profiles, replay, schemas -------------------------------------------------------
@@ -137,9 +139,6 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         return list(reader.fieldnames or []), list(reader)
-
-
-_NAN_AS_NULL = orjson.OPT_SERIALIZE_NUMPY
 
 
 def _numeric_or_none(text: str) -> float | None:
@@ -225,7 +224,8 @@ def replay(
     from tqdm import tqdm
 
     from watchkeeper.events import trigger_cloudevent
-    from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated, TriggerRaised, WindowClosed
+    from watchkeeper.monitor.engine import AlertRaised, TriggerRaised
+    from watchkeeper.monitor.output_records import dumps, evaluation_record
     from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
     runtime = MonitorRuntime(_load(config))
@@ -245,21 +245,18 @@ def replay(
         for outputs, bad, _ in replay_lines(runtime, lines(), batch_size=batch_size):
             rejected += len(bad)
             for out in outputs:
-                if isinstance(out, WindowClosed):
-                    windows += 1
-                    record = {"kind": "window", "monitor": "drift", **out.report.to_dict()}
-                    sink.write(orjson.dumps(record) + b"\n")
+                record = evaluation_record(out)
+                if record is not None:
+                    windows += record["kind"] == "window"
+                    labelled += record["kind"] == "labels"
+                    sink.write(dumps(record) + b"\n")
                 elif isinstance(out, AlertRaised):
                     alerts += 1
-                    record = {"kind": "alert", **out.alert.model_dump(mode="json")}
-                    sink.write(orjson.dumps(record) + b"\n")
-                elif isinstance(out, LabelsEvaluated):
-                    labelled += 1
-                    sink.write(orjson.dumps({"kind": "labels", **out.report.to_dict()}, option=_NAN_AS_NULL) + b"\n")
+                    sink.write(dumps({"kind": "alert", **out.alert.model_dump(mode="json")}) + b"\n")
                 elif isinstance(out, TriggerRaised):
                     triggers += 1
                     event = trigger_cloudevent(out.trigger, "watchkeeper-replay", out.trigger.data_window.end)
-                    sink.write(orjson.dumps({"kind": "retraining", **event.model_dump(mode="json")}) + b"\n")
+                    sink.write(dumps({"kind": "retraining", **event.model_dump(mode="json")}) + b"\n")
     summary = (
         f"{windows} windows, {labelled} label evaluations, {alerts} alerts, {triggers} retraining triggers, "
         f"{rejected} rejected events"

@@ -7,6 +7,8 @@ Model configuration errors name the field path, the value and what was expected,
 from __future__ import annotations
 
 import re
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,22 +20,35 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from watchkeeper.monitor.accuracy import AccuracyConfig
-from watchkeeper.monitor.fairness import FairnessConfig
-from watchkeeper.monitor.retraining import RetrainingPolicy
+from watchkeeper.events import Monitor, Severity
 
 __all__ = [
+    "DAY",
+    "DEFAULT_FAIRNESS_TOLERANCE",
+    "DEFAULT_METRICS",
+    "DEFAULT_RELATIVE_TOLERANCE",
+    "DEFAULT_TOLERANCE",
+    "FAIRNESS_METRICS",
+    "METRICS",
+    "AccuracyConfig",
     "ConfigError",
+    "Direction",
     "DriftConfig",
+    "FairnessConfig",
+    "FairnessMetric",
     "FeatureSpec",
+    "MetricSpec",
     "MonitorConfig",
     "ModelConfig",
     "ReferenceConfig",
+    "RetrainingPolicy",
     "Settings",
+    "Task",
     "WindowConfig",
     "load_config",
     "parse_duration",
@@ -41,6 +56,10 @@ __all__ = [
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h|d|w)?\s*$")
+
+DAY = 86400.0
+"""The span of event time ``max_per_day`` is counted over (a trailing 24 h)."""
 
 
 class ConfigError(ValueError):
@@ -63,7 +82,20 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def _duration_or_zero(value: Any) -> float:
+    """Like :func:`parse_duration`, but 0 / '0s' mean zero."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str) and _ZERO.match(value):
+        return 0.0
+    return parse_duration(value)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds from 90, '90s', '5m', '2h', '7d', '1w'."""
+
+DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
+"""A :data:`Duration` that may also be 0."""
 
 
 class _Strict(BaseModel):
@@ -82,7 +114,11 @@ class FeatureSpec(_Strict):
 class WindowConfig(_Strict):
     size: Duration = 60.0
     allowed_lateness: Duration = 10.0
-    idle_close: Duration = Field(default=30.0, description="close windows after this long without input")
+    idle_close: Duration = Field(
+        default=30.0,
+        description="a partition read to its end without this model's events for this long (worker wall "
+        "time) no longer holds the watermark back; when all are idle, every window closes",
+    )
     max_future: Duration = Field(
         default=3600.0,
         description="reject events stamped further ahead of the worker's clock (one bad clock "
@@ -116,7 +152,13 @@ class DriftConfig(_Strict):
     sequential_arl_events: float = Field(
         default=2e6, gt=0, description="expected events between model-level false alarms of the CUSUMs"
     )
-    bucket_size: int = Field(default=50, ge=1, le=10_000, description="events per CUSUM bucket")
+    bucket_size: int = Field(default=50, ge=1, le=10_000, description="least events per CUSUM bucket")
+    slices_per_window: int = Field(
+        default=20,
+        ge=1,
+        le=3600,
+        description="CUSUM buckets are built from event-time slices of window.size / slices_per_window",
+    )
     multivariate: bool = Field(
         default=False, description="also watch the PCA reconstruction error of the numeric features (joint drift)"
     )
@@ -147,9 +189,256 @@ class MonitorConfig(_Strict):
     )
 
 
+# -- accuracy monitor (models[].accuracy) -------------------------------------------------
+
+Task = Literal["binary", "multiclass", "regression"]
+Direction = Literal["higher", "lower", "both"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a metric is judged: which side is worse, for which tasks, with what interval."""
+
+    direction: Direction
+    tasks: tuple[Task, ...]
+    method: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    "accuracy": MetricSpec("higher", ("binary", "multiclass"), "wilson"),
+    "precision": MetricSpec("higher", ("binary",), "wilson"),
+    "recall": MetricSpec("higher", ("binary",), "wilson"),
+    "fpr": MetricSpec("lower", ("binary",), "wilson"),
+    "f1": MetricSpec("higher", ("binary",), "delta"),
+    "macro_f1": MetricSpec("higher", ("binary", "multiclass"), "delta"),
+    "macro_precision": MetricSpec("higher", ("binary", "multiclass"), "delta"),
+    "macro_recall": MetricSpec("higher", ("binary", "multiclass"), "delta"),
+    "roc_auc": MetricSpec("higher", ("binary",), "hanley_mcneil"),
+    "log_loss": MetricSpec("lower", ("binary", "multiclass"), "normal"),
+    "brier": MetricSpec("lower", ("binary", "multiclass"), "normal"),
+    "ece": MetricSpec("lower", ("binary",), "point"),
+    "mae": MetricSpec("lower", ("regression",), "normal"),
+    "rmse": MetricSpec("lower", ("regression",), "point"),
+    "mse": MetricSpec("lower", ("regression",), "point"),
+    "r2": MetricSpec("higher", ("regression",), "point"),
+    "mape": MetricSpec("lower", ("regression",), "point"),
+    "bias": MetricSpec("both", ("regression",), "normal"),
+}
+"""Every metric the monitor computes and can alert on."""
+
+DEFAULT_METRICS: dict[Task, tuple[str, ...]] = {
+    "binary": ("accuracy", "roc_auc", "f1", "log_loss", "brier", "ece"),
+    "multiclass": ("accuracy", "macro_f1", "log_loss"),
+    "regression": ("mae", "rmse", "r2"),
+}
+"""Metrics that alert when ``AccuracyConfig.metrics`` is not set."""
+
+DEFAULT_TOLERANCE: dict[str, float] = {
+    "accuracy": 0.05,
+    "precision": 0.05,
+    "recall": 0.05,
+    "fpr": 0.05,
+    "f1": 0.05,
+    "macro_f1": 0.05,
+    "macro_precision": 0.05,
+    "macro_recall": 0.05,
+    "roc_auc": 0.05,
+    "ece": 0.05,
+    "r2": 0.1,
+}
+"""Allowed absolute degradation (rates, AUC, ECE: 5 points; R²: 0.1)."""
+
+DEFAULT_RELATIVE_TOLERANCE: dict[str, float] = {
+    "log_loss": 0.2,
+    "brier": 0.2,
+    "mae": 0.2,
+    "rmse": 0.2,
+    "mse": 0.44,  # = 1.2² − 1: the same 20 % as RMSE
+    "mape": 0.2,
+}
+"""Allowed relative degradation, a fraction of |baseline| (scale-dependent metrics: 20 %)."""
+
+
+class AccuracyConfig(_Strict):
+    """Accuracy monitor settings (``models[].accuracy`` in the YAML)."""
+
+    enabled: bool = True
+    label_horizon: Duration = Field(
+        default="7d", validate_default=True, description="windows take late labels this long after they close"
+    )
+    metrics: list[str] | None = Field(default=None, description="metrics that alert; None = task defaults")
+    tolerance: dict[str, float] = Field(
+        default_factory=dict, description="allowed absolute degradation per metric (overrides the defaults)"
+    )
+    relative_tolerance: dict[str, float] = Field(
+        default_factory=dict, description="allowed degradation as a fraction of |baseline| (overrides defaults)"
+    )
+    min_labeled: int = Field(default=200, ge=1, description="no verdict on a window with fewer labelled rows")
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    baseline: Literal["reference", "first_windows"] = "first_windows"
+    baseline_windows: int = Field(default=3, ge=1, description="final windows pooled into the learned baseline")
+    baseline_metrics: dict[str, float] = Field(
+        default_factory=dict, description="validation metrics of the reference profile (baseline: reference)"
+    )
+    for_windows: int = Field(default=1, ge=1)
+    resolve_windows: int = Field(default=2, ge=1)
+    severity: Severity = "warning"
+
+    @model_validator(mode="after")
+    def _check_names(self) -> AccuracyConfig:
+        for field_name in ("tolerance", "relative_tolerance", "baseline_metrics"):
+            unknown = sorted(set(getattr(self, field_name)) - set(METRICS))
+            if unknown:
+                raise ValueError(f"{field_name}: unknown metrics {unknown}; expected some of {sorted(METRICS)}")
+        both = sorted(set(self.tolerance) & set(self.relative_tolerance))
+        if both:
+            raise ValueError(f"metrics {both} have both tolerance and relative_tolerance: expected one")
+        negative = sorted(k for k, v in {**self.tolerance, **self.relative_tolerance}.items() if not v >= 0)
+        if negative:
+            raise ValueError(f"tolerances of {negative}: expected numbers >= 0")
+        if self.metrics is not None:
+            unknown = sorted(set(self.metrics) - set(METRICS))
+            if unknown:
+                raise ValueError(f"metrics: unknown metrics {unknown}; expected some of {sorted(METRICS)}")
+            untolerated = [m for m in self.metrics if self._tolerance_spec(m) is None]
+            if untolerated:
+                raise ValueError(f"metrics {untolerated} have no default tolerance: set tolerance.<metric>")
+        return self
+
+    def _tolerance_spec(self, metric: str) -> tuple[float, Literal["absolute", "relative"]] | None:
+        if metric in self.tolerance:
+            return self.tolerance[metric], "absolute"
+        if metric in self.relative_tolerance:
+            return self.relative_tolerance[metric], "relative"
+        if metric in DEFAULT_TOLERANCE:
+            return DEFAULT_TOLERANCE[metric], "absolute"
+        if metric in DEFAULT_RELATIVE_TOLERANCE:
+            return DEFAULT_RELATIVE_TOLERANCE[metric], "relative"
+        return None
+
+    def effective_tolerance(self, metric: str, baseline: float) -> tuple[float, str]:
+        """(absolute allowed degradation, "absolute" | "relative") for ``metric`` at ``baseline``.
+
+        Lookup order: ``tolerance``, ``relative_tolerance``, then the module defaults.
+        """
+        spec = self._tolerance_spec(metric)
+        if spec is None:
+            raise ValueError(f"metric {metric!r}: no tolerance configured")
+        value, kind = spec
+        return (value * abs(baseline), kind) if kind == "relative" else (value, kind)
+
+    def metrics_for(self, task: Task) -> tuple[str, ...]:
+        """The alerting metrics for ``task``; ValueError naming any that do not apply to it."""
+        chosen = tuple(self.metrics) if self.metrics is not None else DEFAULT_METRICS[task]
+        wrong = [m for m in chosen if task not in METRICS[m].tasks]
+        if wrong:
+            raise ValueError(f"accuracy.metrics {wrong}: not defined for task {task!r}")
+        return chosen
+
+
+# -- fairness monitor (models[].fairness) -------------------------------------------------
+
+FairnessMetric = Literal[
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "disparate_impact",
+]
+FAIRNESS_METRICS: tuple[FairnessMetric, ...] = (
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "disparate_impact",
+)
+DEFAULT_FAIRNESS_TOLERANCE: dict[str, float] = {
+    "demographic_parity_difference": 0.1,
+    "equalized_odds_difference": 0.1,
+    "equal_opportunity_difference": 0.1,
+    "disparate_impact": 0.8,  # a floor, not a difference: the four-fifths rule
+}
+
+
+class FairnessConfig(_Strict):
+    """Fairness monitor settings (``models[].fairness`` in the YAML).
+
+    Single attributes come from ``ModelConfig.sensitive_attributes``; ``intersections``
+    adds joined ones (``[race, sex]`` → subject ``race|sex``). ``tolerance`` entries
+    override the defaults one by one. ``max_groups`` is the aggregate's cardinality cap.
+    """
+
+    enabled: bool = True
+    intersections: list[list[str]] = Field(default_factory=list)
+    metrics: list[FairnessMetric] = Field(default_factory=lambda: list(FAIRNESS_METRICS))
+    tolerance: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FAIRNESS_TOLERANCE))
+    min_support: int = Field(default=30, ge=1, description="rows (labelled rows for TPR/FPR) per group")
+    max_groups: int = Field(default=20, ge=2, le=1000)
+    reference_group: dict[str, str] = Field(default_factory=dict, description="attribute -> reference group")
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    for_windows: int = Field(default=1, ge=1)
+    resolve_windows: int = Field(default=2, ge=1)
+    severity: Severity = "warning"
+
+    @field_validator("tolerance")
+    @classmethod
+    def _merge_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(FAIRNESS_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; expected some of {list(FAIRNESS_METRICS)}")
+        bad = sorted(k for k, v in value.items() if not (v > 0 and (k != "disparate_impact" or v <= 1)))
+        if bad:
+            raise ValueError(f"tolerance of {bad}: expected > 0 (disparate_impact in (0, 1])")
+        return {**DEFAULT_FAIRNESS_TOLERANCE, **value}
+
+    @field_validator("intersections")
+    @classmethod
+    def _check_intersections(cls, value: list[list[str]]) -> list[list[str]]:
+        bad = [i for i in value if len(i) < 2 or len(set(i)) != len(i) or any("|" in a for a in i)]
+        if bad:
+            raise ValueError(f"intersections {bad}: expected lists of >= 2 distinct attribute names without '|'")
+        return value
+
+    def subjects(self, sensitive_attributes: list[str]) -> list[str]:
+        """Aggregate keys to build: the attributes, then ``"a|b"`` per intersection."""
+        return [*sensitive_attributes, *("|".join(i) for i in self.intersections)]
+
+
+# -- retraining policies (models[].retraining) --------------------------------------------
+
+_ALL_MONITORS: tuple[Monitor, ...] = ("drift", "accuracy", "fairness", "data_quality")
+_DEFAULT_SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning")
+
+
+class RetrainingPolicy(_Strict):
+    """When to request retraining of a model (one entry of ``models[].retraining``)."""
+
+    name: str = Field(min_length=1, description="rule name; part of the trigger's idempotency key")
+    monitors: list[Monitor] = Field(
+        default_factory=lambda: list(_ALL_MONITORS),
+        min_length=1,
+        description="alerts of these monitors count",
+    )
+    severities: list[Severity] = Field(
+        default_factory=lambda: list(_DEFAULT_SEVERITIES),
+        min_length=1,
+        description="alerts of these severities count (default: all but info)",
+    )
+    firing_for: DurationOrZero = Field(
+        default=0.0, description="event time an alert must have been firing; 0 = on the firing transition"
+    )
+    min_alerts: int = Field(default=1, ge=1, description="distinct matching alerts firing at once")
+    cooldown: Duration = Field(default=DAY, description="no new trigger of this policy sooner after the last")
+    max_per_day: int = Field(default=3, ge=1, description="at most this many triggers in any 24 h of event time")
+    training_window: Duration = Field(
+        default=30 * DAY, description="length of the suggested training window, ending at the window end"
+    )
+
+
+# -- models -------------------------------------------------------------------------------
+
+
 class ModelConfig(_Strict):
     model_id: str = Field(min_length=1)
-    task: Literal["binary", "multiclass", "regression"] = "binary"
+    task: Task = "binary"
     classes: list[str] = Field(default_factory=lambda: ["0", "1"])
     features: list[FeatureSpec]
     reference: ReferenceConfig = ReferenceConfig()
@@ -288,6 +577,9 @@ class Settings(BaseSettings):
     topic_retraining: str = "watchkeeper.retraining"
     topic_deadletter: str = "watchkeeper.deadletter"
     topic_references: str = "watchkeeper.references"
+    topic_windows: str = Field(
+        default="watchkeeper.windows", description="every closed window's statistics (the replay output's records)"
+    )
     input_partitions: int = Field(default=4, ge=1)
     batch_size: int = Field(default=2000, ge=1)
     flush_interval: float = Field(default=1.0, gt=0)
@@ -298,6 +590,18 @@ class Settings(BaseSettings):
     )
     join_store: Literal["memory://", "rocksdb://"] = Field(
         default="memory://", description="store of the outcome join; rocksdb:// for long label horizons"
+    )
+    join_max_waiting: int | None = Field(
+        default=1_000_000, ge=1, description="waiting predictions + outcomes kept per input partition (overflow: dead letters)"
+    )
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="stable id of this worker process (static group membership, transactional ids); unique per process",
+    )
+    session_timeout: float = Field(default=45.0, gt=0, description="seconds before a silent worker loses its partitions")
+    transaction_timeout: float = Field(
+        default=900.0, gt=0, description="seconds a batch may take (learning a wide reference takes minutes)"
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

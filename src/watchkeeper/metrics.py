@@ -36,6 +36,7 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._gauges: list[tuple[Gauge, tuple[str, ...]]] = []
         r = self.registry
         self.events = Counter(
             "watchkeeper_events", "Prediction events read by stage 1", ["model_id", "outcome"], registry=r
@@ -48,37 +49,24 @@ class WorkerMetrics:
             "watchkeeper_partials_duplicate", "Partials skipped as already applied", ["model_id"], registry=r
         )
         self.windows = Counter("watchkeeper_windows_closed", "Windows closed", ["model_id"], registry=r)
-        self.window_events = Gauge(
-            "watchkeeper_window_events", "Events in the last closed window", ["model_id"], registry=r
+        self.window_events = self._gauge("watchkeeper_window_events", "Events in the last closed window", ["model_id"])
+        self.window_end = self._gauge(
+            "watchkeeper_window_end_timestamp_seconds", "End of the last closed window", ["model_id"]
         )
-        self.window_end = Gauge(
-            "watchkeeper_window_end_timestamp_seconds",
-            "End of the last closed window",
-            ["model_id"],
-            registry=r,
-        )
-        self.late_events = Gauge(
-            "watchkeeper_late_events",
-            "Events that arrived after their window closed",
-            ["model_id"],
-            registry=r,
+        self.late_events = self._gauge(
+            "watchkeeper_late_events", "Events that arrived after their window closed", ["model_id"]
         )
         labels = ["model_id", "column"]
-        self.psi = Gauge("watchkeeper_drift_psi", "Population stability index", labels, registry=r)
-        self.js = Gauge("watchkeeper_drift_jensen_shannon", "Jensen-Shannon distance (base 2)", labels, registry=r)
-        self.p_adjusted = Gauge(
-            "watchkeeper_drift_p_value_adjusted",
-            "Chi-square p-value, multiplicity-adjusted",
-            labels,
-            registry=r,
+        self.psi = self._gauge("watchkeeper_drift_psi", "Population stability index", labels)
+        self.js = self._gauge("watchkeeper_drift_jensen_shannon", "Jensen-Shannon distance (base 2)", labels)
+        self.p_adjusted = self._gauge(
+            "watchkeeper_drift_p_value_adjusted", "Chi-square p-value, multiplicity-adjusted", labels
         )
-        self.ks = Gauge("watchkeeper_drift_ks", "Kolmogorov-Smirnov D on the reference grid", labels, registry=r)
-        self.drifted = Gauge("watchkeeper_drift_detected", "1 when the double gate fired", labels, registry=r)
-        self.missing_rate = Gauge("watchkeeper_missing_rate", "Share of missing values", labels, registry=r)
-        self.unseen_rate = Gauge("watchkeeper_unseen_rate", "Share of unseen categories", labels, registry=r)
-        self.out_of_range = Gauge(
-            "watchkeeper_out_of_range_rate", "Share outside the reference range", labels, registry=r
-        )
+        self.ks = self._gauge("watchkeeper_drift_ks", "Kolmogorov-Smirnov D on the reference grid", labels)
+        self.drifted = self._gauge("watchkeeper_drift_detected", "1 when the double gate fired", labels)
+        self.missing_rate = self._gauge("watchkeeper_missing_rate", "Share of missing values", labels)
+        self.unseen_rate = self._gauge("watchkeeper_unseen_rate", "Share of unseen categories", labels)
+        self.out_of_range = self._gauge("watchkeeper_out_of_range_rate", "Share outside the reference range", labels)
         self.alerts = Counter(
             "watchkeeper_alerts", "Alert transitions published", ["model_id", "monitor", "status"], registry=r
         )
@@ -86,45 +74,67 @@ class WorkerMetrics:
             "watchkeeper_retraining_triggers", "Retraining triggers published", ["model_id", "rule"], registry=r
         )
         self.outcomes = Counter("watchkeeper_outcomes", "Outcome events by join result", ["status"], registry=r)
-        self.accuracy = Gauge(
-            "watchkeeper_accuracy_metric",
-            "Accuracy metrics of the newest evaluated window",
-            ["model_id", "metric"],
-            registry=r,
+        self.accuracy = self._gauge(
+            "watchkeeper_accuracy_metric", "Accuracy metrics of the newest evaluated window", ["model_id", "metric"]
         )
-        self.coverage = Gauge("watchkeeper_label_coverage", "Labelled share of predictions", ["model_id"], registry=r)
-        self.label_delay = Gauge(
-            "watchkeeper_label_delay_seconds", "Label delay quantiles", ["model_id", "quantile"], registry=r
+        self.coverage = self._gauge("watchkeeper_label_coverage", "Labelled share of predictions", ["model_id"])
+        self.label_delay = self._gauge(
+            "watchkeeper_label_delay_seconds", "Label delay quantiles", ["model_id", "quantile"]
         )
-        self.fairness_rate = Gauge(
-            "watchkeeper_fairness_group_rate",
-            "Per-group rates",
-            ["model_id", "attribute", "group", "metric"],
-            registry=r,
+        self.fairness_rate = self._gauge(
+            "watchkeeper_fairness_group_rate", "Per-group rates", ["model_id", "attribute", "group", "metric"]
         )
-        self.fairness_disparity = Gauge(
+        self.fairness_disparity = self._gauge(
             "watchkeeper_fairness_disparity",
             "Disparities (differences); groups=sufficient (alerting) or all (Fairlearn's definition)",
             ["model_id", "attribute", "metric", "groups"],
-            registry=r,
         )
-        self.fairness_sufficient = Gauge(
+        self.fairness_sufficient = self._gauge(
             "watchkeeper_fairness_group_sufficient",
             "1 when the group has the minimum labelled support, 0 = insufficient data",
             ["model_id", "attribute", "group"],
-            registry=r,
         )
-        self.estimated = Gauge(
+        self.estimated = self._gauge(
             "watchkeeper_estimated_metric",
             "Label-free estimate (CBPE, calibrated binary models) of the newest window",
             ["model_id", "metric"],
-            registry=r,
         )
         self._newest_label_window: dict[str, float] = {}
         self._newest_estimate: dict[str, float] = {}
         self.references = Counter(
             "watchkeeper_references_learned", "Reference profiles learned", ["model_id"], registry=r
         )
+        self.state_record_bytes = Gauge(
+            "watchkeeper_state_record_max_bytes", "Largest stage-2 state record this process wrote", registry=r
+        )
+
+    def _gauge(self, name: str, documentation: str, labelnames: list[str]) -> Gauge:
+        """A gauge on this registry that :meth:`forget_model` knows about (create every gauge here)."""
+        gauge = Gauge(name, documentation, labelnames, registry=self.registry)
+        self._gauges.append((gauge, tuple(labelnames)))
+        return gauge
+
+    def forget_model(self, model_id: str) -> None:
+        """Drop every gauge series of ``model_id`` (all label combinations) from this registry.
+
+        Call it when this worker stops owning the model (its partition moved to another
+        process in a rebalance), so that only the owner exports the model's gauges. Counters
+        are kept: they are per-process totals of what this process did, which stay true (and
+        monotonic) after the model moves; sum them across workers.
+        """
+        for gauge, labelnames in self._gauges:
+            if "model_id" not in labelnames:
+                continue
+            series = [
+                tuple(sample.labels[name] for name in labelnames)
+                for family in gauge.collect()
+                for sample in family.samples
+                if sample.labels.get("model_id") == model_id
+            ]
+            for labelvalues in series:
+                gauge.remove(*labelvalues)
+        self._newest_label_window.pop(model_id, None)
+        self._newest_estimate.pop(model_id, None)
 
     def observe_drift(self, report: DriftReport, late_events: int) -> None:
         model = report.model_id

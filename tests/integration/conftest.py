@@ -21,7 +21,7 @@ from watchkeeper.dev.kafka import LocalKafka
 from watchkeeper.dev.processes import stop_process
 from watchkeeper.stream.topics import ensure_topics
 
-TOPICS = ("predictions", "outcomes", "partials", "alerts", "retraining", "deadletter", "references")
+TOPICS = ("predictions", "outcomes", "partials", "alerts", "retraining", "deadletter", "references", "windows")
 
 
 def free_port() -> int:
@@ -37,41 +37,52 @@ class RunningWorker:
     process: subprocess.Popen[bytes]
     metrics_port: int
     log: Path
+    env: dict[str, str]
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
+
+    def spawn(self) -> None:
+        """(Re)start the process with the same settings and instance id (after a crash)."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper", "worker", "--config", str(self.config_path)],
+            env={**os.environ, **self.env},
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @pytest.fixture
 def start_worker(
     kafka: LocalKafka, topic_prefix: str, tmp_path: Path
-) -> Iterator[Callable[[dict[str, Any]], RunningWorker]]:
-    """Start `watchkeeper worker` for a models config, on topics private to the test."""
+) -> Iterator[Callable[..., RunningWorker]]:
+    """Start `watchkeeper worker` for a models config, on topics private to the test.
+
+    Every call starts one more process of the same application (same app id and topics,
+    its own instance id): ``start(config, partitions=4)`` twice gives two workers.
+    """
     started: list[RunningWorker] = []
 
-    def start(config: dict[str, Any]) -> RunningWorker:
+    def start(config: dict[str, Any], partitions: int = 2) -> RunningWorker:
         config_path = tmp_path / "watchkeeper.yaml"
         config_path.write_text(yaml.safe_dump(config))
         port = free_port()
         env = {
             "WATCHKEEPER_BOOTSTRAP_SERVERS": kafka.bootstrap,
             "WATCHKEEPER_APP_ID": f"{topic_prefix}app",
-            "WATCHKEEPER_DATA_DIR": str(tmp_path / "worker"),
-            "WATCHKEEPER_INPUT_PARTITIONS": "2",
+            "WATCHKEEPER_DATA_DIR": str(tmp_path / f"worker{len(started)}"),
+            "WATCHKEEPER_INPUT_PARTITIONS": str(partitions),
+            "WATCHKEEPER_INSTANCE_ID": f"w{len(started)}",
             "WATCHKEEPER_METRICS_PORT": str(port),
             **{f"WATCHKEEPER_TOPIC_{name.upper()}": f"{topic_prefix}{name}" for name in TOPICS},
         }
         settings = Settings(**{k.removeprefix("WATCHKEEPER_").lower(): v for k, v in env.items()})
         ensure_topics(settings)
-        log = tmp_path / "worker.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper", "worker", "--config", str(config_path)],
-            env={**os.environ, **env},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        worker = RunningWorker(settings, config_path, process, port, log)
+        log = tmp_path / f"worker{len(started)}.log"
+        log.write_bytes(b"")
+        worker = RunningWorker(settings, config_path, None, port, log, env)  # type: ignore[arg-type]
+        worker.spawn()
         started.append(worker)
         return worker
 

@@ -36,189 +36,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from watchkeeper.events import Comparator, Severity
+from watchkeeper.config import METRICS, AccuracyConfig, Direction, Task
+from watchkeeper.events import Comparator
 from watchkeeper.monitor.alerts import Evaluation
 from watchkeeper.stats.classification import ClassificationAggregate
 from watchkeeper.stats.intervals import z_value
 from watchkeeper.stats.regression import RegressionAggregate
 
 __all__ = [
-    "DEFAULT_METRICS",
-    "DEFAULT_RELATIVE_TOLERANCE",
-    "DEFAULT_TOLERANCE",
-    "METRICS",
-    "AccuracyConfig",
     "AccuracyMonitor",
     "AccuracyVerdict",
-    "Task",
     "confusion_delta_se",
     "f1_delta_se",
     "hanley_mcneil_se",
 ]
 
-Task = Literal["binary", "multiclass", "regression"]
-Direction = Literal["higher", "lower", "both"]
 Interval = tuple[float, float]
 Aggregate = ClassificationAggregate | RegressionAggregate
 Status = Literal["disabled", "insufficient_labels", "learning_baseline", "baseline_window", "evaluated"]
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """How a metric is judged: which side is worse, for which tasks, with what interval."""
-
-    direction: Direction
-    tasks: tuple[Task, ...]
-    method: str
-
-
-METRICS: dict[str, MetricSpec] = {
-    "accuracy": MetricSpec("higher", ("binary", "multiclass"), "wilson"),
-    "precision": MetricSpec("higher", ("binary",), "wilson"),
-    "recall": MetricSpec("higher", ("binary",), "wilson"),
-    "fpr": MetricSpec("lower", ("binary",), "wilson"),
-    "f1": MetricSpec("higher", ("binary",), "delta"),
-    "macro_f1": MetricSpec("higher", ("binary", "multiclass"), "delta"),
-    "macro_precision": MetricSpec("higher", ("binary", "multiclass"), "delta"),
-    "macro_recall": MetricSpec("higher", ("binary", "multiclass"), "delta"),
-    "roc_auc": MetricSpec("higher", ("binary",), "hanley_mcneil"),
-    "log_loss": MetricSpec("lower", ("binary", "multiclass"), "normal"),
-    "brier": MetricSpec("lower", ("binary", "multiclass"), "normal"),
-    "ece": MetricSpec("lower", ("binary",), "point"),
-    "mae": MetricSpec("lower", ("regression",), "normal"),
-    "rmse": MetricSpec("lower", ("regression",), "point"),
-    "mse": MetricSpec("lower", ("regression",), "point"),
-    "r2": MetricSpec("higher", ("regression",), "point"),
-    "mape": MetricSpec("lower", ("regression",), "point"),
-    "bias": MetricSpec("both", ("regression",), "normal"),
-}
-"""Every metric the monitor computes and can alert on."""
-
-DEFAULT_METRICS: dict[Task, tuple[str, ...]] = {
-    "binary": ("accuracy", "roc_auc", "f1", "log_loss", "brier", "ece"),
-    "multiclass": ("accuracy", "macro_f1", "log_loss"),
-    "regression": ("mae", "rmse", "r2"),
-}
-"""Metrics that alert when ``AccuracyConfig.metrics`` is not set."""
-
-DEFAULT_TOLERANCE: dict[str, float] = {
-    "accuracy": 0.05,
-    "precision": 0.05,
-    "recall": 0.05,
-    "fpr": 0.05,
-    "f1": 0.05,
-    "macro_f1": 0.05,
-    "macro_precision": 0.05,
-    "macro_recall": 0.05,
-    "roc_auc": 0.05,
-    "ece": 0.05,
-    "r2": 0.1,
-}
-"""Allowed absolute degradation (rates, AUC, ECE: 5 points; R²: 0.1)."""
-
-DEFAULT_RELATIVE_TOLERANCE: dict[str, float] = {
-    "log_loss": 0.2,
-    "brier": 0.2,
-    "mae": 0.2,
-    "rmse": 0.2,
-    "mse": 0.44,  # = 1.2² − 1: the same 20 % as RMSE
-    "mape": 0.2,
-}
-"""Allowed relative degradation, a fraction of |baseline| (scale-dependent metrics: 20 %)."""
-
-
-def _duration(value: Any) -> float:
-    from watchkeeper.config import parse_duration  # late: config.py imports this module
-
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class AccuracyConfig(BaseModel):
-    """Accuracy monitor settings (``models[].accuracy`` in the YAML)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    label_horizon: Duration = Field(
-        default="7d", validate_default=True, description="windows take late labels this long after they close"
-    )
-    metrics: list[str] | None = Field(default=None, description="metrics that alert; None = task defaults")
-    tolerance: dict[str, float] = Field(
-        default_factory=dict, description="allowed absolute degradation per metric (overrides the defaults)"
-    )
-    relative_tolerance: dict[str, float] = Field(
-        default_factory=dict, description="allowed degradation as a fraction of |baseline| (overrides defaults)"
-    )
-    min_labeled: int = Field(default=200, ge=1, description="no verdict on a window with fewer labelled rows")
-    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    baseline: Literal["reference", "first_windows"] = "first_windows"
-    baseline_windows: int = Field(default=3, ge=1, description="final windows pooled into the learned baseline")
-    baseline_metrics: dict[str, float] = Field(
-        default_factory=dict, description="validation metrics of the reference profile (baseline: reference)"
-    )
-    for_windows: int = Field(default=1, ge=1)
-    resolve_windows: int = Field(default=2, ge=1)
-    severity: Severity = "warning"
-
-    @model_validator(mode="after")
-    def _check_names(self) -> AccuracyConfig:
-        for field_name in ("tolerance", "relative_tolerance", "baseline_metrics"):
-            unknown = sorted(set(getattr(self, field_name)) - set(METRICS))
-            if unknown:
-                raise ValueError(f"{field_name}: unknown metrics {unknown}; expected some of {sorted(METRICS)}")
-        both = sorted(set(self.tolerance) & set(self.relative_tolerance))
-        if both:
-            raise ValueError(f"metrics {both} have both tolerance and relative_tolerance: expected one")
-        negative = sorted(k for k, v in {**self.tolerance, **self.relative_tolerance}.items() if not v >= 0)
-        if negative:
-            raise ValueError(f"tolerances of {negative}: expected numbers >= 0")
-        if self.metrics is not None:
-            unknown = sorted(set(self.metrics) - set(METRICS))
-            if unknown:
-                raise ValueError(f"metrics: unknown metrics {unknown}; expected some of {sorted(METRICS)}")
-            untolerated = [m for m in self.metrics if self._tolerance_spec(m) is None]
-            if untolerated:
-                raise ValueError(f"metrics {untolerated} have no default tolerance: set tolerance.<metric>")
-        return self
-
-    def _tolerance_spec(self, metric: str) -> tuple[float, Literal["absolute", "relative"]] | None:
-        if metric in self.tolerance:
-            return self.tolerance[metric], "absolute"
-        if metric in self.relative_tolerance:
-            return self.relative_tolerance[metric], "relative"
-        if metric in DEFAULT_TOLERANCE:
-            return DEFAULT_TOLERANCE[metric], "absolute"
-        if metric in DEFAULT_RELATIVE_TOLERANCE:
-            return DEFAULT_RELATIVE_TOLERANCE[metric], "relative"
-        return None
-
-    def effective_tolerance(self, metric: str, baseline: float) -> tuple[float, str]:
-        """(absolute allowed degradation, "absolute" | "relative") for ``metric`` at ``baseline``.
-
-        Lookup order: ``tolerance``, ``relative_tolerance``, then the module defaults.
-        """
-        spec = self._tolerance_spec(metric)
-        if spec is None:
-            raise ValueError(f"metric {metric!r}: no tolerance configured")
-        value, kind = spec
-        return (value * abs(baseline), kind) if kind == "relative" else (value, kind)
-
-    def metrics_for(self, task: Task) -> tuple[str, ...]:
-        """The alerting metrics for ``task``; ValueError naming any that do not apply to it."""
-        chosen = tuple(self.metrics) if self.metrics is not None else DEFAULT_METRICS[task]
-        wrong = [m for m in chosen if task not in METRICS[m].tasks]
-        if wrong:
-            raise ValueError(f"accuracy.metrics {wrong}: not defined for task {task!r}")
-        return chosen
 
 
 # -- interval methods ---------------------------------------------------------------------

@@ -145,6 +145,8 @@ class AlertBook:
     def observe(self, evaluation: Evaluation) -> Alert | None:
         key = evaluation.fingerprint
         state = self.states.get(key, AlertState())
+        if state.starts_at is not None and evaluation.window_end < state.starts_at:
+            return None  # a window that ended before the alert began never changes it
         new, transition = step(
             state,
             breached=evaluation.breached,

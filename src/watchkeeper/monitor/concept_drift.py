@@ -1,4 +1,4 @@
-"""Fast concept-drift detection on the error stream, with River's ADWIN.
+"""Fast concept-drift detection on the error stream, with ADWIN.
 
 Window verdicts on accuracy need a window's worth of labels; ADWIN (Bifet & Gavaldà 2007,
 "Learning from Time-Changing Data with Adaptive Windowing", SDM) watches the 0/1 error of
@@ -8,20 +8,22 @@ River's default). A cut where the error rate went *up* is a concept-drift verdic
 a window of predictions with no such cut counts as cleared, so the alert resolves after
 ``accuracy.resolve_windows`` quiet windows. Classification only (errors are 0/1).
 
-The detector's state is River's object, pickled into the stage-2 state (base64).
+The detector is :class:`watchkeeper.stats.adwin.ADWIN` (our implementation, which flags
+drift at the same events as River's ``ADWIN``); its state is plain JSON-able data
+(:meth:`~watchkeeper.stats.adwin.ADWIN.to_dict`) under ``"adwin"`` in the stage-2 state.
+No code-bearing serialisation is decoded: state written by earlier versions, where
+``"adwin"`` held River's object serialised to a base64 string, is ignored and the detector
+starts afresh (``seen`` and ``alarmed`` are kept). Malformed ADWIN data raises ``ValueError``.
 """
 
 from __future__ import annotations
 
-import base64
-import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from river.drift import ADWIN
-
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.alerts import Evaluation
+from watchkeeper.stats.adwin import ADWIN
 
 __all__ = ["ErrorStreamDetector"]
 
@@ -33,14 +35,14 @@ class ErrorStreamDetector:
         self.config = config
         state = state or {}
         saved = state.get("adwin")
-        fresh: ADWIN = ADWIN()  # type: ignore[no-untyped-call]
-        self.adwin: ADWIN = pickle.loads(base64.b64decode(saved)) if saved else fresh  # our own state
+        # a Mapping is our JSON state; anything else (the legacy base64 string) is never decoded
+        self.adwin = ADWIN.from_dict(saved) if isinstance(saved, Mapping) else ADWIN()
         self.alarmed: list[float] = [float(w) for w in state.get("alarmed", [])]
         self.seen = int(state.get("seen", 0))
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "adwin": base64.b64encode(pickle.dumps(self.adwin)).decode(),
+            "adwin": self.adwin.to_dict(),
             "alarmed": self.alarmed,
             "seen": self.seen,
         }
@@ -85,9 +87,9 @@ class ErrorStreamDetector:
         rose: tuple[float, float] | None = None
         for error in errors:
             before = self.adwin.estimation
-            self.adwin.update(float(error))  # type: ignore[no-untyped-call]
+            detected = self.adwin.update(float(error))
             self.seen += 1
-            if self.adwin.drift_detected and self.adwin.estimation > before and rose is None:
+            if detected and self.adwin.estimation > before and rose is None:
                 rose = (before, self.adwin.estimation)
         if rose is None:
             return []

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from watchkeeper.config import DriftConfig
+from watchkeeper.config import DriftConfig, ModelConfig
+from watchkeeper.monitor.alerts import Evaluation
 from watchkeeper.monitor.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from watchkeeper.monitor.window import WindowAggregate
 from watchkeeper.stats.distance import (
@@ -30,7 +31,7 @@ from watchkeeper.stats.distance import (
 from watchkeeper.stats.hypothesis_tests import chi_square_homogeneity
 from watchkeeper.stats.multiple_testing import adjust
 
-__all__ = ["ColumnDrift", "DriftReport", "evaluate_drift"]
+__all__ = ["ColumnDrift", "DriftReport", "drift_evaluation", "evaluate_drift"]
 
 
 @dataclass(frozen=True)
@@ -189,4 +190,50 @@ def evaluate_drift(
         n=window.n,
         evaluated=evaluated,
         columns=columns,
+    )
+
+
+def drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDrift) -> Evaluation:
+    """The alert verdict of one column's window tests (breach: the double gate; clear: PSI hysteresis)."""
+    drift = config.drift
+    clear_psi = drift.clear_psi if drift.clear_psi is not None else 0.75 * drift.min_psi
+    summary = (
+        f"{config.model_id}: {column.column} drifted (PSI {column.psi:.3f} >= {drift.min_psi})"
+        if column.drifted
+        else f"{config.model_id}: {column.column} back to reference (PSI {column.psi:.3f})"
+    )
+    description = (
+        f"Column '{column.column}' ({column.kind}) in window of {report.n} events: PSI {column.psi:.4f}, "
+        f"Jensen-Shannon {column.jensen_shannon:.4f}, chi-square p {column.p_value:.3g} "
+        f"({drift.correction}-adjusted {column.p_adjusted:.3g}, alpha {drift.alpha})."
+    )
+    return Evaluation(
+        model_id=config.model_id,
+        model_version=report.model_version,
+        monitor="drift",
+        metric="psi",
+        subject=column.column,
+        observed=column.psi,
+        threshold=drift.min_psi,
+        comparator=">=",
+        breached=column.drifted,
+        cleared=column.psi < clear_psi or not column.significant,
+        window_start=report.window_start,
+        window_end=report.window_end,
+        n=column.n,
+        severity=drift.severity,
+        summary=summary,
+        description=description,
+        details={
+            "jensen_shannon": column.jensen_shannon,
+            "p_value": column.p_value,
+            "p_adjusted": column.p_adjusted,
+            "alpha": drift.alpha,
+            "correction": drift.correction,
+            "ks": column.ks,
+            "wasserstein": column.wasserstein,
+            "missing_rate": column.missing_rate,
+            "unseen_rate": column.unseen_rate,
+            "out_of_range_rate": column.out_of_range_rate,
+        },
     )

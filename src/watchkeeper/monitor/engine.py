@@ -1,22 +1,30 @@
 """Stage 2: the per-model monitor that merges partials, closes windows and raises alerts.
 
-The same class runs inside the Faust worker (state kept in a changelogged table) and in
-``watchkeeper replay`` (state in memory), so both produce the same numbers and alerts.
+The same class runs in the worker (state restored from and written to a changelog as
+small records, :mod:`watchkeeper.monitor.records`) and in ``watchkeeper replay`` (state
+in memory), so both produce the same numbers and alerts.
 
-* Partials are applied at most once: the state keeps, per input partition, the last
-  source offset applied and skips a partial whose offsets are all at or below it.
-* A window closes when the model's watermark passes its end plus the allowed lateness,
-  or when no data arrived for ``idle_close`` seconds of wall time (``tick``). The
-  watermark is the smallest of the latest event times of the input partitions that sent
-  data within ``idle_close`` (a partition far ahead does not close windows the others are
-  still filling). Events for an already closed window are counted as late.
-* A model without a reference profile collects its first ``learn_from_first`` events,
-  builds the profile from them (output :class:`ProfileLearned`) and monitors from then on.
+Verdicts are a function of the events' contents and timestamps only:
+
+* The **watermark** of a model is the least of the latest event times of *all* input
+  partitions (a partial says how many there are), leaving out partitions that stage 1
+  reports idle (read to the end and without this model's events for ``idle_close``
+  seconds while the worker runs); when all are idle, every window closes. Until every
+  partition has sent data (or all are idle), nothing closes. No wall clock is consulted
+  here, so a worker that was down does not force windows shut.
+* A window closes when the watermark passes its end plus ``allowed_lateness``; events for
+  a closed window are counted as late. CUSUM slices are finalised by the same rule and
+  in event-time order, interleaved with window closes, so a window is judged only after
+  every slice in it (:mod:`watchkeeper.monitor.sequential_drift`).
+* Partials are applied at most once: per input partition the last source offset applied
+  is kept and a partial whose offsets are all at or below it is skipped.
+* A model without a reference profile learns it from its first whole windows
+  (:mod:`watchkeeper.monitor.learning`) and monitors from the next window on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +34,16 @@ from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deter
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
 from watchkeeper.monitor.concept_drift import ErrorStreamDetector
 from watchkeeper.monitor.data_quality import data_quality_evaluations
-from watchkeeper.monitor.drift import ColumnDrift, DriftReport, evaluate_drift
+from watchkeeper.monitor.drift import DriftReport, drift_evaluation, evaluate_drift
 from watchkeeper.monitor.label_windows import LabelReport, LabelWindows
 from watchkeeper.monitor.labels import uses_labels
-from watchkeeper.monitor.partials import monitored_columns
+from watchkeeper.monitor.learning import ReferenceLearner
+from watchkeeper.monitor.partials import ColumnBinner, monitored_columns, stats_from_samples
 from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.records import RecordWriter, decode_record
 from watchkeeper.monitor.retraining import RetrainingPlanner
 from watchkeeper.monitor.sequential_drift import SequentialDrift
-from watchkeeper.monitor.window import SampleBuffer, WindowAggregate
+from watchkeeper.monitor.window import WindowAggregate
 
 __all__ = [
     "AlertRaised",
@@ -73,106 +83,69 @@ class LabelsEvaluated:
 
 Output = WindowClosed | AlertRaised | ProfileLearned | TriggerRaised | LabelsEvaluated
 
+_BOOKS = ("drift", "accuracy", "data_quality", "fairness")
 
-def _drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDrift) -> Evaluation:
-    drift = config.drift
-    clear_psi = drift.clear_psi if drift.clear_psi is not None else 0.75 * drift.min_psi
-    summary = (
-        f"{config.model_id}: {column.column} drifted (PSI {column.psi:.3f} >= {drift.min_psi})"
-        if column.drifted
-        else f"{config.model_id}: {column.column} back to reference (PSI {column.psi:.3f})"
-    )
-    description = (
-        f"Column '{column.column}' ({column.kind}) in window of {report.n} events: PSI {column.psi:.4f}, "
-        f"Jensen-Shannon {column.jensen_shannon:.4f}, chi-square p {column.p_value:.3g} "
-        f"({drift.correction}-adjusted {column.p_adjusted:.3g}, alpha {drift.alpha})."
-    )
-    return Evaluation(
-        model_id=config.model_id,
-        model_version=report.model_version,
-        monitor="drift",
-        metric="psi",
-        subject=column.column,
-        observed=column.psi,
-        threshold=drift.min_psi,
-        comparator=">=",
-        breached=column.drifted,
-        cleared=column.psi < clear_psi or not column.significant,
-        window_start=report.window_start,
-        window_end=report.window_end,
-        n=column.n,
-        severity=drift.severity,
-        summary=summary,
-        description=description,
-        details={
-            "jensen_shannon": column.jensen_shannon,
-            "p_value": column.p_value,
-            "p_adjusted": column.p_adjusted,
-            "alpha": drift.alpha,
-            "correction": drift.correction,
-            "ks": column.ks,
-            "wasserstein": column.wasserstein,
-            "missing_rate": column.missing_rate,
-            "unseen_rate": column.unseen_rate,
-            "out_of_range_rate": column.out_of_range_rate,
-        },
-    )
+
+def _profile_records(profile: ReferenceProfile) -> dict[str, Any]:
+    """A learned profile as one record per column plus a head (no record grows with the columns)."""
+    data = profile.to_dict()
+    columns = data.pop("columns")
+    records: dict[str, Any] = {"profile/head": {**data, "order": list(columns)}}
+    records.update({f"profile/column/{name}": column for name, column in columns.items()})
+    return records
+
+
+def _profile_from_records(records: Mapping[str, Any]) -> ReferenceProfile | None:
+    head = records.get("profile/head")
+    if head is None:
+        return None
+    order = head.pop("order")
+    return ReferenceProfile.from_dict({**head, "columns": {n: records[f"profile/column/{n}"] for n in order}})
 
 
 class ModelMonitor:
     """Stage-2 state and logic of one model (pure: no I/O)."""
 
     def __init__(
-        self,
-        config: ModelConfig,
-        profile: ReferenceProfile | None,
-        state: Mapping[str, Any] | None = None,
-        label_store: MutableMapping[str, Any] | None = None,
+        self, config: ModelConfig, profile: ReferenceProfile | None, records: Mapping[str, bytes] | None = None
     ) -> None:
         self.config = config
-        state = state or {}
-        learned = state.get("learned_profile")
-        self.profile = profile or (ReferenceProfile.from_dict(learned) if learned else None)
-        self.applied: dict[str, int] = dict(state.get("applied", {}))
-        self.source_times: dict[str, list[float]] = {k: list(v) for k, v in state.get("source_times", {}).items()}
-        self.closed_until: float | None = state.get("closed_until")
-        self.last_data_at: float | None = state.get("last_data_at")
-        self.late_events: int = int(state.get("late_events", 0))
-        self.duplicates_skipped: int = int(state.get("duplicates_skipped", 0))
-        self.windows = {float(k): WindowAggregate.from_dict(v) for k, v in state.get("windows", {}).items()}
-        sample = state.get("sample")
-        self.sample = SampleBuffer.from_dict(sample) if sample else None
-        if profile is None and self.sample is None:
-            self.sample = SampleBuffer(limit=config.reference.learn_from_first)
-        repeat = config.alerts.repeat_interval
-        rule = AlertRule(config.drift.for_windows, config.drift.resolve_windows, repeat)
-        links = dict(config.alerts.links)
-        self.alerts = AlertBook.from_dict(state.get("alerts", {}), rule, links)
-        accuracy, fairness = config.accuracy, config.fairness
-        self.books = {
-            "drift": self.alerts,
-            "accuracy": AlertBook.from_dict(
-                state.get("accuracy_alerts", {}),
-                AlertRule(accuracy.for_windows, accuracy.resolve_windows, repeat),
-                links,
-            ),
-            "data_quality": AlertBook.from_dict(
-                state.get("data_quality_alerts", {}),
-                AlertRule(config.data_quality.for_windows, config.data_quality.resolve_windows, repeat),
-                links,
-            ),
-            "fairness": AlertBook.from_dict(
-                state.get("fairness_alerts", {}),
-                AlertRule(fairness.for_windows, fairness.resolve_windows, repeat),
-                links,
-            ),
+        stored = {name: decode_record(name, data) for name, data in (records or {}).items()}
+        self.writer = RecordWriter(records)
+        self.profile = profile or _profile_from_records(stored)
+        meta = stored.get("meta") or {}
+        self.applied: dict[str, int] = {k: int(v) for k, v in meta.get("applied", {}).items()}
+        self.watermarks: dict[str, float] = {k: float(v) for k, v in meta.get("watermarks", {}).items()}
+        self.idle: dict[str, bool] = {k: bool(v) for k, v in meta.get("idle", {}).items()}
+        self.partitions: int | None = meta.get("partitions")
+        self.closed_until: float | None = meta.get("closed_until")
+        self.late_events = int(meta.get("late_events", 0))
+        self.duplicates_skipped = int(meta.get("duplicates_skipped", 0))
+        self.windows = {
+            float(name.split("/", 1)[1]): WindowAggregate.from_dict(value)
+            for name, value in stored.items()
+            if name.startswith("window/")
         }
-        self.labels = LabelWindows(config, state.get("labels"), label_store)
-        self.error_stream = ErrorStreamDetector(config, state.get("error_stream"))
-        self.planner = RetrainingPlanner(config.model_id, config.retraining, state.get("retraining"))
+        self.learner = ReferenceLearner(config, self.writer, stored) if self.profile is None else None
+        repeat = config.alerts.repeat_interval
+        links = dict(config.alerts.links)
+        rules = {
+            "drift": AlertRule(config.drift.for_windows, config.drift.resolve_windows, repeat),
+            "accuracy": AlertRule(config.accuracy.for_windows, config.accuracy.resolve_windows, repeat),
+            "data_quality": AlertRule(config.data_quality.for_windows, config.data_quality.resolve_windows, repeat),
+            "fairness": AlertRule(config.fairness.for_windows, config.fairness.resolve_windows, repeat),
+        }
+        self.books = {
+            name: AlertBook.from_dict(stored.get(f"alerts/{name}") or {}, rules[name], links) for name in _BOOKS
+        }
+        label_records = {n.split("/", 1)[1]: v for n, v in stored.items() if n.startswith("labels/")}
+        self.labels = LabelWindows(config, stored.get("labels"), label_records)
+        self.error_stream = ErrorStreamDetector(config, stored.get("error_stream"))
+        self.planner = RetrainingPlanner(config.model_id, config.retraining, stored.get("retraining"))
         self.config_hash = deterministic_id(config.model_dump_json())
-        self._sequential_state = state.get("sequential")
+        self._sequential_state = stored.get("sequential")
         self._sequential: SequentialDrift | None = None
+        self._binner: ColumnBinner | None = None
 
     @property
     def sequential(self) -> SequentialDrift | None:
@@ -181,34 +154,54 @@ class ModelMonitor:
             self._sequential = SequentialDrift(self.config, self.profile, self._sequential_state)
         return self._sequential
 
+    @property
+    def binner(self) -> ColumnBinner:
+        """Stage-1 binning in stage 2, for rows that were collected before the profile existed."""
+        assert self.profile is not None
+        if self._binner is None or self._binner.profile is not self.profile:
+            columns = monitored_columns(self.config)
+            quiet = frozenset(f.name for f in self.config.features if not f.sequential)
+            self._binner = ColumnBinner.from_profile(
+                self.profile, columns, quiet if self.config.drift.sequential else frozenset(self.profile.columns)
+            )
+        return self._binner
+
     # -- state ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "applied": self.applied,
-            "source_times": self.source_times,
-            "closed_until": self.closed_until,
-            "last_data_at": self.last_data_at,
-            "late_events": self.late_events,
-            "duplicates_skipped": self.duplicates_skipped,
-            "windows": {repr(k): v.to_dict() for k, v in self.windows.items()},
-            "sample": self.sample.to_dict() if self.sample and self.profile is None else None,
-            "learned_profile": self.profile.to_dict() if self.profile and self.profile.source == "learned" else None,
-            "alerts": self.alerts.to_dict(),
-            "accuracy_alerts": self.books["accuracy"].to_dict(),
-            "fairness_alerts": self.books["fairness"].to_dict(),
-            "data_quality_alerts": self.books["data_quality"].to_dict(),
-            "labels": self.labels.state_dict(),
-            "error_stream": self.error_stream.state_dict(),
-            "sequential": self.sequential.state_dict() if self.sequential else self._sequential_state,
-            "retraining": self.planner.to_dict(),
-        }
+    def take_changes(self) -> dict[str, bytes | None]:
+        """The state records that changed since the last call (None: deleted)."""
+        writer = self.writer
+        writer.put(
+            "meta",
+            {
+                "applied": self.applied,
+                "watermarks": self.watermarks,
+                "idle": self.idle,
+                "partitions": self.partitions,
+                "closed_until": self.closed_until,
+                "late_events": self.late_events,
+                "duplicates_skipped": self.duplicates_skipped,
+            },
+        )
+        for name, book in self.books.items():
+            writer.put(f"alerts/{name}", book.to_dict())
+        if self.sequential is not None:
+            writer.put("sequential", self.sequential.state_dict())
+        writer.put("error_stream", self.error_stream.state_dict())
+        writer.put("retraining", self.planner.to_dict())
+        writer.put("labels", self.labels.state_dict())
+        for start, record in self.labels.take_changes().items():
+            if record is None:
+                writer.delete(f"labels/{start}")
+            else:
+                writer.put(f"labels/{start}", record)
+        return writer.take()
 
     # -- input ----------------------------------------------------------------------
     def _already_applied(self, sources: Mapping[str, list[int]]) -> bool:
         """True when every source range of the partial is at or below what was applied."""
         return bool(sources) and all(last <= self.applied.get(src, -1) for src, (_, last) in sources.items())
 
-    def apply(self, partial: Mapping[str, Any], now: float) -> list[Output]:
+    def apply(self, partial: Mapping[str, Any]) -> list[Output]:
         """Merge one partial; returns what closing windows (by watermark) produced."""
         sources = partial.get("source", {})
         if self._already_applied(sources):
@@ -216,9 +209,7 @@ class ModelMonitor:
             return []
         for src, (_, last) in sources.items():
             self.applied[src] = max(last, self.applied.get(src, -1))
-        for src, event_time in partial.get("watermarks", {}).items():
-            previous = self.source_times.get(src, [float("-inf"), now])[0]
-            self.source_times[src] = [max(previous, float(event_time)), now]
+        self._observe_watermarks(partial)
         outputs: list[Output] = []
         for entry in partial.get("labels", ()):
             self.labels.add(entry)
@@ -227,16 +218,44 @@ class ModelMonitor:
         if partial.get("errors") and self.config.accuracy.enabled:
             outputs += self._error_stream(partial)
         if partial["kind"] == "sample":
-            outputs += self._learn(partial)
-        elif partial["kind"] == "stats":
-            if self.profile is None or partial.get("profile_id") != self.profile.reference_id:
-                return outputs  # binned against another reference: cannot be merged
-            self._merge(partial)
-            outputs += self._advance_sequential(partial)
-        if partial.get("windows"):
-            self.last_data_at = now
-        outputs += self._close(force_before=None, now=now)
-        return outputs + self._label_tick(now)
+            self._add_samples(partial["windows"])
+        elif partial["kind"] == "stats" and self.profile is not None and self._current(partial):
+            self._merge(partial["windows"], partial.get("slices", {}))
+        return outputs + self._close(self._limit()) + self._label_tick()
+
+    def _current(self, partial: Mapping[str, Any]) -> bool:
+        """Whether the partial was binned against this reference (else it cannot be merged)."""
+        return self.profile is not None and partial.get("profile_id") == self.profile.reference_id
+
+    def _observe_watermarks(self, partial: Mapping[str, Any]) -> None:
+        for src, event_time in partial.get("watermarks", {}).items():
+            self.watermarks[src] = max(self.watermarks.get(src, float("-inf")), float(event_time))
+        for src, idle in partial.get("idle", {}).items():
+            self.idle[src] = bool(idle)
+        if partial.get("partitions"):
+            self.partitions = int(partial["partitions"])
+
+    def _add_samples(self, entries: list[dict[str, Any]]) -> None:
+        if self.learner is not None:
+            for entry in entries:
+                if self.closed_until is not None and float(entry["start"]) < self.closed_until:
+                    self.late_events += int(entry["n"])
+                else:
+                    self.learner.add(entry)
+        elif entries:  # rows binned in stage 1 before it adopted the learned profile
+            windows, slices = stats_from_samples(self.binner, entries, self.config)
+            self._merge(windows, slices)
+
+    def _merge(self, entries: list[dict[str, Any]], slices: Mapping[str, Any]) -> None:
+        for entry in entries:
+            start = float(entry["start"])
+            if self.closed_until is not None and start < self.closed_until:
+                self.late_events += int(entry["n"])
+                continue
+            self.windows.setdefault(start, WindowAggregate(start=start)).add(entry)
+            self.writer.put(f"window/{start!r}", self.windows[start].to_dict())
+        if self.sequential is not None and slices:
+            self.sequential.add_slices(slices)
 
     def _error_stream(self, partial: Mapping[str, Any]) -> list[Output]:
         """Concept drift verdicts from the 0/1 errors, attributed to the open drift window."""
@@ -247,102 +266,99 @@ class ModelMonitor:
             outputs += self._observe(evaluation)
         return outputs
 
-    def _label_tick(self, now: float) -> list[Output]:
+    # -- closing --------------------------------------------------------------------
+    def watermark(self) -> float | None:
+        """Least latest-event-time over the input partitions that are not idle (see module doc).
+
+        ``None`` (nothing closes) until every partition has sent data or been reported idle,
+        and while a partition that never sent data is idle but others are active: it may
+        only not have been read yet (a backlog produced after the workers started).
+        """
+        idle = {s for s, flag in self.idle.items() if flag}
+        reported = set(self.watermarks) | idle
+        if not reported or (self.partitions is not None and len(reported) < self.partitions):
+            return None
+        active = [t for s, t in self.watermarks.items() if s not in idle]
+        if not active:
+            return float("inf")  # every partition read to its end and quiet: close everything
+        if idle - set(self.watermarks):
+            return None
+        return min(active)
+
+    def _limit(self) -> float | None:
+        watermark = self.watermark()
+        return None if watermark is None else watermark - self.config.window.allowed_lateness
+
+    def flush(self) -> list[Output]:
+        """Close every open window and finalize every label window (end of a replay)."""
+        outputs = self._close(float("inf"))
+        for report, evaluations in self.labels.tick(float("inf")):
+            outputs += self._label_outputs(report, evaluations)
+        return outputs
+
+    def _close(self, limit: float | None) -> list[Output]:
+        """Close windows ending at or before ``limit``, interleaved with CUSUM slices in time order."""
+        if limit is None:
+            return []
+        outputs: list[Output] = []
+        if self.learner is not None:
+            outputs += self._close_learning(limit)
+            if self.learner is not None:
+                return outputs
+        size = self.config.window.size
+        for start in sorted(s for s in self.windows if s + size <= limit):
+            outputs += self._advance_sequential(start + size)
+            window = self.windows.pop(start)
+            self.writer.delete(f"window/{start!r}")
+            self.closed_until = max(self.closed_until or float("-inf"), start + size)
+            outputs += self._evaluate(window)
+        return outputs + self._advance_sequential(limit)
+
+    def _close_learning(self, limit: float) -> list[Output]:
+        """Pool closed windows' rows; build the profile once they hold ``learn_from_first`` rows."""
+        assert self.learner is not None
+        size = self.config.window.size
+        for start in sorted(s for s in self.learner.open_windows() if s + size <= limit):
+            self.learner.pool(start)
+            self.closed_until = max(self.closed_until or float("-inf"), start + size)
+            if self.learner.ready:
+                return self._learned()
+        return []
+
+    def _learned(self) -> list[Output]:
+        assert self.learner is not None
+        self.profile = self.learner.build()
+        for name, record in _profile_records(self.profile).items():
+            self.writer.put(name, record)
+        pending = self.learner.open_windows()
+        self.learner.clear()
+        self.learner = None
+        for chunks in pending.values():
+            self._add_samples(chunks)
+        return [ProfileLearned(self.profile)]
+
+    def _advance_sequential(self, limit: float) -> list[Output]:
+        if self.sequential is None or not self.config.drift.enabled:
+            return []
+        outputs: list[Output] = []
+        version = self._latest_version()
+        for evaluation in self.sequential.advance_to(limit, version):
+            outputs += self._observe(evaluation)
+        return outputs
+
+    def _latest_version(self) -> str:
+        return self.windows[min(self.windows)].main_version if self.windows else "unversioned"
+
+    def _label_tick(self) -> list[Output]:
         """Re-evaluate label windows that got labels; finalize those past the horizon."""
         outputs: list[Output] = []
-        for report, evaluations in self.labels.tick(self.watermark(now)):
+        for report, evaluations in self.labels.tick(self.watermark()):
             outputs += self._label_outputs(report, evaluations)
-        self.labels.save()
         return outputs
 
     def _label_outputs(self, report: LabelReport, evaluations: list[Evaluation]) -> list[Output]:
         outputs: list[Output] = [LabelsEvaluated(report)]
         for evaluation in evaluations:
-            outputs += self._observe(evaluation)
-        return outputs
-
-    def _merge(self, partial: Mapping[str, Any]) -> None:
-        for entry in partial["windows"]:
-            start = float(entry["start"])
-            if self.closed_until is not None and start < self.closed_until:
-                self.late_events += int(entry["n"])
-                continue
-            self.windows.setdefault(start, WindowAggregate(start=start)).add(entry)
-
-    def _learn(self, partial: Mapping[str, Any]) -> list[Output]:
-        if self.profile is not None or self.sample is None:
-            return []
-        for entry in partial["windows"]:
-            self.sample.add(entry)
-        if not self.sample.full:
-            return []
-        columns = monitored_columns(self.config)
-        limits = {f.name: f.max_categories for f in self.config.features}
-        data = {n: (k, self.sample.rows.get(n, [])) for n, k in columns.items()}
-        data = {n: kv for n, kv in data.items() if any(v is not None for v in kv[1])}
-        self.profile = ReferenceProfile.build(
-            self.config.model_id,
-            data,
-            bins=self.config.drift.bins,
-            max_categories=limits,
-            source="learned",
-            sequential_arl_events=self.config.drift.sequential_arl_events if self.config.drift.sequential else None,
-            bucket_size=self.config.drift.bucket_size,
-            multivariate=self.config.drift.multivariate,
-        )
-        self.sample = None
-        return [ProfileLearned(self.profile)]
-
-    # -- closing --------------------------------------------------------------------
-    def watermark(self, now: float) -> float | None:
-        """Least latest-event-time over the input partitions active within ``idle_close``."""
-        if not self.source_times:
-            return None
-        active = [t for t, seen in self.source_times.values() if now - seen < self.config.window.idle_close]
-        return min(active) if active else max(t for t, _ in self.source_times.values())
-
-    def tick(self, now: float) -> list[Output]:
-        """Close windows the watermark passed; all of them after ``idle_close`` without data."""
-        if self.last_data_at is None:
-            return self._label_tick(now)
-        if now - self.last_data_at >= self.config.window.idle_close:
-            return self._close(force_before=float("inf"), now=now) + self._label_tick(now)
-        return self._close(force_before=None, now=now) + self._label_tick(now)
-
-    def flush(self) -> list[Output]:
-        """Close every open window and finalize every label window (end of a replay)."""
-        outputs = self._close(force_before=float("inf"), now=0.0)
-        for report, evaluations in self.labels.tick(float("inf")):
-            outputs += self._label_outputs(report, evaluations)
-        self.labels.save()
-        return outputs
-
-    def _close(self, force_before: float | None, now: float) -> list[Output]:
-        size = self.config.window.size
-        limit = force_before
-        if limit is None:
-            watermark = self.watermark(now)
-            if watermark is None:
-                return []
-            limit = watermark - self.config.window.allowed_lateness
-        outputs: list[Output] = []
-        for start in sorted(s for s in self.windows if s + size <= limit or force_before is not None):
-            window = self.windows.pop(start)
-            self.closed_until = max(self.closed_until or float("-inf"), start + size)
-            outputs += self._evaluate(window)
-        return outputs
-
-    def _advance_sequential(self, partial: Mapping[str, Any]) -> list[Output]:
-        rows = partial.get("sequential")
-        if not rows or self.sequential is None or not self.config.drift.enabled or not partial["windows"]:
-            return []
-        latest = max(partial["windows"], key=lambda w: float(w["start"]))
-        start = float(latest["start"])
-        if self.closed_until is not None and start < self.closed_until:
-            start = self.closed_until  # attribute to the earliest window still open
-        version = max(latest.get("versions", {"unversioned": 0}).items(), key=lambda kv: kv[1])[0]
-        outputs: list[Output] = []
-        for evaluation in self.sequential.advance(rows, start, version):
             outputs += self._observe(evaluation)
         return outputs
 
@@ -359,7 +375,7 @@ class ModelMonitor:
         report = evaluate_drift(self.config.model_id, window, self.config.window.size, self.profile, self.config.drift)
         outputs: list[Output] = [WindowClosed(report)]
         if report.evaluated and self.config.drift.enabled:
-            evaluations = [_drift_evaluation(self.config, report, column) for column in report.columns]
+            evaluations = [drift_evaluation(self.config, report, column) for column in report.columns]
             if self.sequential is not None:
                 evaluations += self.sequential.window_closed(window.start, report.model_version)
             evaluations += data_quality_evaluations(self.config, report, self.profile)

@@ -25,89 +25,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from watchkeeper.events import Severity
+from watchkeeper.config import FairnessConfig
 from watchkeeper.monitor.alerts import Evaluation
 from watchkeeper.stats.fairness import Disparity, FairnessReport, Gap, GroupFairnessAggregate, GroupMetrics, Rate
 
 __all__ = [
-    "DEFAULT_FAIRNESS_TOLERANCE",
-    "FAIRNESS_METRICS",
-    "FairnessConfig",
-    "FairnessMetric",
     "disparate_impact_interval",
     "fairness_evaluations",
 ]
 
-FairnessMetric = Literal[
-    "demographic_parity_difference",
-    "equalized_odds_difference",
-    "equal_opportunity_difference",
-    "disparate_impact",
-]
-FAIRNESS_METRICS: tuple[FairnessMetric, ...] = (
-    "demographic_parity_difference",
-    "equalized_odds_difference",
-    "equal_opportunity_difference",
-    "disparate_impact",
-)
-DEFAULT_FAIRNESS_TOLERANCE: dict[str, float] = {
-    "demographic_parity_difference": 0.1,
-    "equalized_odds_difference": 0.1,
-    "equal_opportunity_difference": 0.1,
-    "disparate_impact": 0.8,  # a floor, not a difference: the four-fifths rule
-}
 CLEAR_FRACTION = 0.75
 _RATES = ("selection_rate", "tpr", "fpr", "fnr", "precision", "accuracy")
-
-
-class FairnessConfig(BaseModel):
-    """Fairness monitor settings (``models[].fairness`` in the YAML).
-
-    Single attributes come from ``ModelConfig.sensitive_attributes``; ``intersections``
-    adds joined ones (``[race, sex]`` → subject ``race|sex``). ``tolerance`` entries
-    override the defaults one by one. ``max_groups`` is the aggregate's cardinality cap.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    intersections: list[list[str]] = Field(default_factory=list)
-    metrics: list[FairnessMetric] = Field(default_factory=lambda: list(FAIRNESS_METRICS))
-    tolerance: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FAIRNESS_TOLERANCE))
-    min_support: int = Field(default=30, ge=1, description="rows (labelled rows for TPR/FPR) per group")
-    max_groups: int = Field(default=20, ge=2, le=1000)
-    reference_group: dict[str, str] = Field(default_factory=dict, description="attribute -> reference group")
-    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    for_windows: int = Field(default=1, ge=1)
-    resolve_windows: int = Field(default=2, ge=1)
-    severity: Severity = "warning"
-
-    @field_validator("tolerance")
-    @classmethod
-    def _merge_defaults(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(FAIRNESS_METRICS))
-        if unknown:
-            raise ValueError(f"unknown metrics {unknown}; expected some of {list(FAIRNESS_METRICS)}")
-        bad = sorted(k for k, v in value.items() if not (v > 0 and (k != "disparate_impact" or v <= 1)))
-        if bad:
-            raise ValueError(f"tolerance of {bad}: expected > 0 (disparate_impact in (0, 1])")
-        return {**DEFAULT_FAIRNESS_TOLERANCE, **value}
-
-    @field_validator("intersections")
-    @classmethod
-    def _check_intersections(cls, value: list[list[str]]) -> list[list[str]]:
-        bad = [i for i in value if len(i) < 2 or len(set(i)) != len(i) or any("|" in a for a in i)]
-        if bad:
-            raise ValueError(f"intersections {bad}: expected lists of >= 2 distinct attribute names without '|'")
-        return value
-
-    def subjects(self, sensitive_attributes: list[str]) -> list[str]:
-        """Aggregate keys to build: the attributes, then ``"a|b"`` per intersection."""
-        return [*sensitive_attributes, *("|".join(i) for i in self.intersections)]
 
 
 def _num(value: float | None) -> float | None:

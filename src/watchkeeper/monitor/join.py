@@ -1,36 +1,160 @@
 """Stage 1 join of outcome events to their predictions, by ``prediction_id``.
 
 Predictions and outcomes are co-partitioned (same key, same partition count, murmur2),
-so both sides of a key meet in one worker. Whichever side comes first waits in a store
-until the other arrives or the model's label horizon passes (event time):
+so both sides of a key meet in one worker, and the worker keeps one
+:class:`OutcomeJoiner` (with its own :class:`JoinStore`) per input partition. Whichever
+side comes first waits in the store until the other arrives or the model's label horizon
+passes (event time):
 
-* a prediction waits in ``predictions``; when its outcome arrives the pair becomes a
-  :class:`LabelledRow` and a tombstone in ``joined`` remembers the key until the horizon,
-  so a duplicate outcome is counted once;
-* an outcome that arrives first waits in ``outcomes``; the prediction completes it;
-* an outcome that embeds its prediction needs no join (it is still deduplicated);
+* a prediction waits (kind ``p``); when its outcome arrives the pair becomes a
+  :class:`LabelledRow` and a *joined* marker (kind ``j``) remembers the key until the
+  horizon, so a duplicate outcome is counted once;
+* an outcome that arrives first waits (kind ``o``); the prediction completes it;
+* an outcome that embeds its prediction needs no join (it is still deduplicated; when a
+  plain outcome of the same ``prediction_id`` is already waiting, the first outcome wins
+  and the embedded one is a duplicate);
 * at the horizon, a waiting prediction is counted as unlabeled and a waiting outcome is
   returned so the caller can dead-letter it with the reason.
 
-The stores are plain mutable mappings of bytes to bytes (dicts here; Faust tables in the
-worker, RocksDB-backed where the buffer is large), so memory is bounded by what arrives
-within the horizon, never by the stream length. Expiry uses an in-memory index by due
-time, rebuilt from the stores after a restart (:meth:`OutcomeJoiner.rebuild_index`).
+:meth:`OutcomeJoiner.join` takes one batch of one partition: all its predictions are
+applied first, then all its outcomes, each in input order, with exactly one
+:meth:`JoinStore.get_many` and one :meth:`JoinStore.write` (the only mutation, so a
+shell can capture it into a changelog). The rows and the final p/o/j entries do not
+depend on how the events are cut into batches (only which outcomes count as ``waiting``
+rather than ``joined`` does); that is why a plain outcome that waits wins over a later
+embedded copy, as it would over a plain one. ``max_waiting`` caps the waiting
+predictions + outcomes of the partition: an event that would exceed it is not stored and
+is reported in :attr:`JoinResult.overflow` (joined markers do not count).
+
+Store layout (format version 1)
+-------------------------------
+One key space; the first byte of a key is its kind, the rest is the ``prediction_id``:
+its UTF-8 bytes under the lower-case kinds ``p``/``o``/``j`` or, when the id is a UUID
+in canonical lower-case form (``8-4-4-4-12`` hex digits), its 16 binary bytes under the
+upper-case kinds ``P``/``O``/``J`` (17-byte keys instead of 37, and no clash with a text
+id that happens to be 16 bytes long). Every value starts with the format version byte
+(:data:`FORMAT_VERSION`); a value of another version raises ``ValueError`` naming it.
+Numbers are little-endian ``struct`` fields; a length-prefixed *str* is one length byte
+``n < 255`` (or ``0xFF`` and a ``uint32`` length) then ``n`` bytes::
+
+    p|P + id     waiting prediction   <B version><d due><B flags><d prediction time>
+                                      [<d score> if flags & 1][<d value> if flags & 2]
+                                      then UTF-8 strings separated by NUL (length-prefixed
+                                      str if flags & 8, when a string contains a NUL):
+                                      model_id, model_version, [label if flags & 4], then
+                                      per carried attribute its name and its value: the
+                                      string, or if flags & 16 (a value is not a string)
+                                      "s" + the string / "j" + JSON for the other scalars
+    o|O + id     waiting outcome      <B version><d due><d outcome time> + the outcome
+                                      event as orjson wrote it
+    j|J + id     joined marker        <B version><d due>
+    x + >q bucket + >I sequence       expiry index chunk: <B version><B width><I count>,
+                                      count key lengths of width bytes each, then the keys
+                                      one write scheduled in that 60-s due bucket
+
+``due`` (event time, epoch seconds) is at byte offset 1 of every p/o/j value. Values are
+exact-size ``bytes`` (never an ``orjson.dumps`` result kept as is: orjson over-allocates
+its output buffer, which cost ≈ 4 KB per waiting prediction).
+
+The expiry index lives in the store itself, as chunks: each ``write`` adds, per due bucket
+it touched, one ``x`` chunk listing the keys it put. In memory the joiner keeps only the
+number of chunks per bucket (a few thousand ints for a 7-day horizon), so its memory does
+not grow with the number of waiting events, which matters with a RocksDB store.
+:meth:`OutcomeJoiner.expire` reads the chunks of the buckets that ended, then the listed
+keys, and deletes what is due (entries and chunks) in one write; a key that was deleted
+or rewritten since is skipped (every rewrite is listed again under its new due bucket).
+:meth:`OutcomeJoiner.rebuild_index` re-creates the chunk counts and the waiting count from
+:meth:`JoinStore.items` after a restore.
 """
 
 from __future__ import annotations
 
+import array
+import heapq
 import math
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import Any, Literal
+import re
+import struct
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol
 
 import orjson
 
-__all__ = ["Expired", "JoinModel", "LabelledRow", "OutcomeJoiner", "JoinStatus"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Expired",
+    "JoinModel",
+    "JoinResult",
+    "JoinStatus",
+    "JoinStore",
+    "LabelledRow",
+    "MemoryJoinStore",
+    "OutcomeJoiner",
+]
 
-JoinStatus = Literal["joined", "waiting", "duplicate", "embedded"]
+JoinStatus = Literal["joined", "waiting", "duplicate", "embedded", "overflow", "ignored"]
+STATUSES: tuple[JoinStatus, ...] = ("joined", "waiting", "duplicate", "embedded", "overflow", "ignored")
+FORMAT_VERSION = 1
 _BUCKET = 60.0  # expiry index granularity (seconds of event time)
+
+_J, _P, _O, _X = 0, 1, 2, 3  # kinds: joined marker, waiting prediction, waiting outcome, index chunk
+_KINDS = {b"j": _J, b"J": _J, b"p": _P, b"P": _P, b"o": _O, b"O": _O, b"x": _X}  # first key byte -> kind
+_EMPTY: Mapping[str, Any] = {}
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEAD_P = {n: struct.Struct("<BdB" + "d" * n) for n in (1, 2, 3)}  # version, due, flags, time, score?, value?
+_HEAD_O = struct.Struct("<Bdd")  # version, due, outcome time
+_HEAD_J = struct.Struct("<Bd")  # version, due
+_CHUNK_ID = struct.Struct(">qI")  # due bucket, sequence number within the bucket
+_F64 = struct.Struct("<d")
+_U32 = struct.Struct("<I")
+_HEAD_X = struct.Struct("<BBI")  # version, bytes per key length, number of keys
+_HAS_SCORE, _HAS_VALUE, _HAS_LABEL, _PREFIXED, _TAGGED = 1, 2, 4, 8, 16
+
+
+class JoinStore(Protocol):
+    """Key-value store of the join; `write` is the ONLY mutation (one atomic batch).
+
+    ``write`` applies ``deletes`` then ``puts`` (a key in both ends up put); deleting a
+    missing key is a no-op. ``items`` must not be interleaved with ``write``.
+    """
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: Collection[bytes]) -> None: ...
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def __len__(self) -> int: ...
+
+    def clear(self) -> None: ...
+
+
+class MemoryJoinStore:
+    """The default store: a dict of bytes (the joiner's key objects are stored as they are)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        get = self._data.get
+        return [get(key) for key in keys]
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: Collection[bytes]) -> None:
+        data = self._data
+        for key in deletes:
+            data.pop(key, None)
+        data.update(puts)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._data.items())
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        self._data.clear()
 
 
 @dataclass(frozen=True)
@@ -57,14 +181,196 @@ class LabelledRow:
     attributes: dict[str, Any]
 
 
+@dataclass
+class JoinResult:
+    """What one :meth:`OutcomeJoiner.join` call produced.
+
+    ``rows``: completed pairs, in processing order (predictions that completed a waiting
+    outcome, in input order, then outcomes that completed a pair, in input order).
+    ``status``: every outcome counted once by what happened to it (the keys of
+    :data:`STATUSES`; ``ignored`` = model not joined); predictions are not counted here.
+    ``overflow``: ``("prediction" | "outcome", index into the given sequence)`` of the
+    events not stored because the partition had ``max_waiting`` events waiting.
+    """
+
+    rows: list[LabelledRow] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    overflow: list[tuple[str, int]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Expired:
-    """What the horizon removed: unlabeled predictions and unmatched outcomes."""
+    """What the horizon removed: unlabeled predictions and unmatched outcomes (by due time)."""
 
     predictions: list[tuple[str, str, float]]  # (model_id, model_version, prediction_time)
-    outcomes: list[bytes]  # the stored outcome events, for the dead-letter topic
+    outcomes: list[bytes]  # the stored outcome events (JSON), for the dead-letter topic
 
 
+class _Prediction(NamedTuple):
+    model_id: str
+    model_version: str
+    time: float
+    label: str | None
+    score: float | None
+    value: float | None
+    attributes: dict[str, Any]
+
+
+# -- encoding -----------------------------------------------------------------------------
+def _check_version(raw: bytes) -> None:
+    if not raw or raw[0] != FORMAT_VERSION:
+        found = raw[0] if raw else "missing"
+        raise ValueError(f"join store value has format version {found}; this code reads version {FORMAT_VERSION}")
+
+
+def _put_str(out: bytearray, data: bytes) -> None:
+    size = len(data)
+    if size < 255:
+        out.append(size)
+    else:
+        out.append(255)
+        out += _U32.pack(size)
+    out += data
+
+
+def _strings(raw: bytes, pos: int) -> list[bytes]:
+    parts: list[bytes] = []
+    end = len(raw)
+    while pos < end:
+        size = raw[pos]
+        pos += 1
+        if size == 255:
+            size = _U32.unpack_from(raw, pos)[0]
+            pos += 4
+        parts.append(raw[pos : pos + size])
+        pos += size
+    if pos != end:
+        raise ValueError("join store value is truncated")
+    return parts
+
+
+def _encode_prediction(p: _Prediction, due: float) -> bytes:
+    strings = [p.model_id, p.model_version]
+    flags = 0
+    if all(type(value) is str for value in p.attributes.values()):
+        for name, value in p.attributes.items():
+            strings += (name, value)
+    else:
+        flags = _TAGGED
+        for name, value in p.attributes.items():
+            strings += (name, "s" + value if type(value) is str else "j" + orjson.dumps(value).decode())
+    if p.label is not None:
+        strings.insert(2, p.label)
+        flags |= _HAS_LABEL
+    numbers = [p.time]
+    if p.score is not None:
+        numbers.append(p.score)
+        flags |= _HAS_SCORE
+    if p.value is not None:
+        numbers.append(p.value)
+        flags |= _HAS_VALUE
+    text = "\x00".join(strings)
+    if text.count("\x00") == len(strings) - 1:
+        tail = text.encode()
+    else:  # a string with a NUL in it: length-prefixed instead
+        flags |= _PREFIXED
+        out = bytearray()
+        for string in strings:
+            _put_str(out, string.encode())
+        tail = bytes(out)
+    return _HEAD_P[len(numbers)].pack(FORMAT_VERSION, due, flags, *numbers) + tail  # a new, exact-size object
+
+
+def _decode_prediction(raw: bytes) -> _Prediction:
+    _check_version(raw)
+    flags = raw[9]
+    score = value = None
+    if flags & _HAS_SCORE and flags & _HAS_VALUE:
+        head = _HEAD_P[3]
+        _, _, _, time, score, value = head.unpack_from(raw)
+    elif flags & (_HAS_SCORE | _HAS_VALUE):
+        head = _HEAD_P[2]
+        _, _, _, time, number = head.unpack_from(raw)
+        if flags & _HAS_SCORE:
+            score = number
+        else:
+            value = number
+    else:
+        head = _HEAD_P[1]
+        _, _, _, time = head.unpack_from(raw)
+    if flags & _PREFIXED:
+        parts = [part.decode() for part in _strings(raw, head.size)]
+    else:
+        parts = raw[head.size :].decode().split("\x00")
+    first = 3 if flags & _HAS_LABEL else 2
+    attributes: dict[str, Any] = {}
+    if flags & _TAGGED:
+        for i in range(first, len(parts) - 1, 2):
+            tagged = parts[i + 1]
+            attributes[parts[i]] = tagged[1:] if tagged[:1] == "s" else orjson.loads(tagged[1:])
+    else:
+        for i in range(first, len(parts) - 1, 2):
+            attributes[parts[i]] = parts[i + 1]
+    return _Prediction(parts[0], parts[1], time, parts[2] if flags & _HAS_LABEL else None, score, value, attributes)
+
+
+def _encode_outcome(event: Mapping[str, Any], time: float, due: float) -> bytes:
+    return _HEAD_O.pack(FORMAT_VERSION, due, time) + orjson.dumps(event)  # a new, exact-size object
+
+
+def _decode_outcome(raw: bytes) -> tuple[dict[str, Any], float]:
+    _check_version(raw)
+    _, _, time = _HEAD_O.unpack_from(raw)
+    event: dict[str, Any] = orjson.loads(memoryview(raw)[_HEAD_O.size :])
+    return event, time
+
+
+def _encode_joined(due: float) -> bytes:
+    return _HEAD_J.pack(FORMAT_VERSION, due)
+
+
+def _due(raw: bytes) -> float:
+    _check_version(raw)
+    due: float = _F64.unpack_from(raw, 1)[0]
+    return due
+
+
+def _encode_chunk(keys: list[bytes]) -> bytes:
+    longest = max(map(len, keys))
+    typecode = "B" if longest < 1 << 8 else "H" if longest < 1 << 16 else "I"
+    lengths = array.array(typecode, map(len, keys))
+    head = _HEAD_X.pack(FORMAT_VERSION, lengths.itemsize, len(keys))
+    return b"".join([head, lengths.tobytes(), *keys])
+
+
+def _decode_chunk(raw: bytes) -> list[bytes]:
+    _check_version(raw)
+    _, width, count = _HEAD_X.unpack_from(raw)
+    start = _HEAD_X.size + width * count
+    lengths = array.array({1: "B", 2: "H", 4: "I"}[width], raw[_HEAD_X.size : start])
+    keys: list[bytes] = []
+    for size in lengths:
+        keys.append(raw[start : start + size])
+        start += size
+    if start != len(raw) or len(keys) != count:
+        raise ValueError("join store index chunk is truncated")
+    return keys
+
+
+def _chunk_key(bucket: int, sequence: int) -> bytes:
+    return b"x" + _CHUNK_ID.pack(bucket, sequence)
+
+
+def _store_keys(prediction_id: str) -> tuple[bytes, bytes, bytes]:
+    """The store keys of one prediction_id, indexed by kind (_J, _P, _O)."""
+    if len(prediction_id) == 36 and _CANONICAL_UUID.match(prediction_id):
+        ident = bytes.fromhex(prediction_id.replace("-", ""))
+        return b"J" + ident, b"P" + ident, b"O" + ident
+    ident = prediction_id.encode()
+    return b"j" + ident, b"p" + ident, b"o" + ident
+
+
+# -- events -------------------------------------------------------------------------------
 def _label(value: Any) -> str | None:
     if value is None:
         return None
@@ -73,142 +379,271 @@ def _label(value: Any) -> str | None:
     return str(value)
 
 
-def _compact_prediction(event: Mapping[str, Any], time: float, model: JoinModel) -> dict[str, Any]:
-    prediction = event.get("prediction") or {}
-    attributes = event.get("attributes") or {}
-    return {
-        "m": event["model_id"],
-        "v": str(event.get("model_version") or "unversioned"),
-        "t": time,
-        "l": _label(prediction.get("label")),
-        "s": prediction.get("score"),
-        "pv": prediction.get("value"),
-        "a": {name: attributes.get(name) for name in model.attributes},
-    }
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _compact(event: Mapping[str, Any], prediction: Any, time: float, model: JoinModel) -> _Prediction:
+    """What the join keeps of a prediction (``event`` is a prediction, or an outcome embedding one)."""
+    prediction = prediction or _EMPTY
+    attributes = event.get("attributes") or _EMPTY
+    label = prediction.get("label")
+    score = prediction.get("score")
+    value = prediction.get("value")
+    return _Prediction(
+        event["model_id"],
+        str(event.get("model_version") or "unversioned"),
+        time,
+        None if label is None else str(int(label)) if type(label) is bool else str(label),
+        None if score is None else float(score),
+        None if value is None else float(value),
+        {name: attributes.get(name) for name in model.attributes},
+    )
+
+
+def _row(prediction: _Prediction, outcome: Mapping[str, Any], outcome_time: float) -> LabelledRow:
+    return LabelledRow(
+        model_id=prediction.model_id,
+        model_version=prediction.model_version,
+        prediction_time=prediction.time,
+        outcome_time=outcome_time,
+        label=prediction.label,
+        score=prediction.score,
+        value=prediction.value,
+        true_label=_label(outcome.get("label")),
+        true_value=_number(outcome.get("value")),
+        attributes=dict(prediction.attributes),
+    )
 
 
 class OutcomeJoiner:
-    """Join state over three stores; every method handles one event in O(1)."""
+    """Join state of one input partition over a :class:`JoinStore`; works a batch at a time."""
 
-    def __init__(
-        self,
-        models: Mapping[str, JoinModel],
-        predictions: MutableMapping[bytes, bytes],
-        outcomes: MutableMapping[bytes, bytes],
-        joined: MutableMapping[bytes, bytes],
-    ) -> None:
+    def __init__(self, models: Mapping[str, JoinModel], store: JoinStore, max_waiting: int | None = None) -> None:
+        if max_waiting is not None and max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0, got {max_waiting}")
         self.models = models
-        self.predictions = predictions
-        self.outcomes = outcomes
-        self.joined = joined
-        self._due: dict[int, set[tuple[str, bytes]]] = {}
+        self.store = store
+        self.max_waiting = max_waiting
+        self._chunks: dict[int, int] = {}  # due bucket -> number of index chunks written for it
+        self._heap: list[int] = []  # the buckets of _chunks, smallest first
+        self._waiting = 0
+        self._indexed = False  # rebuild_index() runs before the first use if nobody called it
+
+    @property
+    def waiting(self) -> int:
+        """Predictions + outcomes waiting in the store (what ``max_waiting`` caps)."""
+        if not self._indexed:
+            self.rebuild_index()
+        return self._waiting
 
     # -- expiry index ---------------------------------------------------------------
-    def _schedule(self, kind: str, key: bytes, due: float) -> None:
-        self._due.setdefault(math.floor(due / _BUCKET), set()).add((kind, key))
-
     def rebuild_index(self) -> None:
-        """Re-create the due-time index from the stores (after a restore or rebalance)."""
-        self._due.clear()
-        for kind, store in (("p", self.predictions), ("o", self.outcomes), ("j", self.joined)):
-            for key, raw in list(store.items()):
-                record = orjson.loads(raw)
-                self._schedule(kind, key, float(record["due"]))
+        """Re-create the due-bucket index and the waiting count from the store (after a restore).
+
+        Call it after filling the store by other means than this joiner (a changelog
+        replay); a new joiner also runs it by itself before its first use.
+        """
+        chunks: dict[int, int] = {}
+        waiting = 0
+        for key, raw in self.store.items():
+            _check_version(raw)
+            kind = _KINDS.get(key[:1])
+            if kind == _X:
+                bucket, sequence = _CHUNK_ID.unpack_from(key, 1)
+                chunks[bucket] = max(chunks.get(bucket, 0), sequence + 1)
+            elif kind in (_P, _O):
+                waiting += 1
+            elif kind != _J:
+                raise ValueError(f"join store key of unknown kind {key[:1]!r}")
+        self._chunks = chunks
+        self._heap = list(chunks)
+        heapq.heapify(self._heap)
+        self._waiting = waiting
+        self._indexed = True
 
     # -- events ---------------------------------------------------------------------
-    def _row(self, prediction: Mapping[str, Any], outcome: Mapping[str, Any], outcome_time: float) -> LabelledRow:
-        true_value = outcome.get("value")
-        return LabelledRow(
-            model_id=prediction["m"],
-            model_version=prediction["v"],
-            prediction_time=float(prediction["t"]),
-            outcome_time=outcome_time,
-            label=prediction["l"],
-            score=prediction["s"],
-            value=prediction["pv"],
-            true_label=_label(outcome.get("label")),
-            true_value=float(true_value) if true_value is not None else None,
-            attributes=prediction["a"],
-        )
+    def join(
+        self,
+        predictions: Sequence[tuple[Mapping[str, Any], float]],
+        outcomes: Sequence[tuple[Mapping[str, Any], float]],
+    ) -> JoinResult:
+        """Apply one batch of one partition: its predictions first, then its outcomes.
 
-    def _mark_joined(self, key: bytes, prediction_time: float, model: JoinModel) -> None:
-        due = prediction_time + model.horizon
-        self.joined[key] = orjson.dumps({"due": due})
-        self._schedule("j", key, due)
+        ``predictions`` are (parsed prediction event, event time), ``outcomes`` (parsed
+        outcome event, event time), each in input order. One ``store.get_many`` for all the
+        keys of the batch, one ``store.write`` for all its changes (none when nothing
+        changes).
+        """
+        result = JoinResult()
+        status = result.status
+        models = self.models
+        preds: list[tuple[int, str, JoinModel, Mapping[str, Any], float]] = []
+        for index, (event, time) in enumerate(predictions):
+            model = models.get(event["model_id"])
+            if model is not None:
+                preds.append((index, str(event.get("prediction_id") or event["event_id"]), model, event, float(time)))
+        outs: list[tuple[int, str, JoinModel, Mapping[str, Any], float]] = []
+        for index, (event, time) in enumerate(outcomes):
+            model = models.get(event["model_id"])
+            if model is None:
+                status["ignored"] += 1
+            else:
+                outs.append((index, str(event["prediction_id"]), model, event, float(time)))
+        if not preds and not outs:
+            return result
+        if not self._indexed:
+            self.rebuild_index()
 
-    def add_prediction(self, event: Mapping[str, Any], time: float) -> LabelledRow | None:
-        """Store a prediction, or complete the outcome that was waiting for it."""
-        model = self.models.get(event["model_id"])
-        if model is None:
-            return None
-        key = str(event.get("prediction_id") or event["event_id"]).encode()
-        compact = _compact_prediction(event, time, model)
-        waiting = self.outcomes.get(key)
-        if waiting is not None:
-            outcome = orjson.loads(waiting)
-            del self.outcomes[key]
-            self._mark_joined(key, time, model)
-            return self._row(compact, outcome["event"], float(outcome["t"]))
-        if key in self.joined or key in self.predictions:
-            return None  # a redelivered prediction: already waiting or already labelled
-        due = time + model.horizon
-        self.predictions[key] = orjson.dumps({**compact, "due": due})
-        self._schedule("p", key, due)
-        return None
+        # the store keys of every prediction_id of the batch, read at once
+        keys = {pid: _store_keys(pid) for pid in dict.fromkeys([p[1] for p in preds] + [o[1] for o in outs])}
+        values = self.store.get_many([key for triple in keys.values() for key in triple])
+        # the state of each prediction_id as the batch goes: its kind and encoded value; set_due
+        # holds the due time of those the batch changed, decoded the decoded values it needs
+        kind: dict[str, int] = {}
+        encoded: dict[str, bytes] = {}
+        for n, pid in enumerate(keys):
+            for k in (_J, _P, _O):  # at most one exists; a joined marker wins
+                raw = values[3 * n + k]
+                if raw is not None:
+                    kind[pid] = k
+                    encoded[pid] = raw
+                    break
+        set_due: dict[str, float] = {}
+        decoded: dict[str, Any] = {}
 
-    def add_outcome(self, event: Mapping[str, Any], time: float) -> tuple[LabelledRow | None, JoinStatus]:
-        """Join an outcome to its prediction, or let it wait for the prediction."""
-        model = self.models[event["model_id"]]
-        key = str(event["prediction_id"]).encode()
-        if key in self.joined:
-            return None, "duplicate"
-        embedded = event.get("prediction")
-        if embedded is not None:
-            raw_time = event.get("prediction_timestamp")
-            prediction_time = float(raw_time) if isinstance(raw_time, int | float) else time
-            compact = _compact_prediction(
-                {
-                    "model_id": event["model_id"],
-                    "model_version": event.get("model_version"),
-                    "prediction": embedded,
-                    "attributes": event.get("attributes"),
-                },
-                prediction_time,
-                model,
-            )
-            self.predictions.pop(key, None)
-            self._mark_joined(key, prediction_time, model)
-            return self._row(compact, event, time), "embedded"
-        stored = self.predictions.get(key)
-        if stored is not None:
-            prediction = orjson.loads(stored)
-            del self.predictions[key]
-            self._mark_joined(key, float(prediction["t"]), model)
-            return self._row(prediction, event, time), "joined"
-        if key in self.outcomes:
-            return None, "duplicate"
-        due = time + model.horizon
-        self.outcomes[key] = orjson.dumps({"event": event, "t": time, "due": due})
-        self._schedule("o", key, due)
-        return None, "waiting"
+        cap = math.inf if self.max_waiting is None else self.max_waiting
+        waiting = self._waiting
+        rows = result.rows
+        for index, pid, model, event, time in preds:
+            current = kind.get(pid)
+            if current == _O:  # the outcome was waiting for this prediction
+                outcome, outcome_time = decoded.get(pid) or _decode_outcome(encoded[pid])
+                rows.append(_row(_compact(event, event.get("prediction"), time, model), outcome, outcome_time))
+                due = time + model.horizon
+                kind[pid], encoded[pid], set_due[pid] = _J, _encode_joined(due), due
+                waiting -= 1
+            elif current is None:
+                if waiting >= cap:
+                    result.overflow.append(("prediction", index))
+                    continue
+                prediction = _compact(event, event.get("prediction"), time, model)
+                due = time + model.horizon
+                kind[pid], encoded[pid], set_due[pid] = _P, _encode_prediction(prediction, due), due
+                decoded[pid] = prediction
+                waiting += 1
+            # else a redelivered prediction: already waiting or already labelled
+
+        for index, pid, model, event, time in outs:
+            current = kind.get(pid)
+            if current == _J:
+                status["duplicate"] += 1
+            elif event.get("prediction") is not None:
+                if current == _O:  # a plain outcome came first: it wins
+                    status["duplicate"] += 1
+                    continue
+                raw_time = event.get("prediction_timestamp")
+                prediction_time = float(raw_time) if isinstance(raw_time, int | float) else time
+                rows.append(_row(_compact(event, event["prediction"], prediction_time, model), event, time))
+                if current == _P:
+                    waiting -= 1
+                due = prediction_time + model.horizon
+                kind[pid], encoded[pid], set_due[pid] = _J, _encode_joined(due), due
+                status["embedded"] += 1
+            elif current == _P:
+                prediction = decoded.get(pid) or _decode_prediction(encoded[pid])
+                rows.append(_row(prediction, event, time))
+                due = prediction.time + models.get(prediction.model_id, model).horizon
+                kind[pid], encoded[pid], set_due[pid] = _J, _encode_joined(due), due
+                waiting -= 1
+                status["joined"] += 1
+            elif current == _O:
+                status["duplicate"] += 1
+            elif waiting >= cap:
+                result.overflow.append(("outcome", index))
+                status["overflow"] += 1
+            else:
+                due = time + model.horizon
+                kind[pid], encoded[pid], set_due[pid] = _O, _encode_outcome(event, time, due), due
+                decoded[pid] = (event, time)
+                waiting += 1
+                status["waiting"] += 1
+
+        if not set_due:
+            return result
+        puts: dict[bytes, bytes] = {}
+        deletes: list[bytes] = []
+        scheduled: dict[int, list[bytes]] = {}
+        for n, (pid, triple) in enumerate(keys.items()):
+            due_time = set_due.get(pid)
+            if due_time is None:  # not changed by this batch
+                continue
+            final = kind[pid]
+            for k in (_J, _P, _O):
+                if k != final and values[3 * n + k] is not None:
+                    deletes.append(triple[k])
+            key = triple[final]
+            puts[key] = encoded[pid]
+            bucket = math.floor(due_time / _BUCKET)
+            listed = scheduled.get(bucket)
+            if listed is None:
+                scheduled[bucket] = [key]
+            else:
+                listed.append(key)
+        sequences = {bucket: self._chunks.get(bucket, 0) for bucket in scheduled}
+        for bucket, listed in scheduled.items():
+            puts[_chunk_key(bucket, sequences[bucket])] = _encode_chunk(listed)
+        self.store.write(puts, deletes)
+        for bucket, sequence in sequences.items():
+            if sequence == 0:
+                heapq.heappush(self._heap, bucket)
+            self._chunks[bucket] = sequence + 1
+        self._waiting = waiting
+        return result
 
     def expire(self, now: float) -> Expired:
-        """Drop everything whose horizon passed before ``now`` (event time)."""
-        predictions: list[tuple[str, str, float]] = []
-        outcomes: list[bytes] = []
-        for bucket in sorted(b for b in self._due if (b + 1) * _BUCKET <= now):
-            for kind, key in self._due.pop(bucket):
-                store = {"p": self.predictions, "o": self.outcomes, "j": self.joined}[kind]
-                raw = store.get(key)
-                if raw is None:
-                    continue
-                record = orjson.loads(raw)
-                if float(record["due"]) > now:
-                    self._schedule(kind, key, float(record["due"]))
-                    continue
-                del store[key]
-                if kind == "p":
-                    predictions.append((record["m"], record["v"], float(record["t"])))
-                elif kind == "o":
-                    outcomes.append(orjson.dumps(record["event"]))
+        """Drop everything whose horizon passed before ``now`` (event time), in one write.
+
+        Works by whole 60-s due buckets: an entry goes once the bucket of its due time has
+        ended (``now`` past the bucket's end). The lists are ordered by due time, then key.
+        """
+        if not self._indexed:
+            self.rebuild_index()
+        heap = self._heap
+        buckets: list[int] = []
+        while heap and (heap[0] + 1) * _BUCKET <= now:
+            buckets.append(heapq.heappop(heap))
+        if not buckets:
+            return Expired([], [])
+        try:
+            chunk_keys = [_chunk_key(bucket, n) for bucket in buckets for n in range(self._chunks[bucket])]
+            listed: dict[bytes, None] = {}
+            for raw in self.store.get_many(chunk_keys):
+                if raw is not None:
+                    listed.update(dict.fromkeys(_decode_chunk(raw)))
+            keys = list(listed)
+            due: list[tuple[float, bytes, bytes]] = []
+            for key, raw in zip(keys, self.store.get_many(keys) if keys else [], strict=True):
+                if raw is not None:
+                    when = _due(raw)
+                    if when <= now:  # else rewritten since, and listed under its new bucket
+                        due.append((when, key, raw))
+            due.sort(key=lambda item: (item[0], item[1][1:], item[1][:1]))
+            predictions: list[tuple[str, str, float]] = []
+            outcomes: list[bytes] = []
+            for _, key, raw in due:
+                kind = _KINDS.get(key[:1])
+                if kind == _P:
+                    prediction = _decode_prediction(raw)
+                    predictions.append((prediction.model_id, prediction.model_version, prediction.time))
+                elif kind == _O:
+                    outcomes.append(raw[_HEAD_O.size :])  # exact-size copy of the stored JSON
+            self.store.write({}, [key for _, key, _ in due] + chunk_keys)
+        except BaseException:
+            for bucket in buckets:
+                heapq.heappush(heap, bucket)
+            raise
+        for bucket in buckets:
+            del self._chunks[bucket]
+        self._waiting -= len(predictions) + len(outcomes)
         return Expired(predictions, outcomes)

@@ -8,13 +8,13 @@ when its drift window closes, again on a tick after new labels arrived, and a la
 with at least ``accuracy.min_labeled`` labelled rows (or at the final one), so that a
 window re-evaluated as labels trickle in does not advance the alert streaks twice.
 
-Windows live in a mapping given by the caller (a dict offline; a table in the worker, one
-key per window), so a long horizon does not make the per-model state large.
+Each window is its own state record (:meth:`LabelWindows.take_changes` says which
+changed), so a long horizon does not make any stored record large.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -144,33 +144,34 @@ class LabelWindows:
     """The label windows of one model and the accuracy monitor's state."""
 
     def __init__(
-        self, config: ModelConfig, state: Mapping[str, Any] | None, store: MutableMapping[str, Any] | None = None
+        self, config: ModelConfig, state: Mapping[str, Any] | None, windows: Mapping[str, Any] | None = None
     ) -> None:
         self.config = config
         state = state or {}
-        self.store: MutableMapping[str, Any] = store if store is not None else {}
+        self.store: dict[str, Any] = dict(windows or {})  # repr(start) → stored window, one record each
         self.starts: list[float] = [float(s) for s in state.get("starts", [])]
         self.dirty: set[float] = {float(s) for s in state.get("dirty", [])}
         self.accuracy = AccuracyMonitor(config.accuracy, config.task, state.get("accuracy"))
         self._loaded: dict[float, LabelWindow] = {}
-
-    def _key(self, start: float) -> str:
-        return f"{self.config.model_id}|labels|{start!r}"
+        self._changed: set[str] = set()
 
     def window(self, start: float) -> LabelWindow:
         if start not in self._loaded:
-            stored = self.store.get(self._key(start))
+            stored = self.store.get(repr(start))
             self._loaded[start] = LabelWindow.from_dict(stored) if stored else LabelWindow(start=start)
             if start not in self.starts:
                 self.starts.append(start)
         return self._loaded[start]
 
-    def save(self) -> None:
-        """Write the windows touched since the last save back to the store."""
+    def take_changes(self) -> dict[str, Any]:
+        """The windows touched since the last call, by ``repr(start)`` (None: finalized and gone)."""
         for start, window in self._loaded.items():
             if start in self.starts:
-                self.store[self._key(start)] = window.to_dict()
+                self.store[repr(start)] = window.to_dict()
+                self._changed.add(repr(start))
         self._loaded.clear()
+        changed, self._changed = self._changed, set()
+        return {key: self.store.get(key) for key in changed}
 
     def state_dict(self) -> dict[str, Any]:
         return {"starts": sorted(self.starts), "dirty": sorted(self.dirty), "accuracy": self.accuracy.to_dict()}
@@ -249,7 +250,8 @@ class LabelWindows:
             self.starts.remove(start)
             self.dirty.discard(start)
             self._loaded.pop(start, None)
-            self.store.pop(self._key(start), None)
+            self.store.pop(repr(start), None)
+            self._changed.add(repr(start))
         closing = self.config.window.size + self.config.window.allowed_lateness
         for start in sorted(self.dirty):
             window = self.window(start)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.parse import as_float, object_matrix
@@ -31,9 +32,20 @@ from watchkeeper.monitor.profile import (
 )
 from watchkeeper.stats.sequential import CalibratedCusum
 
-__all__ = ["ColumnBinner", "build_partials", "monitored_columns", "window_starts", "extract_columns"]
+__all__ = [
+    "ColumnBinner",
+    "build_partials",
+    "extract_columns",
+    "monitored_columns",
+    "split_partial",
+    "slice_indices",
+    "stats_from_samples",
+    "stats_windows",
+    "window_starts",
+]
 
-PARTIAL_VERSION = 1
+PARTIAL_VERSION = 2
+_SAMPLE_TEXT = 200  # longest category text kept in a learning sample
 _CUBE_CELLS = 4_000_000  # bound on the temporary comparison cube per chunk
 
 
@@ -126,46 +138,59 @@ def _window_groups(times: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarr
     return unique, inverse.astype(np.int64)
 
 
-def _versions(events: Sequence[dict[str, Any]], windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
-    names = np.asarray([str(e.get("model_version") or "unversioned") for e in events], dtype=object)
+def _versions(names: np.ndarray, windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
     out: list[dict[str, int]] = [{} for _ in range(n_windows)]
-    pairs, counts = np.unique(np.stack([windows.astype(str), names]).T.astype(str), axis=0, return_counts=True)
+    pairs, counts = np.unique(np.stack([windows.astype(str), names.astype(str)]).T, axis=0, return_counts=True)
     for (w, name), count in zip(pairs, counts, strict=True):
         out[int(w)][str(name)] = int(count)
     return out
 
 
-def _bucket_rows(binner: ColumnBinner, matrix: np.ndarray, numeric: np.ndarray) -> dict[str, list[list[float]]]:
-    """CUSUM bucket statistics completed by this batch, per column (events in batch order)."""
-    rows: dict[str, list[list[float]]] = {}
+def _version_names(events: Sequence[dict[str, Any]]) -> np.ndarray:
+    return np.asarray([str(e.get("model_version") or "unversioned") for e in events], dtype=object)
+
+
+def slice_indices(times: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Index of the CUSUM event-time slice of each time (``window.size / drift.slices_per_window`` long)."""
+    return np.floor(times * (config.drift.slices_per_window / config.window.size)).astype(np.int64)
+
+
+def _slice_rows(
+    binner: ColumnBinner, matrix: np.ndarray, numeric: np.ndarray, slices: np.ndarray
+) -> dict[str, dict[str, list[int]]]:
+    """CUSUM sufficient statistics per event-time slice and column (exact integers)."""
+    if not binner.detectors or slices.size == 0:
+        return {}
+    unique, slots = np.unique(slices, return_inverse=True)
+    rows: dict[str, dict[str, list[int]]] = {str(int(k)): {} for k in unique}
     for name, detector in binner.detectors.items():
         if name in binner.numeric:
             values: Any = numeric[:, binner.numeric.index(name)]
         else:
             values = matrix[:, len(binner.numeric) + binner.categorical.index(name)]
-        statistics, _ = detector.bucket_statistics(values)
-        if len(statistics):
-            rows[name] = statistics.tolist()
+        sums = detector.slice_sums(values, slots, len(unique))
+        for j, key in enumerate(rows):
+            rows[key][name] = sums[j].tolist()
     return rows
 
 
-def _stats_windows(
-    binner: ColumnBinner, events: Sequence[dict[str, Any]], times: np.ndarray, size: float
-) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
-    starts, windows = _window_groups(times, size)
+def stats_windows(
+    binner: ColumnBinner, matrix: np.ndarray, versions: np.ndarray, times: np.ndarray, config: ModelConfig
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
+    """Window entries and CUSUM slice sums of a column matrix (binner's numeric then categorical columns)."""
+    starts, windows = _window_groups(times, config.window.size)
     n_windows = len(starts)
-    matrix = extract_columns(events, list(binner.numeric) + list(binner.categorical))
     numeric, invalid = as_float(matrix[:, : len(binner.numeric)])
     pca = binner.profile.multivariate
     if pca is not None and MULTIVARIATE in binner.numeric and set(pca.names) <= set(binner.numeric):
         inputs = [binner.numeric.index(name) for name in pca.names]
         numeric[:, binner.numeric.index(MULTIVARIATE)] = pca.errors(numeric[:, inputs])
         invalid[:, binner.numeric.index(MULTIVARIATE)] = False
-    sequential = _bucket_rows(binner, matrix, numeric)
+    sequential = _slice_rows(binner, matrix, numeric, slice_indices(times, config))
     fine = binner.fine_counts(numeric, windows, n_windows)
     invalid_counts = np.zeros((n_windows, len(binner.numeric)), dtype=np.int64)
     np.add.at(invalid_counts, windows, invalid.astype(np.int64))
-    versions = _versions(events, windows, n_windows)
+    version_counts = _versions(versions, windows, n_windows)
     result = []
     for w, start in enumerate(starts):
         mask = windows == w
@@ -173,7 +198,7 @@ def _stats_windows(
             "start": float(start),
             "n": int(mask.sum()),
             "t_max": float(times[mask].max()),
-            "versions": versions[w],
+            "versions": version_counts[w],
             "numeric": {},
             "categorical": {},
             "invalid": {},
@@ -193,12 +218,36 @@ def _stats_windows(
     return result, sequential
 
 
+def stats_from_samples(
+    binner: ColumnBinner, samples: Sequence[Mapping[str, Any]], config: ModelConfig
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
+    """Stage 2's conversion of sample entries (raw rows) into stats, once the profile exists.
+
+    The same computation as stage 1's, so a window whose events came before and after the
+    reference was learned is summarised exactly as if all had been binned in stage 1.
+    """
+    names = list(binner.numeric) + list(binner.categorical)
+    n = sum(int(entry["n"]) for entry in samples)
+    matrix = np.empty((n, len(names)), dtype=object)
+    row = 0
+    for entry in samples:
+        size = int(entry["n"])
+        for j, name in enumerate(names):
+            matrix[row : row + size, j] = entry["rows"].get(name, [None] * size)
+        row += size
+    times = np.concatenate([np.asarray(e["times"], dtype=np.float64) for e in samples]) if samples else np.zeros(0)
+    versions = np.concatenate([np.asarray(e["model_versions"], dtype=object) for e in samples]) if samples else times
+    return stats_windows(binner, matrix, versions, times, config)
+
+
 def _sample_windows(
     columns: Mapping[str, str], events: Sequence[dict[str, Any]], times: np.ndarray, size: float
 ) -> list[dict[str, Any]]:
-    """Raw column values, for a model that learns its reference from its first events."""
+    """Raw column values, times and versions, for a model that learns its reference."""
     names = list(columns)
     matrix = extract_columns(events, names)
+    versions = _version_names(events)
+    ids = np.asarray([str(e.get("prediction_id") or e["event_id"]) for e in events], dtype=object)
     starts, windows = _window_groups(times, size)
     result = []
     for w, start in enumerate(starts):
@@ -210,8 +259,18 @@ def _sample_windows(
                 values, _ = as_float(column)
                 rows[name] = [None if np.isnan(v) else float(v) for v in values]
             else:
-                rows[name] = [None if v is None else str(v) for v in column]
-        result.append({"start": float(start), "n": int(mask.sum()), "t_max": float(times[mask].max()), "rows": rows})
+                rows[name] = [None if v is None else str(v)[:_SAMPLE_TEXT] for v in column]
+        result.append(
+            {
+                "start": float(start),
+                "n": int(mask.sum()),
+                "t_max": float(times[mask].max()),
+                "times": times[mask].tolist(),
+                "model_versions": versions[mask].tolist(),
+                "ids": ids[mask].tolist(),
+                "rows": rows,
+            }
+        )
     return result
 
 
@@ -221,7 +280,6 @@ def build_partials(
     sources: Sequence[str],
     offsets: np.ndarray,
     models: Mapping[str, tuple[ModelConfig, ColumnBinner | None]],
-    sent_at: float,
 ) -> list[dict[str, Any]]:
     """One partial per model present in the batch.
 
@@ -238,19 +296,18 @@ def build_partials(
         mask = model_ids == model_id
         selected = [e for e, keep in zip(events, mask, strict=True) if keep]
         ranges: dict[str, list[int]] = {}
-        watermarks: dict[str, float] = {}
         for source in sorted(set(source_arr[mask].tolist())):
             in_source = mask & (source_arr == source)
             ranges[source] = [int(offsets[in_source].min()), int(offsets[in_source].max())]
-            watermarks[source] = float(times[in_source].max())
-        size = config.window.size
-        sequential: dict[str, list[list[float]]] = {}
+        slices: dict[str, dict[str, list[int]]] = {}
         if binner is None:
-            kind, windows = "sample", _sample_windows(monitored_columns(config), selected, times[mask], size)
+            kind = "sample"
+            windows = _sample_windows(monitored_columns(config), selected, times[mask], config.window.size)
             profile_id = None
         else:
             kind = "stats"
-            windows, sequential = _stats_windows(binner, selected, times[mask], size)
+            matrix = extract_columns(selected, list(binner.numeric) + list(binner.categorical))
+            windows, slices = stats_windows(binner, matrix, _version_names(selected), times[mask], config)
             profile_id = binner.profile.reference_id
         partials.append(
             {
@@ -259,10 +316,44 @@ def build_partials(
                 "model_id": model_id,
                 "profile_id": profile_id,
                 "source": ranges,
-                "watermarks": watermarks,
-                "sent_at": sent_at,
+                "watermarks": {},
                 "windows": windows,
-                "sequential": sequential,
+                "slices": slices,
             }
         )
     return partials
+
+
+def split_partial(partial: Mapping[str, Any], limit: int) -> list[bytes]:
+    """The partial serialised in pieces of at most about ``limit`` bytes (Kafka's record limit).
+
+    Windows are spread over pieces (a sample window too large alone is split by rows); the
+    source offsets, slices, labels and watermarks travel in the last piece, so a replayed
+    piece is recognised as applied and stage 2 closes windows only after all pieces.
+    """
+    data = orjson.dumps(partial)
+    if len(data) <= limit or not partial.get("windows"):
+        return [data]
+    pieces: list[bytes] = []
+    head = {"v": partial["v"], "kind": partial["kind"], "model_id": partial["model_id"]}
+    head["profile_id"] = partial.get("profile_id")
+    for entry in partial["windows"]:
+        pieces += [orjson.dumps({**head, "source": {}, "windows": [e]}) for e in _split_entry(entry, limit)]
+    pieces.append(orjson.dumps({**partial, "windows": []}))
+    return pieces
+
+
+def _split_entry(entry: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+    if "rows" not in entry or len(orjson.dumps(entry)) <= limit or int(entry["n"]) < 2:
+        return [entry]
+    half = int(entry["n"]) // 2
+    parts = []
+    for lo, hi in ((0, half), (half, int(entry["n"]))):
+        part = {
+            **entry,
+            "n": hi - lo,
+            "rows": {k: v[lo:hi] for k, v in entry["rows"].items()},
+            **{k: entry[k][lo:hi] for k in ("times", "model_versions", "ids")},
+        }
+        parts += _split_entry(part, limit)
+    return parts

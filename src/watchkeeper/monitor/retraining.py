@@ -19,19 +19,15 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
+from watchkeeper.config import DAY, RetrainingPolicy
 from watchkeeper.events import (
     Alert,
-    Monitor,
     RetrainingTrigger,
-    Severity,
     TriggerEvidence,
     TriggerModel,
     TriggerReason,
@@ -39,68 +35,12 @@ from watchkeeper.events import (
     deterministic_id,
 )
 
-__all__ = ["DAY", "RetrainingPlanner", "RetrainingPolicy", "WindowSpan"]
-
-DAY = 86400.0
-"""The span of event time ``max_per_day`` is counted over (a trailing 24 h)."""
+__all__ = ["RetrainingPlanner", "WindowSpan"]
 
 WindowSpan = tuple[float, float, int, int]
 """A closed window: (start, end, n_predictions, n_labeled); times in epoch seconds."""
 
-_ALL_MONITORS: tuple[Monitor, ...] = ("drift", "accuracy", "fairness", "data_quality")
-_DEFAULT_SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning")
 _SEVERITY_RANK: dict[str, int] = {"critical": 3, "error": 2, "warning": 1, "info": 0}
-_ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h|d|w)?\s*$")
-
-
-def _duration(value: Any) -> float:
-    """``watchkeeper.config.parse_duration``, imported late: config.py imports this module."""
-    from watchkeeper.config import parse_duration
-
-    return parse_duration(value)
-
-
-def _duration_or_zero(value: Any) -> float:
-    """Like :func:`_duration`, but 0 / '0s' mean zero."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
-        return 0.0
-    if isinstance(value, str) and _ZERO.match(value):
-        return 0.0
-    return _duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-"""Seconds from 90, '90s', '5m', '2h', '7d', '1w' (same as ``watchkeeper.config.Duration``)."""
-
-DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
-"""A :data:`Duration` that may also be 0."""
-
-
-class RetrainingPolicy(BaseModel):
-    """When to request retraining of a model (one entry of ``models[].retraining``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, description="rule name; part of the trigger's idempotency key")
-    monitors: list[Monitor] = Field(
-        default_factory=lambda: list(_ALL_MONITORS),
-        min_length=1,
-        description="alerts of these monitors count",
-    )
-    severities: list[Severity] = Field(
-        default_factory=lambda: list(_DEFAULT_SEVERITIES),
-        min_length=1,
-        description="alerts of these severities count (default: all but info)",
-    )
-    firing_for: DurationOrZero = Field(
-        default=0.0, description="event time an alert must have been firing; 0 = on the firing transition"
-    )
-    min_alerts: int = Field(default=1, ge=1, description="distinct matching alerts firing at once")
-    cooldown: Duration = Field(default=DAY, description="no new trigger of this policy sooner after the last")
-    max_per_day: int = Field(default=3, ge=1, description="at most this many triggers in any 24 h of event time")
-    training_window: Duration = Field(
-        default=30 * DAY, description="length of the suggested training window, ending at the window end"
-    )
 
 
 @dataclass(frozen=True)

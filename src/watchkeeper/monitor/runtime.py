@@ -1,16 +1,21 @@
 """The monitor core wired together, with no Kafka: stage 1 and stage 2 over batches.
 
-:class:`MonitorRuntime` is what both shells drive. The Faust worker calls
-:meth:`stage1` on each input batch and :meth:`stage2` on each partial it receives;
-``watchkeeper replay`` and the benchmarks call :meth:`run_batch`, which does both in one
-process. Reference profiles come from files or are learned (and then shared via
-:meth:`adopt_profile`, which the worker feeds from the references topic).
+:class:`MonitorRuntime` is what every shell drives. The worker calls :meth:`stage1` on
+each input batch (and :meth:`heartbeat` when partitions fall idle) and hands each
+resulting partial to :meth:`stage2` in the process that owns the model; ``watchkeeper
+replay`` and the benchmarks call :meth:`run_batch`, which does both in one process.
+
+Stage 1 keeps, per input partition, the outcome join (:class:`OutcomeJoiner`, one per
+partition, its store given by the shell with :meth:`open_partition`) and, per model and
+partition, the latest prediction event time: every partial carries these watermarks for
+all partitions this process reads, the number of partitions, and which are idle, so that
+stage 2 can close windows by the data alone (:mod:`watchkeeper.monitor.engine`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +25,21 @@ import orjson
 
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
-from watchkeeper.monitor.join import JoinModel, LabelledRow, OutcomeJoiner
+from watchkeeper.monitor.join import JoinModel, JoinStore, LabelledRow, MemoryJoinStore, OutcomeJoiner
 from watchkeeper.monitor.labels import expired_entries, label_entries, prediction_entries, uses_labels
 from watchkeeper.monitor.parse import ParsedBatch, Rejected, parse_outcomes, parse_predictions
 from watchkeeper.monitor.partials import PARTIAL_VERSION, ColumnBinner, build_partials, monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
 
-__all__ = ["MonitorRuntime", "Stage1Result", "load_profile", "replay_lines"]
+__all__ = ["MonitorRuntime", "Overflow", "Stage1Result", "load_profile", "replay_lines"]
 
-JoinStore = MutableMapping[bytes, bytes]
+
+@dataclass(frozen=True)
+class Overflow:
+    """An event the join could not keep (its partition is at ``max_waiting``); copied to the dead letters."""
+
+    index: int
+    reason: str
 
 
 @dataclass
@@ -38,8 +49,9 @@ class Stage1Result:
     partials: list[dict[str, Any]]
     rejected: list[Rejected]
     expired_outcomes: list[bytes] = field(default_factory=list)  # for the dead-letter topic
-    outcomes: dict[str, int] = field(default_factory=dict)  # joined / waiting / duplicate / embedded
+    outcomes: dict[str, int] = field(default_factory=dict)  # joined / waiting / duplicate / embedded / overflow
     unusable_labels: int = 0  # labels not among the model's classes, or regression rows without values
+    overflow: list[Overflow] = field(default_factory=list)
 
 
 def load_profile(path: Path) -> ReferenceProfile:
@@ -49,14 +61,18 @@ def load_profile(path: Path) -> ReferenceProfile:
         raise ValueError(f"reference.profile: {str(path)!r}: cannot read ({exc.strerror})") from exc
 
 
+def _partition(source: str) -> int:
+    return int(source.rsplit(":", 1)[1])
+
+
 class MonitorRuntime:
-    """Stage-1 binners and stage-2 monitors for every configured model."""
+    """Stage-1 binners and joins, and stage-2 monitors, for every configured model."""
 
     def __init__(
         self,
         config: WatchkeeperConfig,
         profiles: Mapping[str, ReferenceProfile] | None = None,
-        join_stores: tuple[JoinStore, JoinStore, JoinStore] | None = None,
+        max_waiting: int | None = None,
     ) -> None:
         self.config = config
         self.models: dict[str, ModelConfig] = {m.model_id: m for m in config.models}
@@ -66,12 +82,17 @@ class MonitorRuntime:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
         self.monitors: dict[str, ModelMonitor] = {}
-        join_models = {
+        self._join_models = {
             m.model_id: JoinModel(m.accuracy.label_horizon, tuple(m.sensitive_attributes)) for m in config.models
         }
-        predictions, outcomes, joined = join_stores or ({}, {}, {})
-        self.joiner = OutcomeJoiner(join_models, predictions, outcomes, joined)
-        self.event_time = float("-inf")  # latest event time stage 1 has seen (drives join expiry)
+        self.max_waiting = max_waiting
+        self.joiners: dict[int, OutcomeJoiner] = {}
+        self.event_times: dict[int, float] = {}  # latest event time per input partition (drives join expiry)
+        self.watermarks: dict[tuple[str, str], float] = {}  # (model, prediction source) → latest event time
+        self.sources: dict[str, float] = {}  # prediction sources read here → wall time they were opened
+        self.last_event_at: dict[tuple[str, str], float] = {}  # (model, source) → wall time of its last event
+        self.reported_idle: dict[tuple[str, str], bool] = {}
+        self.partitions = 1  # partitions of the predictions topic
 
     # -- profiles -------------------------------------------------------------------
     def adopt_profile(self, profile: ReferenceProfile) -> None:
@@ -94,20 +115,42 @@ class MonitorRuntime:
             self._binners[model_id] = binner
         return binner
 
+    # -- partitions -----------------------------------------------------------------
+    def open_partition(self, partition: int, store: JoinStore, source: str, wall_clock: float) -> None:
+        """Start reading an input partition: its join store (restored by the shell) and its prediction source."""
+        joiner = OutcomeJoiner(self._join_models, store, self.max_waiting)
+        joiner.rebuild_index()
+        self.joiners[partition] = joiner
+        self.sources[source] = wall_clock
+
+    def close_partition(self, partition: int, source: str) -> None:
+        """Stop reading it (revoked): forget its join and watermarks; the next owner restores them."""
+        self.joiners.pop(partition, None)
+        self.event_times.pop(partition, None)
+        self.sources.pop(source, None)
+        for table in (self.watermarks, self.last_event_at, self.reported_idle):
+            for key in [k for k in table if k[1] == source]:
+                del table[key]
+
+    def _joiner(self, partition: int) -> OutcomeJoiner:
+        if partition not in self.joiners:  # replay and tests: an in-memory join per partition
+            self.joiners[partition] = OutcomeJoiner(self._join_models, MemoryJoinStore(), self.max_waiting)
+        return self.joiners[partition]
+
     # -- stage 1 --------------------------------------------------------------------
     def stage1(
         self,
         raw: Sequence[bytes | None],
         sources: Sequence[str],
         offsets: Sequence[int],
-        now: float,
         is_outcome: Sequence[bool] | None = None,
         wall_clock: float | None = None,
     ) -> Stage1Result:
         """Validate a batch of predictions (and outcomes), join, and build one partial per model.
 
-        With ``wall_clock`` (the worker's clock; not in a replay), events stamped more than
-        the model's ``window.max_future`` ahead of it are rejected.
+        ``sources[i]`` is "topic:partition" of record i. With ``wall_clock`` (the worker's
+        clock; not in a replay), events stamped more than the model's ``window.max_future``
+        ahead of it are rejected, and idleness is tracked.
         """
         flags = list(is_outcome) if is_outcome is not None else [False] * len(raw)
         where_p = [i for i, outcome in enumerate(flags) if not outcome]
@@ -116,54 +159,106 @@ class MonitorRuntime:
         outcomes = self._not_ahead(parse_outcomes([raw[i] for i in where_o], self.models), wall_clock)
         rejected = [Rejected(where_p[r.index], r.reason) for r in predictions.rejected]
         rejected += [Rejected(where_o[r.index], r.reason) for r in outcomes.rejected]
-        p_index = np.asarray([where_p[i] for i in predictions.indices], dtype=np.int64)
+        p_index = [where_p[i] for i in predictions.indices]
+        o_index = [where_o[i] for i in outcomes.indices]
+        p_sources = [sources[i] for i in p_index]
         all_offsets = np.asarray(offsets, dtype=np.int64)
         models = {m: (self.models[m], self.binner(m)) for m in {e["model_id"] for e in predictions.events}}
         partials = build_partials(
             predictions.events,
             predictions.times,
-            [sources[i] for i in p_index],
-            all_offsets[p_index] if len(p_index) else p_index,
+            p_sources,
+            all_offsets[p_index] if p_index else all_offsets[:0],
             models,
-            sent_at=now,
         )
         by_model = {p["model_id"]: p for p in partials}
         result = Stage1Result(partials, rejected)
-        rows: dict[str, list[LabelledRow]] = {}
-        for event, time in zip(predictions.events, predictions.times, strict=True):
-            config = self.models[event["model_id"]]
-            if uses_labels(config):
-                row = self.joiner.add_prediction(event, float(time))
-                if row is not None:
-                    rows.setdefault(row.model_id, []).append(row)
+        self._track_times(predictions, p_sources, wall_clock)
         for model_id, partial in by_model.items():
             config = self.models[model_id]
             mask = np.asarray([e["model_id"] == model_id for e in predictions.events])
             selected = [e for e, keep in zip(predictions.events, mask, strict=True) if keep]
             partial["labels"] = list(prediction_entries(config, selected, predictions.times[mask]).values())
-        for position, event, time in zip(outcomes.indices, outcomes.events, outcomes.times, strict=True):
+        for position, event in zip(outcomes.indices, outcomes.events, strict=True):
             if not uses_labels(self.models[event["model_id"]]):
                 result.outcomes["ignored"] = result.outcomes.get("ignored", 0) + 1  # no accuracy/fairness
                 continue
-            row, status = self.joiner.add_outcome(event, float(time))
-            result.outcomes[status] = result.outcomes.get(status, 0) + 1
-            partial = by_model.get(event["model_id"]) or self._labels_partial(event["model_id"], now, by_model)
+            partial = by_model.get(event["model_id"]) or self._partial(event["model_id"], "labels", by_model)
             source, offset = sources[where_o[position]], int(all_offsets[where_o[position]])
             first, last = partial["source"].get(source, [offset, offset])
             partial["source"][source] = [min(first, offset), max(last, offset)]
-            if row is not None:
-                rows.setdefault(row.model_id, []).append(row)
-        times = np.concatenate([predictions.times, outcomes.times])
-        if times.size:
-            self.event_time = max(self.event_time, float(times.max()))
-        expired = self.joiner.expire(self.event_time)
-        result.expired_outcomes = expired.outcomes
+        rows, lapsed = self._join(predictions, p_index, outcomes, o_index, sources, result)
+        self._labels(rows, lapsed, by_model, result)
+        for partial in by_model.values():
+            self._stamp(partial)
+        result.partials = list(by_model.values())
+        return result
+
+    def _track_times(self, batch: ParsedBatch, sources: Sequence[str], wall_clock: float | None) -> None:
+        for event, time, source in zip(batch.events, batch.times.tolist(), sources, strict=True):
+            key = (event["model_id"], source)
+            if time > self.watermarks.get(key, float("-inf")):
+                self.watermarks[key] = time
+            if wall_clock is not None:
+                self.last_event_at[key] = wall_clock
+            self.reported_idle[key] = False  # data from it: it is not idle, whatever was said before
+
+    def _join(
+        self,
+        predictions: ParsedBatch,
+        p_index: Sequence[int],
+        outcomes: ParsedBatch,
+        o_index: Sequence[int],
+        sources: Sequence[str],
+        result: Stage1Result,
+    ) -> tuple[dict[str, list[LabelledRow]], dict[str, list[float]]]:
+        """Join per input partition; expire what passed its horizon; count and collect overflow."""
+        by_partition: dict[int, tuple[list[int], list[int]]] = {}
+        for k, (event, i) in enumerate(zip(predictions.events, p_index, strict=True)):
+            if uses_labels(self.models[event["model_id"]]):
+                by_partition.setdefault(_partition(sources[i]), ([], []))[0].append(k)
+        for k, (event, i) in enumerate(zip(outcomes.events, o_index, strict=True)):
+            if uses_labels(self.models[event["model_id"]]):
+                by_partition.setdefault(_partition(sources[i]), ([], []))[1].append(k)
+        rows: dict[str, list[LabelledRow]] = {}
         lapsed: dict[str, list[float]] = {}
-        for model_id, _, time in expired.predictions:
-            lapsed.setdefault(model_id, []).append(time)
-        for model_id in set(rows) | set(lapsed):
+        for partition in sorted(by_partition):
+            p_keys, o_keys = by_partition[partition]
+            joiner = self._joiner(partition)
+            joined = joiner.join(
+                [(predictions.events[k], float(predictions.times[k])) for k in p_keys],
+                [(outcomes.events[k], float(outcomes.times[k])) for k in o_keys],
+            )
+            for status, count in joined.status.items():
+                result.outcomes[status] = result.outcomes.get(status, 0) + count
+            for kind, k in joined.overflow:
+                index = p_index[p_keys[k]] if kind == "prediction" else o_index[o_keys[k]]
+                reason = (
+                    f"outcome join: {kind} not kept, partition {partition} holds join.max_waiting={self.max_waiting}"
+                )
+                result.overflow.append(Overflow(index, reason))
+            for row in joined.rows:
+                rows.setdefault(row.model_id, []).append(row)
+            times = [predictions.times[k] for k in p_keys] + [outcomes.times[k] for k in o_keys]
+            self.event_times[partition] = max([self.event_times.get(partition, float("-inf")), *times])
+        for partition, joiner in sorted(self.joiners.items()):
+            expired = joiner.expire(self.event_times.get(partition, float("-inf")))
+            result.expired_outcomes += expired.outcomes
+            for model_id, _, time in expired.predictions:
+                lapsed.setdefault(model_id, []).append(time)
+        return rows, lapsed
+
+    def _labels(
+        self,
+        rows: Mapping[str, list[LabelledRow]],
+        lapsed: Mapping[str, list[float]],
+        by_model: dict[str, dict[str, Any]],
+        result: Stage1Result,
+    ) -> None:
+        """Label entries (joined rows) and expired counts, into each model's partial."""
+        for model_id in sorted(set(rows) | set(lapsed)):
             config = self.models[model_id]
-            partial = by_model.get(model_id) or self._labels_partial(model_id, now, by_model)
+            partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
             entries, unusable, errors = label_entries(config, rows.get(model_id, []))
             partial.setdefault("labels", []).extend(entries)
             if errors:
@@ -171,8 +266,33 @@ class MonitorRuntime:
             result.unusable_labels += unusable
             if model_id in lapsed:
                 partial["expired"] = {repr(k): v for k, v in expired_entries(config, lapsed[model_id]).items()}
-        result.partials = list(by_model.values())
-        return result
+
+    def _stamp(self, partial: dict[str, Any]) -> None:
+        """Watermarks of every prediction partition read here, their idleness and the partition count."""
+        model_id = partial["model_id"]
+        partial["watermarks"] = {s: t for (m, s), t in sorted(self.watermarks.items()) if m == model_id}
+        partial["idle"] = {s: self.reported_idle.get((model_id, s), False) for s in sorted(self.sources)}
+        partial["partitions"] = self.partitions
+
+    def heartbeat(self, wall_clock: float, caught_up: Collection[str]) -> list[dict[str, Any]]:
+        """Partials for models whose partitions fell idle or woke up (worker only).
+
+        A prediction partition is idle for a model when this process has read it to the
+        end (``caught_up``) and saw none of the model's events there for the model's
+        ``window.idle_close`` seconds; stage 2 then leaves it out of the watermark.
+        """
+        partials: dict[str, dict[str, Any]] = {}
+        for model_id, config in self.models.items():
+            for source, opened in self.sources.items():
+                key = (model_id, source)
+                since = self.last_event_at.get(key, opened)
+                idle = source in caught_up and wall_clock - since >= config.window.idle_close
+                if idle != self.reported_idle.get(key, False):
+                    self.reported_idle[key] = idle
+                    partials.setdefault(model_id, self._partial(model_id, "watermark", {}))
+        for partial in partials.values():
+            self._stamp(partial)
+        return list(partials.values())
 
     def _not_ahead(self, batch: ParsedBatch, wall_clock: float | None) -> ParsedBatch:
         if wall_clock is None or not batch.events:
@@ -197,16 +317,15 @@ class MonitorRuntime:
             rejected,
         )
 
-    def _labels_partial(self, model_id: str, now: float, by_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """A partial for a model that had outcomes but no predictions in the batch."""
+    def _partial(self, model_id: str, kind: str, by_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """A partial without windows: outcomes only (``labels``) or idleness news (``watermark``)."""
         partial: dict[str, Any] = {
             "v": PARTIAL_VERSION,
-            "kind": "labels",
+            "kind": kind,
             "model_id": model_id,
             "profile_id": None,
             "source": {},
             "watermarks": {},
-            "sent_at": now,
             "windows": [],
             "labels": [],
         }
@@ -214,45 +333,39 @@ class MonitorRuntime:
         return partial
 
     # -- stage 2 --------------------------------------------------------------------
-    def monitor(
-        self,
-        model_id: str,
-        state: Mapping[str, Any] | None = None,
-        label_store: MutableMapping[str, Any] | None = None,
-    ) -> ModelMonitor:
+    def monitor(self, model_id: str, records: Mapping[str, bytes] | None = None) -> ModelMonitor:
+        """The model's stage-2 monitor; with ``records``, rebuilt from restored state."""
         monitor = self.monitors.get(model_id)
-        if monitor is None or state is not None:
-            monitor = ModelMonitor(self.models[model_id], self.profiles.get(model_id), state, label_store)
+        if monitor is None or records is not None:
+            monitor = ModelMonitor(self.models[model_id], self.profiles.get(model_id), records)
             self.monitors[model_id] = monitor
-        if monitor.profile is None and model_id in self.profiles:
-            monitor.profile = self.profiles[model_id]
-        elif monitor.profile is not None and model_id not in self.profiles:
+        if monitor.profile is not None and model_id not in self.profiles:
             self.adopt_profile(monitor.profile)  # a learned profile restored with the state
         return monitor
 
-    def stage2(self, partial: Mapping[str, Any], now: float) -> list[Output]:
-        outputs = self.monitor(partial["model_id"]).apply(partial, now)
+    def stage2(self, partial: Mapping[str, Any]) -> list[Output]:
+        """Apply a partial to its model's monitor (in one process: a learned profile is adopted at once)."""
+        return self._adopting(self.monitor(partial["model_id"]).apply(partial))
+
+    def flush(self) -> list[Output]:
+        return self._adopting([out for monitor in self.monitors.values() for out in monitor.flush()])
+
+    def _adopting(self, outputs: list[Output]) -> list[Output]:
         for output in outputs:
             if isinstance(output, ProfileLearned):
                 self.adopt_profile(output.profile)
         return outputs
 
-    def tick(self, now: float) -> list[Output]:
-        return [out for monitor in self.monitors.values() for out in monitor.tick(now)]
-
-    def flush(self) -> list[Output]:
-        return [out for monitor in self.monitors.values() for out in monitor.flush()]
-
     def run_batch(
         self, raw: Sequence[bytes | None], source: str, first_offset: int
     ) -> tuple[list[Output], list[Rejected]]:
-        """Stage 1 then stage 2 on one batch (replay, benchmarks); `now` is the event time."""
+        """Stage 1 then stage 2 on one batch (replay, benchmarks)."""
         offsets = list(range(first_offset, first_offset + len(raw)))
         is_outcome = [_is_outcome(line) for line in raw]
-        result = self.stage1(raw, [source] * len(raw), offsets, now=0.0, is_outcome=is_outcome)
+        result = self.stage1(raw, [source] * len(raw), offsets, is_outcome=is_outcome)
         outputs: list[Output] = []
         for partial in result.partials:
-            outputs += self.stage2(partial, now=0.0)
+            outputs += self.stage2(partial)
         return outputs, result.rejected
 
 

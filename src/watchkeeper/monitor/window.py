@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WindowAggregate", "SampleBuffer"]
+__all__ = ["WindowAggregate"]
 
 
 def _add_counts(target: dict[str, np.ndarray], name: str, counts: list[int]) -> None:
@@ -67,32 +67,3 @@ class WindowAggregate:
         window = cls(start=float(data["start"]))
         window.add(data)
         return window
-
-
-@dataclass
-class SampleBuffer:
-    """Raw reference rows collected while a model learns its reference (bounded by ``limit``)."""
-
-    limit: int
-    n: int = 0
-    rows: dict[str, list[Any]] = field(default_factory=dict)
-
-    @property
-    def full(self) -> bool:
-        return self.n >= self.limit
-
-    def add(self, entry: Mapping[str, Any]) -> None:
-        room = self.limit - self.n
-        if room <= 0:
-            return
-        taken = min(room, int(entry["n"]))
-        for name, values in entry["rows"].items():
-            self.rows.setdefault(name, []).extend(values[:taken])
-        self.n += taken
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"limit": self.limit, "n": self.n, "rows": self.rows}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SampleBuffer:
-        return cls(limit=int(data["limit"]), n=int(data["n"]), rows={k: list(v) for k, v in data["rows"].items()})

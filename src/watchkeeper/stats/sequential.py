@@ -68,6 +68,7 @@ DEFAULT_FEATURE_ARL_EVENTS = 22_000_000.0
 _STATE_VERSION = 1
 _LOG_FLOOR = -30.0  # log variance ratio of a constant bucket
 _CLIP_QUANTILES = (0.001, 0.999)  # numeric values are winsorised at these reference quantiles
+_FIXED = float(2**20)  # fixed-point scale of the exact slice sums
 
 
 def feature_arl_target(model_arl_events: float, n_features: int) -> float:
@@ -313,6 +314,71 @@ class CalibratedCusum:
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (counts - b * probs) / np.sqrt(b * probs * (1.0 - probs))
         return np.asarray(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float64)
+
+    # ------------------------------------------------------------------ sufficient statistics
+    @property
+    def n_sums(self) -> int:
+        """Length of a :meth:`slice_sums` row: 3 for numeric columns, the vocabulary size otherwise."""
+        return 3 if self.kind == "numeric" else len(self.reference["probabilities"])
+
+    def slice_sums(self, values: Any, slots: npt.ArrayLike, n_slots: int) -> npt.NDArray[np.int64]:
+        """Exact, mergeable sufficient statistics of the values per slot (event-time slice).
+
+        Numeric rows are ``[n, Σ round(z·2^20), Σ round(z²·2^20)]`` of the present values
+        standardised against the reference (``z = (clip(x) − μ)/σ``); categorical rows are
+        the counts per reference category. Integers, so that merging slices from any
+        partitions in any order gives the same bucket statistics bit for bit.
+        """
+        slot = np.asarray(slots, dtype=np.int64)
+        present, positions, _ = self._present(values)
+        where = slot[positions]
+        out = np.zeros((n_slots, self.n_sums), dtype=np.int64)
+        if present.size == 0:
+            return out
+        if self.kind == "categorical":
+            k = self.n_sums
+            flat = np.bincount(where * k + present.astype(np.int64), minlength=n_slots * k)
+            return flat.reshape(n_slots, k).astype(np.int64)
+        ref = self.reference
+        x = np.clip(present, ref["clip"][0], ref["clip"][1]) if "clip" in ref else present
+        z = (x - ref["mean"]) / ref["std"]
+        order = np.argsort(where, kind="stable")
+        sorted_slots = where[order]
+        starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+        used = sorted_slots[starts]
+        out[used, 0] = np.diff(np.r_[starts, sorted_slots.size])
+        out[used, 1] = np.add.reduceat(np.rint(z[order] * _FIXED).astype(np.int64), starts)
+        out[used, 2] = np.add.reduceat(np.rint(z[order] ** 2 * _FIXED).astype(np.int64), starts)
+        return out
+
+    def statistics_from_sums(self, sums: Sequence[int]) -> list[float]:
+        """The standardised statistics row of a bucket summarised by merged :meth:`slice_sums`.
+
+        A bucket holds at least ``bucket_size`` present values (``n``, whole slices); the
+        statistics are standardised for its actual ``n``: ``z_mean = Σz/√n``, the log variance
+        ratio's centre and scale rescaled by ``(b−1)/(n−1)`` (both are O(1/n) for any
+        distribution with finite kurtosis), ``z_c = (n_c − n·p_c)/√(n·p_c(1−p_c))``. With
+        ``n == bucket_size`` these are exactly the calibrated statistics.
+        """
+        if self.kind == "categorical":
+            counts = np.asarray(sums, dtype=np.float64)
+            n = counts.sum()
+            probs = np.asarray(self.reference["probabilities"], dtype=np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (counts - n * probs) / np.sqrt(n * probs * (1.0 - probs))
+            return [float(v) for v in np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)]
+        n, total, squares = int(sums[0]), int(sums[1]) / _FIXED, int(sums[2]) / _FIXED
+        if n < 1:
+            return [0.0, 0.0] if self.bucket_size >= 2 else [0.0]
+        z_mean = total / math.sqrt(n)
+        if self.bucket_size < 2:
+            return [z_mean]
+        ref = self.reference
+        variance = max((squares - total * total / n) / (n - 1), 0.0) if n > 1 else 0.0
+        log_ratio = max(math.log(variance), _LOG_FLOOR) if variance > 0 else _LOG_FLOOR
+        shrink = (self.bucket_size - 1) / (n - 1) if n > 1 else 1.0
+        z_var = (log_ratio - ref["var_center"] * shrink) / (ref["var_scale"] * math.sqrt(shrink))
+        return [z_mean, z_var]
 
     # ------------------------------------------------------------------ streaming
     def reset(self) -> None:

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from watchkeeper.config import Settings
+from watchkeeper.stream.kafka import LARGE_MESSAGE_BYTES
 
 __all__ = ["ensure_topics", "topic_specs"]
 
@@ -20,6 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Inputs, the partials between the stages, outputs, and the two state changelogs.
+
+    The join changelog has a partition per input partition, the state changelog one per
+    partials partition (records of partition *p* restore the state of partition *p*); both
+    are compacted. The references topic accepts records up to 16 MiB (wide learned profiles).
+    """
     n = settings.input_partitions
     compact = {"cleanup.policy": "compact"}
     return [
@@ -29,7 +36,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_alerts, 1, 1),
         NewTopic(settings.topic_retraining, 1, 1),
         NewTopic(settings.topic_deadletter, 1, 1),
-        NewTopic(settings.topic_references, 1, 1, config=compact),
+        NewTopic(settings.topic_windows, n, 1),
+        NewTopic(settings.topic_references, 1, 1, config={**compact, "max.message.bytes": str(LARGE_MESSAGE_BYTES)}),
+        NewTopic(f"{settings.app_id}-join-changelog", n, 1, config=compact),
+        NewTopic(f"{settings.app_id}-state-changelog", n, 1, config=compact),
     ]
 
 
@@ -42,7 +52,8 @@ def ensure_topics(settings: Settings, replication_factor: int = 1, timeout: floa
         if spec.topic not in existing:
             wanted.append(NewTopic(spec.topic, spec.num_partitions, replication_factor, config=dict(spec.config or {})))
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items() if wanted else []:
+    results = admin.create_topics(wanted, operation_timeout=timeout) if wanted else {}
+    for name, future in results.items():
         try:
             future.result()
             created.append(name)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from watchkeeper.config import AccuracyConfig
 from watchkeeper.monitor.accuracy import (
-    AccuracyConfig,
     AccuracyMonitor,
     AccuracyVerdict,
     confusion_delta_se,

@@ -118,11 +118,11 @@ def test_orphan_outcomes_expire_to_the_dead_letter_and_lapsed_predictions_lower_
     reports = []
     offset = 0
     for raw, flags in batches:
-        result = runtime.stage1(raw, ["in:0"] * len(raw), list(range(offset, offset + len(raw))), 0.0, flags)
+        result = runtime.stage1(raw, ["in:0"] * len(raw), list(range(offset, offset + len(raw))), flags)
         offset += len(raw)
         expired += result.expired_outcomes
         for partial in result.partials:
-            reports += [o.report for o in runtime.stage2(partial, 0.0) if isinstance(o, LabelsEvaluated)]
+            reports += [o.report for o in runtime.stage2(partial) if isinstance(o, LabelsEvaluated)]
     assert [orjson.loads(e)["prediction_id"] for e in expired] == ["ghost"]
     finals = [r for r in reports if r.final]
     assert sum(r.n_predictions for r in finals) == 120 and sum(r.n_labeled for r in finals) == 60
@@ -133,7 +133,7 @@ def test_events_far_ahead_of_the_worker_clock_are_rejected_not_windowed() -> Non
     runtime = MonitorRuntime(_config())
     good = orjson.dumps({"event_id": "a", "model_id": "m", "timestamp": 1_000.0, "features": {"x": 1.0}})
     future = orjson.dumps({"event_id": "b", "model_id": "m", "timestamp": 1_000.0 + 86_400, "features": {"x": 1.0}})
-    result = runtime.stage1([good, future], ["in:0", "in:0"], [0, 1], now=1_000.0, wall_clock=1_000.0)
+    result = runtime.stage1([good, future], ["in:0", "in:0"], [0, 1], wall_clock=1_000.0)
     assert [r.index for r in result.rejected] == [1]
     assert "ahead of the worker's clock" in result.rejected[0].reason
     assert sum(w["n"] for p in result.partials for w in p["windows"]) == 1

@@ -88,51 +88,86 @@ def test_a_partial_already_applied_is_skipped() -> None:
     monitor = _monitor()
     pid = monitor.profile.reference_id  # type: ignore[union-attr]
     partial = {**_partial("p:0", 0, 9, 0.0, 1.0, n=10), "profile_id": pid}
-    monitor.apply(partial, now=0.0)
-    monitor.apply(partial, now=0.0)  # redelivered after a crash
+    monitor.apply(partial)
+    monitor.apply(partial)  # redelivered after a crash
     assert monitor.windows[0.0].n == 10 and monitor.duplicates_skipped == 1
 
 
-def test_the_slowest_active_partition_holds_the_watermark() -> None:
+def _closed(outputs: list[Any]) -> list[float]:
+    return sorted(o.report.window_start for o in outputs if isinstance(o, WindowClosed))
+
+
+def test_the_slowest_partition_holds_the_watermark_until_it_is_reported_idle() -> None:
     monitor = _monitor()
     pid = monitor.profile.reference_id  # type: ignore[union-attr]
-    monitor.apply({**_partial("p:0", 0, 9, 0.0, 5.0), "profile_id": pid}, now=0.0)
-    monitor.apply({**_partial("p:1", 0, 9, 40.0, 45.0), "profile_id": pid}, now=0.0)
+    two = {"profile_id": pid, "partitions": 2}
+    monitor.apply({**_partial("p:0", 0, 9, 0.0, 5.0), **two})
+    monitor.apply({**_partial("p:1", 0, 9, 40.0, 45.0), **two})
     assert 0.0 in monitor.windows  # p:0 is at 5 s: window [0, 10) stays open
-    out = monitor.apply({**_partial("p:0", 10, 19, 10.0, 13.0), "profile_id": pid}, now=1.0)
-    assert [o.report.window_start for o in out if isinstance(o, WindowClosed)] == [0.0]
-    # p:0 goes quiet: after idle_close its stale time no longer holds the others back
-    out = monitor.apply({**_partial("p:1", 10, 19, 50.0, 55.0), "profile_id": pid}, now=100.0)
-    assert sorted(o.report.window_start for o in out if isinstance(o, WindowClosed)) == [10.0, 40.0]
+    assert _closed(monitor.apply({**_partial("p:0", 10, 19, 10.0, 13.0), **two})) == [0.0]
+    # stage 1 read p:0 to its end and saw no event of the model for idle_close: it stops holding back
+    idle = {"kind": "watermark", "model_id": "m", "source": {}, "windows": [], "idle": {"p:0": True}, **two}
+    assert _closed(monitor.apply(idle)) == [10.0]
+    assert _closed(monitor.apply({**_partial("p:1", 10, 19, 50.0, 55.0), **two})) == [40.0]
+
+
+def test_nothing_closes_before_every_partition_has_reported_and_no_wall_clock_counts() -> None:
+    monitor = _monitor()
+    pid = monitor.profile.reference_id  # type: ignore[union-attr]
+    out = monitor.apply({**_partial("p:0", 0, 9, 0.0, 500.0), "profile_id": pid, "partitions": 2})
+    assert _closed(out) == [] and monitor.watermark() is None
+    out = monitor.apply({**_partial("p:1", 0, 9, 0.0, 3.0), "profile_id": pid, "partitions": 2})
+    assert _closed(out) == [] and monitor.watermark() == 3.0
 
 
 def test_events_for_a_closed_window_are_counted_late_not_merged() -> None:
     monitor = _monitor()
     pid = monitor.profile.reference_id  # type: ignore[union-attr]
-    monitor.apply({**_partial("p:0", 0, 9, 0.0, 30.0, n=5), "profile_id": pid}, now=0.0)
-    monitor.apply({**_partial("p:0", 10, 19, 20.0, 30.0, n=5), "profile_id": pid}, now=0.0)
-    monitor.apply({**_partial("p:0", 20, 29, 0.0, 9.0, n=7), "profile_id": pid}, now=0.0)
+    monitor.apply({**_partial("p:0", 0, 9, 0.0, 30.0, n=5), "profile_id": pid})
+    monitor.apply({**_partial("p:0", 10, 19, 20.0, 30.0, n=5), "profile_id": pid})
+    monitor.apply({**_partial("p:0", 20, 29, 0.0, 9.0, n=7), "profile_id": pid})
     assert monitor.late_events == 7 and 0.0 not in monitor.windows
 
 
-def test_state_restored_mid_stream_continues_identically() -> None:
+def _apply_changes(records: dict[str, bytes], changes: dict[str, bytes | None]) -> None:
+    for name, value in changes.items():
+        if value is None:
+            records.pop(name, None)
+        else:
+            records[name] = value
+
+
+def test_state_restored_from_its_records_mid_stream_continues_identically() -> None:
     lines = _lines(12_000, shift_from=6_000, shift_to=12_000)
     straight = MonitorRuntime(parse_config(CONFIG))
     expected = [o.alert for o in _run(straight, lines) if isinstance(o, AlertRaised)]
 
     first = MonitorRuntime(parse_config(CONFIG))
     outputs = []
+    records: dict[str, bytes] = {}
     for i in range(0, 7_000, 500):
         out, _ = first.run_batch(lines[i : i + 500], "replay:0", i)
         outputs += out
-    snapshot = orjson.loads(orjson.dumps(first.monitors["m"].state_dict()))
-    restored = MonitorRuntime(parse_config(CONFIG), {"m": first.profiles["m"]})
-    restored.monitor("m", snapshot)
+        _apply_changes(records, first.monitors["m"].take_changes())
+    assert max(len(v) for v in records.values()) < 256 * 1024
+    restored = MonitorRuntime(parse_config(CONFIG))  # the learned profile comes back with the records
+    restored.monitor("m", records)
+    assert restored.profiles["m"].reference_id == first.profiles["m"].reference_id
     for i in range(7_000, 12_000, 500):
         out, _ = restored.run_batch(lines[i : i + 500], "replay:0", i)
         outputs += out
     outputs += restored.flush()
     assert [o.alert for o in outputs if isinstance(o, AlertRaised)] == expected
+
+
+def test_unchanged_state_writes_nothing() -> None:
+    monitor = _monitor()
+    pid = monitor.profile.reference_id  # type: ignore[union-attr]
+    monitor.apply({**_partial("p:0", 0, 9, 0.0, 1.0, n=10), "profile_id": pid})
+    assert monitor.take_changes()  # the window, the applied offsets...
+    assert monitor.take_changes() == {}  # nothing happened since
+    monitor.apply({**_partial("p:0", 0, 9, 0.0, 1.0, n=10), "profile_id": pid})  # a duplicate
+    assert set(monitor.take_changes()) == {"meta"}  # only the duplicate counter moved
 
 
 def test_the_sequential_detector_alerts_before_the_window_closes_and_resolves() -> None:

@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from watchkeeper.config import FairnessConfig
 from watchkeeper.monitor.alerts import Evaluation
-from watchkeeper.monitor.fairness import FairnessConfig, disparate_impact_interval, fairness_evaluations
+from watchkeeper.monitor.fairness import disparate_impact_interval, fairness_evaluations
 from watchkeeper.stats.fairness import GroupFairnessAggregate, intersection_values
 from watchkeeper.stats.fairness_disparity import Rate
 from watchkeeper.stats.intervals import newcombe_interval

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from watchkeeper.config import parse_config
-from watchkeeper.monitor.partials import ColumnBinner, build_partials
+from watchkeeper.monitor.partials import ColumnBinner, build_partials, split_partial
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
 from watchkeeper.monitor.window import WindowAggregate
@@ -82,9 +82,7 @@ def test_partials_of_any_split_merge_to_the_partial_of_the_whole(split: int, see
         windows: dict[float, WindowAggregate] = {}
         offset = 0
         for batch in batches:
-            partials = runtime.stage1(
-                batch, ["in:0"] * len(batch), list(range(offset, offset + len(batch))), 0.0
-            ).partials
+            partials = runtime.stage1(batch, ["in:0"] * len(batch), list(range(offset, offset + len(batch)))).partials
             offset += len(batch)
             for partial in orjson.loads(orjson.dumps(partials)):  # through JSON, as on the wire
                 for entry in partial["windows"]:
@@ -99,8 +97,25 @@ def test_a_model_without_profile_sends_bounded_samples() -> None:
     models = {"m": (config.models[0], None)}  # type: ignore[attr-defined]
     events = _events(50, 1)
     partials = build_partials(
-        events, np.array([e["timestamp"] for e in events]), ["in:0"] * 50, np.arange(50), models, sent_at=5.0
+        events, np.array([e["timestamp"] for e in events]), ["in:0"] * 50, np.arange(50), models
     )
     assert [p["kind"] for p in partials] == ["sample"]
     assert sum(w["n"] for w in partials[0]["windows"]) == 50
     assert partials[0]["source"] == {"in:0": [0, 49]}
+    entry = partials[0]["windows"][0]
+    assert len(entry["times"]) == len(entry["ids"]) == len(entry["model_versions"]) == entry["n"]
+
+
+def test_a_partial_larger_than_the_record_limit_travels_in_pieces_that_merge_back() -> None:
+    config = _config()
+    models = {"m": (config.models[0], None)}  # type: ignore[attr-defined]
+    events = _events(400, 2)
+    times = np.array([e["timestamp"] for e in events])
+    (partial,) = build_partials(events, times, ["in:0"] * 400, np.arange(400), models)
+    pieces = [orjson.loads(piece) for piece in split_partial(partial, 4000)]
+    assert len(pieces) > 4 and all(len(orjson.dumps(p)) <= 8000 for p in pieces[:-1])
+    assert [p["source"] for p in pieces[:-1]] == [{}] * (len(pieces) - 1)  # offsets only on the last piece
+    assert pieces[-1]["source"] == partial["source"] and pieces[-1]["windows"] == []
+    assert sum(w["n"] for p in pieces for w in p["windows"]) == 400
+    ids = sorted(i for p in pieces for w in p["windows"] for i in w["ids"])
+    assert ids == sorted(str(i) for i in range(400))

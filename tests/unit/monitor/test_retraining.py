@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from watchkeeper.config import DAY, RetrainingPolicy
 from watchkeeper.events import (
     Alert,
     AlertWindow,
@@ -27,7 +28,7 @@ from watchkeeper.events import (
     trigger_cloudevent,
 )
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
-from watchkeeper.monitor.retraining import DAY, RetrainingPlanner, RetrainingPolicy, WindowSpan
+from watchkeeper.monitor.retraining import RetrainingPlanner, WindowSpan
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "retraining-trigger.v1.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

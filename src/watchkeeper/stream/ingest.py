@@ -1,0 +1,234 @@
+"""Stage 1 of the worker: batches of predictions and outcomes in, partials and dead letters out.
+
+A batch of up to ``batch_size`` records from the predictions and outcomes topics goes to
+the pure core as it is (:meth:`MonitorRuntime.stage1`); the partials (keyed by model id),
+the dead letters, the outcome join's changelog records and the input offsets commit in
+one transaction. The join store of input partition *p* is changelogged to partition *p*
+of ``<app_id>-join-changelog`` and restored from it when *p* is assigned, so the join
+survives kill -9 and rebalances exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
+
+from confluent_kafka import KafkaError, Message
+
+from watchkeeper.config import Settings
+from watchkeeper.metrics import WorkerMetrics
+from watchkeeper.monitor.join import JoinStore, MemoryJoinStore
+from watchkeeper.monitor.partials import split_partial
+from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog
+
+__all__ = ["Ingester", "RecordingStore", "dead_letter"]
+
+_DEADLETTER_VALUE_BYTES = 512 * 1024  # a dead-letter copy keeps at most this much of the value
+
+_REASON_KINDS = (
+    "invalid JSON",
+    "event",
+    "event_id",
+    "model_id",
+    "prediction_id",
+    "model_version",
+    "timestamp",
+    "features",
+    "attributes",
+    "prediction",
+    "metadata",
+    "label",
+    "value",
+    "outcome join",
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A bounded label for a rejection reason: the top-level field it names (never input text)."""
+    head = reason.split(":", 1)[0].split(".", 1)[0]
+    return head if head in _REASON_KINDS else "other"
+
+
+def dead_letter(
+    topic: str, value: bytes | None, reason: str, source: tuple[str, int, int] | None, deadletter_topic: str
+) -> Outgoing:
+    """A dead-letter record: the original bytes (truncated past 512 KiB, said in a header) and why."""
+    data = value or b""
+    headers = [("reason", reason.encode())]
+    if source is not None:
+        headers += [
+            ("source.topic", source[0].encode()),
+            ("source.partition", str(source[1]).encode()),
+            ("source.offset", str(source[2]).encode()),
+        ]
+    else:
+        headers.append(("source.topic", topic.encode()))
+    if len(data) > _DEADLETTER_VALUE_BYTES:
+        headers.append(("truncated.original_bytes", str(len(data)).encode()))
+        data = data[:_DEADLETTER_VALUE_BYTES]
+    return (deadletter_topic, topic.encode(), data, None, headers)
+
+
+class RecordingStore:
+    """A join store that remembers every change since the last :meth:`drain` (for the changelog)."""
+
+    def __init__(self, inner: JoinStore) -> None:
+        self.inner = inner
+        self.changes: dict[bytes, bytes | None] = {}
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.inner.get_many(keys)
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: Sequence[bytes] | set[bytes] | frozenset[bytes]) -> None:
+        self.inner.write(puts, deletes)
+        self.changes.update(puts)
+        for key in deletes:
+            self.changes[key] = None
+
+    def items(self):  # type: ignore[no-untyped-def]
+        return self.inner.items()
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def clear(self) -> None:
+        self.inner.clear()
+        self.changes.clear()
+
+    def drain(self) -> dict[bytes, bytes | None]:
+        changes, self.changes = self.changes, {}
+        return changes
+
+
+class Ingester(TransactionalStage):
+    """Stage 1 over the predictions and outcomes topics."""
+
+    name = "stage1"
+
+    def __init__(self, settings: Settings, runtime: MonitorRuntime, metrics: WorkerMetrics) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.stores: dict[int, RecordingStore] = {}
+        self.caught_up: set[int] = set()  # prediction partitions read to their end
+        self.changelog = f"{settings.app_id}-join-changelog"
+        super().__init__(
+            settings,
+            [settings.topic_predictions, settings.topic_outcomes],
+            {"enable.partition.eof": True, "fetch.min.bytes": 1, "max.poll.interval.ms": 600_000},
+        )
+
+    # -- partitions ---------------------------------------------------------------------
+    def _source(self, partition: int) -> str:
+        return f"{self.settings.topic_predictions}:{partition}"
+
+    def _new_store(self, partition: int) -> JoinStore:
+        if self.settings.join_store == "rocksdb://":
+            from watchkeeper.stream.join_store import RocksJoinStore
+
+            return RocksJoinStore(Path(self.settings.data_dir) / "join" / str(partition))
+        return MemoryJoinStore()
+
+    def _open(self, partition: int) -> None:
+        inner = self._new_store(partition)
+        inner.clear()
+        restored = read_changelog(self.settings, self.changelog, partition)
+        if restored:
+            inner.write(restored, ())
+        store = RecordingStore(inner)
+        self.stores[partition] = store
+        self.runtime.open_partition(partition, store, self._source(partition), time.time())
+
+    def _close(self, partition: int) -> None:
+        self.runtime.close_partition(partition, self._source(partition))
+        store = self.stores.pop(partition, None)
+        close = getattr(store.inner, "close", None) if store is not None else None
+        if close is not None:
+            close()
+        self.caught_up.discard(partition)
+
+    def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self.runtime.partitions = self.settings.input_partitions
+        for partition in sorted({p for _, p in partitions} - set(self.stores)):
+            self._open(partition)
+
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        owned = {p for _, p in self.assignment}
+        for partition in sorted({p for _, p in partitions} - owned):
+            self._close(partition)
+
+    def reset(self) -> None:
+        for partition in sorted(self.stores):
+            self._close(partition)
+            self._open(partition)
+
+    def observe(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if message.topic() != self.settings.topic_predictions:
+                continue
+            error = message.error()
+            if error is None:
+                self.caught_up.discard(message.partition())
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self.caught_up.add(message.partition())
+
+    # -- batches ------------------------------------------------------------------------
+    def process(self, messages: Sequence[Message]) -> list[Outgoing]:
+        settings = self.settings
+        raw = [m.value() for m in messages]
+        sources = [f"{m.topic()}:{m.partition()}" for m in messages]
+        offsets = [m.offset() for m in messages]
+        is_outcome = [m.topic() == settings.topic_outcomes for m in messages]
+        result = self.runtime.stage1(raw, sources, offsets, is_outcome=is_outcome, wall_clock=time.time())
+        outgoing: list[Outgoing] = []
+        for item in result.rejected:
+            message = messages[item.index]
+            source = (message.topic(), message.partition(), message.offset())
+            outgoing.append(
+                dead_letter(message.topic(), raw[item.index], item.reason, source, settings.topic_deadletter)
+            )
+            self.metrics.deadletter.labels(message.topic(), reason_kind(item.reason)).inc()
+        for item in result.overflow:
+            message = messages[item.index]
+            source = (message.topic(), message.partition(), message.offset())
+            outgoing.append(
+                dead_letter(message.topic(), raw[item.index], item.reason, source, settings.topic_deadletter)
+            )
+            self.metrics.deadletter.labels(message.topic(), "outcome join").inc()
+        for payload in result.expired_outcomes:
+            reason = "outcome: no prediction with this prediction_id arrived within the label horizon"
+            outgoing.append(dead_letter(settings.topic_outcomes, payload, reason, None, settings.topic_deadletter))
+            self.metrics.deadletter.labels(settings.topic_outcomes, "expired").inc()
+        for status, count in result.outcomes.items():
+            self.metrics.outcomes.labels(status).inc(count)
+        for partial in result.partials:
+            n = sum(window["n"] for window in partial["windows"])
+            if n:
+                self.metrics.events.labels(partial["model_id"], "accepted").inc(n)
+        if result.rejected:
+            self.metrics.events.labels("-", "rejected").inc(len(result.rejected))
+        outgoing += self._partials(result.partials)
+        outgoing += self._partials(self.runtime.heartbeat(time.time(), self._caught_up_sources()))
+        return outgoing + self._changelog()
+
+    def idle(self) -> list[Outgoing]:
+        return self._partials(self.runtime.heartbeat(time.time(), self._caught_up_sources()))
+
+    def _caught_up_sources(self) -> set[str]:
+        return {self._source(p) for p in self.caught_up}
+
+    def _partials(self, partials: Sequence[MutableMapping[str, object]]) -> list[Outgoing]:
+        topic = self.settings.topic_partials
+        return [
+            (topic, str(partial["model_id"]).encode(), piece, None, None)
+            for partial in partials
+            for piece in split_partial(partial, MAX_MESSAGE_BYTES // 2)
+        ]
+
+    def _changelog(self) -> list[Outgoing]:
+        return [
+            (self.changelog, key, value, partition, None)
+            for partition, store in sorted(self.stores.items())
+            for key, value in store.drain().items()
+        ]

@@ -1,0 +1,253 @@
+"""The Kafka layer of the worker: client settings, changelog restore, and the transactional stage.
+
+Each stage of the worker is a consume → process → produce loop on librdkafka
+(confluent-kafka) in which everything a batch produces (partials or alerts, dead letters,
+state changelog records) and the batch's input offsets are committed in **one Kafka
+transaction** (``send_offsets_to_transaction``). A failed batch is aborted: the stage
+rewinds to the committed offsets and rebuilds its in-memory state from its changelog
+(:meth:`TransactionalStage.reset`), then consumes the batch again. Consumers use static
+group membership (``group.instance.id``), so a restarted worker gets its partitions back
+at once instead of after the session timeout, and the range assignor, so that partition
+*p* of the predictions and of the outcomes topic go to the same worker (the join needs it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from watchkeeper.config import Settings
+
+__all__ = ["MAX_MESSAGE_BYTES", "Outgoing", "TransactionalStage", "read_changelog", "run_forever"]
+
+log = logging.getLogger("watchkeeper.worker")
+
+MAX_MESSAGE_BYTES = 1_000_000  # the broker's default record limit (max.message.bytes), with headroom
+LARGE_MESSAGE_BYTES = 16 * 1024 * 1024  # the references topic is created to accept profiles this large
+
+Outgoing = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
+"""A record to produce: (topic, key, value, partition or None for the key's, headers)."""
+
+
+def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes, bytes]:
+    """The committed content of one changelog partition, read from the start to its end."""
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"{settings.app_id}-restore-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    state: dict[bytes, bytes] = {}
+    try:
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        while True:
+            messages = consumer.consume(num_messages=10_000, timeout=1.0)
+            done = False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        done = True
+                        continue
+                    raise KafkaException(error)
+                key = message.key()
+                if key is None:
+                    continue
+                value = message.value()
+                if value is None:
+                    state.pop(key, None)
+                else:
+                    state[key] = value
+            if done:
+                return state
+    finally:
+        consumer.close()
+
+
+class TransactionalStage:
+    """A consume → process → produce loop whose batches commit atomically with their offsets.
+
+    Subclasses implement :meth:`process` (records in, records out), :meth:`assigned` /
+    :meth:`revoked` (restore and drop per-partition state) and :meth:`reset` (rebuild the
+    in-memory state of every assigned partition from its changelog after an abort).
+    """
+
+    name = "stage"
+
+    def __init__(self, settings: Settings, topics: Sequence[str], consumer_options: dict[str, Any]) -> None:
+        self.settings = settings
+        instance = f"{settings.app_id}-{settings.instance_id}-{self.name}"
+        self.consumer = Consumer(
+            {
+                **settings.kafka_client_config(),
+                "group.id": f"{settings.app_id}-{self.name}",
+                "group.instance.id": instance,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": settings.auto_offset_reset,
+                "partition.assignment.strategy": "range",
+                "session.timeout.ms": int(settings.session_timeout * 1000),
+                **consumer_options,
+            }
+        )
+        self.producer = Producer(
+            {
+                **settings.kafka_client_config(),
+                "transactional.id": instance,
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "message.max.bytes": LARGE_MESSAGE_BYTES + 65536,
+                "transaction.timeout.ms": int(settings.transaction_timeout * 1000),
+            }
+        )
+        self.producer.init_transactions(60)
+        self.assignment: set[tuple[str, int]] = set()
+        self.needs_rewind = False
+        self.consumer.subscribe(
+            list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+
+    # -- hooks ------------------------------------------------------------------------
+    def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Restore the state of newly assigned partitions (before any of their records is processed)."""
+
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Drop the state of partitions this process no longer owns."""
+
+    def reset(self) -> None:
+        """Rebuild in-memory state from the changelogs (after an aborted batch)."""
+
+    def process(self, messages: Sequence[Message]) -> list[Outgoing]:
+        raise NotImplementedError
+
+    def idle(self) -> list[Outgoing]:
+        """Records to produce when no input arrived (e.g. heartbeats)."""
+        return []
+
+    # -- rebalance ----------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        added = [(p.topic, p.partition) for p in partitions]
+        self.assignment.update(added)
+        self.assigned(added)
+        log.info("partitions assigned", extra={"stage": self.name, "partitions": sorted(added)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        removed = [(p.topic, p.partition) for p in partitions]
+        self.assignment.difference_update(removed)
+        self.revoked(removed)
+        log.info("partitions revoked", extra={"stage": self.name, "partitions": sorted(removed)})
+
+    # -- the loop -----------------------------------------------------------------------
+    def step(self, max_messages: int, timeout: float) -> int:
+        """Consume one batch and commit what it produced with its offsets; returns records consumed."""
+        if self.needs_rewind:
+            self.rewind()
+        messages = self.consumer.consume(num_messages=max_messages, timeout=timeout)
+        records = [m for m in messages if m.error() is None]
+        for message in messages:
+            error = message.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"stage": self.name, "error": str(error)})
+        self.observe(messages)
+        outgoing = self.process(records) if records else self.idle()
+        if not records and not outgoing:
+            return 0
+        offsets: dict[tuple[str, int], int] = {}
+        for message in records:
+            key = (message.topic(), message.partition())
+            offsets[key] = max(offsets.get(key, -1), message.offset() + 1)
+        self._commit(outgoing, offsets)
+        return len(records)
+
+    def observe(self, messages: Sequence[Message]) -> None:
+        """Every record and partition-end event of a batch, in order (stage 1 tracks which are read to the end)."""
+
+    def _commit(self, outgoing: Iterable[Outgoing], offsets: dict[tuple[str, int], int]) -> None:
+        try:
+            self.producer.begin_transaction()
+            for topic, key, value, partition, headers in outgoing:
+                self._produce(topic, key, value, partition, headers)
+            if offsets:
+                positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+                self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 60)
+            self.producer.commit_transaction(120)
+        except KafkaException as exc:
+            self._abort(exc)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, headers: Any) -> None:
+        options: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            options["partition"] = partition
+        if headers:
+            options["headers"] = headers
+        while True:
+            try:
+                self.producer.produce(topic, **options)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+    def _abort(self, exc: KafkaException) -> None:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and error.fatal():
+            raise exc
+        log.warning(
+            "batch aborted; re-consuming from the committed offsets", extra={"stage": self.name, "error": str(exc)}
+        )
+        try:
+            self.producer.abort_transaction(60)
+        except KafkaException as again:
+            if isinstance(again.args[0], KafkaError) and again.args[0].fatal():
+                raise
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Seek every assigned partition to its committed offset and rebuild state from the changelogs."""
+        self.needs_rewind = True  # until it succeeded
+        assigned = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
+        if assigned:
+            for committed in self.consumer.committed(assigned, timeout=30):
+                offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
+                self.consumer.seek(TopicPartition(committed.topic, committed.partition, offset))
+        self.reset()
+        self.needs_rewind = False
+
+    def close(self) -> None:
+        """Leave cleanly: nothing is open between steps, so only the clients are closed."""
+        self.consumer.close()
+        self.producer.flush(10)
+
+
+def run_forever(stage: TransactionalStage, stop: Callable[[], bool], max_messages: int, timeout: float) -> None:
+    """Step until ``stop()`` holds; logs (once per minute) when the broker cannot be reached."""
+    last_warning = 0.0
+    while not stop():
+        try:
+            stage.step(max_messages, timeout)
+        except KafkaException as exc:
+            stage.needs_rewind = True  # whatever the batch did in memory is rebuilt from the changelogs
+            now = time.monotonic()
+            if now - last_warning > 60:
+                log.warning("stage %s retrying after a Kafka error: %s", stage.name, exc)
+                last_warning = now
+            time.sleep(1.0)
