@@ -193,8 +193,8 @@ def profile_build(
     columns: dict[str, tuple[str, list[Any]]] = {}
     for name, kind in kinds.items():
         raw = [r[name] for r in rows]
-        values = [_numeric_or_none(v) for v in raw] if kind == "numeric" else [v or None for v in raw]
-        columns[name] = (kind, values)
+        parsed: list[Any] = [_numeric_or_none(v) for v in raw] if kind == "numeric" else [v or None for v in raw]
+        columns[name] = (kind, parsed)
     if score_column:
         columns[PREDICTION_SCORE] = ("numeric", [_numeric_or_none(r[score_column]) for r in rows])
     if label_column:

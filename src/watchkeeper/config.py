@@ -592,14 +592,18 @@ class Settings(BaseSettings):
         default="memory://", description="store of the outcome join; rocksdb:// for long label horizons"
     )
     join_max_waiting: int | None = Field(
-        default=1_000_000, ge=1, description="waiting predictions + outcomes kept per input partition (overflow: dead letters)"
+        default=1_000_000,
+        ge=1,
+        description="waiting predictions + outcomes kept per input partition (overflow: dead letters)",
     )
     instance_id: str = Field(
         default_factory=socket.gethostname,
         min_length=1,
         description="stable id of this worker process (static group membership, transactional ids); unique per process",
     )
-    session_timeout: float = Field(default=45.0, gt=0, description="seconds before a silent worker loses its partitions")
+    session_timeout: float = Field(
+        default=45.0, gt=0, description="seconds before a silent worker loses its partitions"
+    )
     transaction_timeout: float = Field(
         default=900.0, gt=0, description="seconds a batch may take (learning a wide reference takes minutes)"
     )
@@ -610,9 +614,12 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     source: str = Field(default="watchkeeper", description="CloudEvents source attribute")
 
-    def kafka_client_config(self) -> dict[str, str]:
+    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka (confluent-kafka) settings for bootstrap and security."""
-        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
         if self.sasl_mechanism:
             config["sasl.mechanism"] = self.sasl_mechanism
         if self.sasl_username:

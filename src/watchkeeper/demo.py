@@ -225,7 +225,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
                 return 1
             message = consumer.poll(0.5)
             if message is not None and not message.error():
-                print(_format_alert(message.value()), flush=True)
+                print(_format_alert(message.value() or b"{}"), flush=True)
             elapsed = time.time() - started
             if elapsed - last_status >= 15:
                 last_status = elapsed

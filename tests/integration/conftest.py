@@ -54,9 +54,7 @@ class RunningWorker:
 
 
 @pytest.fixture
-def start_worker(
-    kafka: LocalKafka, topic_prefix: str, tmp_path: Path
-) -> Iterator[Callable[..., RunningWorker]]:
+def start_worker(kafka: LocalKafka, topic_prefix: str, tmp_path: Path) -> Iterator[Callable[..., RunningWorker]]:
     """Start `watchkeeper worker` for a models config, on topics private to the test.
 
     Every call starts one more process of the same application (same app id and topics,
@@ -64,7 +62,7 @@ def start_worker(
     """
     started: list[RunningWorker] = []
 
-    def start(config: dict[str, Any], partitions: int = 2) -> RunningWorker:
+    def start(config: dict[str, Any], partitions: int = 2, spawn: bool = True) -> RunningWorker:
         config_path = tmp_path / "watchkeeper.yaml"
         config_path.write_text(yaml.safe_dump(config))
         port = free_port()
@@ -82,13 +80,15 @@ def start_worker(
         log = tmp_path / f"worker{len(started)}.log"
         log.write_bytes(b"")
         worker = RunningWorker(settings, config_path, None, port, log, env)  # type: ignore[arg-type]
-        worker.spawn()
+        if spawn:  # else the test produces its backlog first, then calls worker.spawn()
+            worker.spawn()
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
-        stop_process(worker.process)
+        if worker.process is not None:
+            stop_process(worker.process)
 
 
 def read_topic(

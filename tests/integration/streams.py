@@ -49,7 +49,9 @@ def loan_stream(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
     drifted = np.arange(n) >= int(0.7 * n)
     numeric[drifted, 1] += 0.5
     c1 = np.where(
-        drifted, rng.choice(["a", "b", "c"], size=n, p=[0.2, 0.3, 0.5]), rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
+        drifted,
+        rng.choice(["a", "b", "c"], size=n, p=[0.2, 0.3, 0.5]),
+        rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2]),
     )
     c2 = rng.choice(["web", "app", "branch"], size=n, p=[0.5, 0.35, 0.15])
     c3 = rng.choice(["n", "s", "e", "w"], size=n)

@@ -156,8 +156,7 @@ def test_shifted_feature_alerts_end_to_end(setup: RunningWorker) -> None:
         for e in envelopes
     ]
     replay_alerts = [
-        (a.fingerprint, a.status, a.observed, a.window.start.isoformat().replace("+00:00", "Z"))
-        for a in replayed
+        (a.fingerprint, a.status, a.observed, a.window.start.isoformat().replace("+00:00", "Z")) for a in replayed
     ]
     assert worker_alerts == replay_alerts
     assert replayed_triggers == [trigger["id"]]  # the idempotency key is the same offline

@@ -28,10 +28,6 @@ _CHUNK_BYTES = 120_000  # target size of one sample chunk record
 _FIELDS = ("times", "model_versions", "ids")
 
 
-def _empty_chunk(columns: list[str]) -> dict[str, Any]:
-    return {"n": 0, "rows": {c: [] for c in columns}, "times": [], "model_versions": [], "ids": []}
-
-
 class ReferenceLearner:
     """Raw rows per window until the first whole windows hold ``learn_from_first`` rows."""
 
@@ -60,22 +56,19 @@ class ReferenceLearner:
         self.writer.put("learning", {"pooled": self.pooled, "n_pooled": self.n_pooled})
 
     def add(self, entry: Mapping[str, Any]) -> None:
-        """Append a sample window entry's rows to its window's chunks."""
+        """Keep a sample window entry's rows as new chunks (each written once)."""
         start = float(entry["start"])
         chunks = self.chunks.setdefault(start, [])
-        total, offset = int(entry["n"]), 0
-        while offset < total:
-            if not chunks or chunks[-1]["n"] >= self.chunk_rows:
-                chunks.append(_empty_chunk(self.columns))
-            chunk = chunks[-1]
-            take = min(self.chunk_rows - chunk["n"], total - offset)
-            for column in self.columns:
-                values = entry["rows"].get(column)
-                chunk["rows"][column] += values[offset : offset + take] if values is not None else [None] * take
-            for field in _FIELDS:
-                chunk[field] += entry[field][offset : offset + take]
-            chunk["n"] += take
-            offset += take
+        total = int(entry["n"])
+        for offset in range(0, total, self.chunk_rows):
+            end = min(total, offset + self.chunk_rows)
+            rows = entry["rows"]
+            chunk = {
+                "n": end - offset,
+                "rows": {c: rows[c][offset:end] if c in rows else [None] * (end - offset) for c in self.columns},
+                **{field: entry[field][offset:end] for field in _FIELDS},
+            }
+            chunks.append(chunk)
             self.writer.put(f"sample/{start!r}/{len(chunks) - 1}", chunk)
 
     def pool(self, start: float) -> None:
@@ -98,7 +91,7 @@ class ReferenceLearner:
         data: dict[str, tuple[str, Any]] = {}
         for column in self.columns:
             values = np.asarray([v for c in chunks for v in c["rows"][column]], dtype=object)[order]
-            if any(v is not None for v in values):
+            if any(v is not None and v == v for v in values):  # not all missing (None or NaN)
                 data[column] = (kinds[column], values.tolist())
         drift = self.config.drift
         return ReferenceProfile.build(

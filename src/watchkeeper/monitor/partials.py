@@ -12,6 +12,7 @@ Partials are plain JSON-able dicts (see docs/architecture.md, "partials").
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -256,8 +257,7 @@ def _sample_windows(
         for j, name in enumerate(names):
             column = matrix[mask, j]
             if columns[name] == "numeric":
-                values, _ = as_float(column)
-                rows[name] = [None if np.isnan(v) else float(v) for v in values]
+                rows[name] = as_float(column)[0].tolist()  # NaN is missing (JSON null on the wire)
             else:
                 rows[name] = [None if v is None else str(v)[:_SAMPLE_TEXT] for v in column]
         result.append(
@@ -344,16 +344,19 @@ def split_partial(partial: Mapping[str, Any], limit: int) -> list[bytes]:
 
 
 def _split_entry(entry: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
-    if "rows" not in entry or len(orjson.dumps(entry)) <= limit or int(entry["n"]) < 2:
+    """A sample entry in row ranges of about ``limit`` bytes each (stats entries are never split)."""
+    n = int(entry["n"])
+    size = len(orjson.dumps(entry)) if "rows" in entry else 0
+    if size <= limit or n < 2:
         return [entry]
-    half = int(entry["n"]) // 2
-    parts = []
-    for lo, hi in ((0, half), (half, int(entry["n"]))):
-        part = {
+    parts = min(n, size // limit + 1)
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    return [
+        {
             **entry,
-            "n": hi - lo,
+            "n": int(hi - lo),
             "rows": {k: v[lo:hi] for k, v in entry["rows"].items()},
             **{k: entry[k][lo:hi] for k in ("times", "model_versions", "ids")},
         }
-        parts += _split_entry(part, limit)
-    return parts
+        for lo, hi in itertools.pairwise(bounds.tolist())
+    ]

@@ -31,7 +31,7 @@ from watchkeeper.monitor.engine import (
 )
 from watchkeeper.monitor.output_records import dumps, evaluation_record
 from watchkeeper.monitor.runtime import MonitorRuntime
-from watchkeeper.stream.kafka import Outgoing, TransactionalStage, read_changelog
+from watchkeeper.stream.kafka import Outgoing, TransactionalStage, read_changelog, where
 
 __all__ = ["Aggregator", "SEPARATOR"]
 
@@ -62,8 +62,8 @@ class Aggregator(TransactionalStage):
     def _restore(self, partition: int) -> None:
         records: dict[str, dict[str, bytes]] = {}
         for key, value in read_changelog(self.settings, self.changelog, partition).items():
-            model_id, _, name = key.partition(SEPARATOR)
-            records.setdefault(model_id.decode(), {})[name.decode()] = value
+            model, _, name = key.partition(SEPARATOR)
+            records.setdefault(model.decode(), {})[name.decode()] = value
         for model_id, model_records in records.items():
             if model_id in self.runtime.models:
                 self.runtime.monitor(model_id, model_records)
@@ -101,8 +101,8 @@ class Aggregator(TransactionalStage):
                 continue
             if model_id not in self.runtime.models:
                 continue
-            self.owned[model_id] = message.partition()
-            touched[model_id] = message.partition()
+            _, partition, _ = where(message)
+            self.owned[model_id] = touched[model_id] = partition
             monitor = self.runtime.monitor(model_id)
             skipped = monitor.duplicates_skipped
             outputs = monitor.apply(partial)  # a learned profile reaches stage 1 once committed (references topic)

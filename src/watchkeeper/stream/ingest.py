@@ -11,7 +11,7 @@ survives kill -9 and rebalances exactly.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaError, Message
@@ -21,7 +21,7 @@ from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.join import JoinStore, MemoryJoinStore
 from watchkeeper.monitor.partials import split_partial
 from watchkeeper.monitor.runtime import MonitorRuntime
-from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog
+from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog, where
 
 __all__ = ["Ingester", "RecordingStore", "dead_letter"]
 
@@ -81,13 +81,13 @@ class RecordingStore:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return self.inner.get_many(keys)
 
-    def write(self, puts: Mapping[bytes, bytes], deletes: Sequence[bytes] | set[bytes] | frozenset[bytes]) -> None:
+    def write(self, puts: Mapping[bytes, bytes], deletes: Collection[bytes]) -> None:
         self.inner.write(puts, deletes)
         self.changes.update(puts)
         for key in deletes:
             self.changes[key] = None
 
-    def items(self):  # type: ignore[no-untyped-def]
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
         return self.inner.items()
 
     def __len__(self) -> int:
@@ -165,37 +165,31 @@ class Ingester(TransactionalStage):
 
     def observe(self, messages: Sequence[Message]) -> None:
         for message in messages:
-            if message.topic() != self.settings.topic_predictions:
+            partition = message.partition()
+            if message.topic() != self.settings.topic_predictions or partition is None:
                 continue
             error = message.error()
             if error is None:
-                self.caught_up.discard(message.partition())
+                self.caught_up.discard(partition)
             elif error.code() == KafkaError._PARTITION_EOF:
-                self.caught_up.add(message.partition())
+                self.caught_up.add(partition)
 
     # -- batches ------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> list[Outgoing]:
         settings = self.settings
         raw = [m.value() for m in messages]
-        sources = [f"{m.topic()}:{m.partition()}" for m in messages]
-        offsets = [m.offset() for m in messages]
-        is_outcome = [m.topic() == settings.topic_outcomes for m in messages]
+        places = [where(m) for m in messages]
+        sources = [f"{topic}:{partition}" for topic, partition, _ in places]
+        offsets = [offset for _, _, offset in places]
+        is_outcome = [topic == settings.topic_outcomes for topic, _, _ in places]
         result = self.runtime.stage1(raw, sources, offsets, is_outcome=is_outcome, wall_clock=time.time())
         outgoing: list[Outgoing] = []
-        for item in result.rejected:
-            message = messages[item.index]
-            source = (message.topic(), message.partition(), message.offset())
-            outgoing.append(
-                dead_letter(message.topic(), raw[item.index], item.reason, source, settings.topic_deadletter)
-            )
-            self.metrics.deadletter.labels(message.topic(), reason_kind(item.reason)).inc()
-        for item in result.overflow:
-            message = messages[item.index]
-            source = (message.topic(), message.partition(), message.offset())
-            outgoing.append(
-                dead_letter(message.topic(), raw[item.index], item.reason, source, settings.topic_deadletter)
-            )
-            self.metrics.deadletter.labels(message.topic(), "outcome join").inc()
+        failed = [(r.index, r.reason, reason_kind(r.reason)) for r in result.rejected]
+        failed += [(o.index, o.reason, "outcome join") for o in result.overflow]
+        for index, reason, kind in failed:
+            place = places[index]
+            outgoing.append(dead_letter(place[0], raw[index], reason, place, settings.topic_deadletter))
+            self.metrics.deadletter.labels(place[0], kind).inc()
         for payload in result.expired_outcomes:
             reason = "outcome: no prediction with this prediction_id arrived within the label horizon"
             outgoing.append(dead_letter(settings.topic_outcomes, payload, reason, None, settings.topic_deadletter))

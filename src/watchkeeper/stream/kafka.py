@@ -31,7 +31,7 @@ from confluent_kafka import (
 
 from watchkeeper.config import Settings
 
-__all__ = ["MAX_MESSAGE_BYTES", "Outgoing", "TransactionalStage", "read_changelog", "run_forever"]
+__all__ = ["MAX_MESSAGE_BYTES", "Outgoing", "TransactionalStage", "read_changelog", "run_forever", "where"]
 
 log = logging.getLogger("watchkeeper.worker")
 
@@ -40,6 +40,13 @@ LARGE_MESSAGE_BYTES = 16 * 1024 * 1024  # the references topic is created to acc
 
 Outgoing = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
 """A record to produce: (topic, key, value, partition or None for the key's, headers)."""
+
+
+def where(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed record (always known for one)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
 
 
 def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes, bytes]:
@@ -56,16 +63,16 @@ def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes
     )
     state: dict[bytes, bytes] = {}
     try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if high <= low:
+            return state  # empty: nothing to wait for
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
         while True:
-            messages = consumer.consume(num_messages=10_000, timeout=1.0)
-            done = False
-            for message in messages:
+            for message in consumer.consume(num_messages=10_000, timeout=0.2):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        done = True
-                        continue
+                        return state
                     raise KafkaException(error)
                 key = message.key()
                 if key is None:
@@ -75,8 +82,6 @@ def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes
                     state.pop(key, None)
                 else:
                     state[key] = value
-            if done:
-                return state
     finally:
         consumer.close()
 
@@ -174,8 +179,8 @@ class TransactionalStage:
             return 0
         offsets: dict[tuple[str, int], int] = {}
         for message in records:
-            key = (message.topic(), message.partition())
-            offsets[key] = max(offsets.get(key, -1), message.offset() + 1)
+            topic, partition, offset = where(message)
+            offsets[(topic, partition)] = max(offsets.get((topic, partition), -1), offset + 1)
         self._commit(outgoing, offsets)
         return len(records)
 

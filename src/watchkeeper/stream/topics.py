@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from watchkeeper.config import Settings
 from watchkeeper.stream.kafka import LARGE_MESSAGE_BYTES
