@@ -27,22 +27,82 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import orjson
+import msgspec
 from confluent_kafka import KafkaError, Message, Producer
 
 from watchkeeper.config import Settings
+from watchkeeper.events import OutcomeEvent, Prediction, PredictionEvent
 
-__all__ = ["WatchkeeperClient", "DeliveryError"]
+__all__ = ["WatchkeeperClient", "DeliveryError", "encode_event", "outcome_event", "prediction_event"]
 
 Scalar = float | int | str | bool | None
+_PREDICTION_FIELDS = frozenset(f.name for f in msgspec.structs.fields(Prediction))
 
 
 class DeliveryError(RuntimeError):
     """Some events could not be delivered before ``close``/``flush`` timed out."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _when(timestamp: datetime | str | None) -> datetime | str:
+    return timestamp if timestamp else datetime.now(UTC)
+
+
+def prediction_event(
+    *,
+    model_id: str,
+    features: Mapping[str, Scalar],
+    prediction: Mapping[str, Any] | None = None,
+    model_version: str = "unversioned",
+    prediction_id: str | None = None,
+    event_id: str | None = None,
+    timestamp: datetime | str | None = None,
+    attributes: Mapping[str, Scalar] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PredictionEvent:
+    """The PredictionEvent ``log_prediction`` sends (not validated here: the worker does).
+
+    ``timestamp`` defaults to now (UTC); ``prediction`` keys that are not fields of
+    :class:`~watchkeeper.events.Prediction` are dropped (the contract ignores them).
+    """
+    event_id = event_id or uuid.uuid4().hex
+    return PredictionEvent(
+        event_id=event_id,
+        prediction_id=prediction_id or event_id,
+        model_id=model_id,
+        model_version=model_version,
+        timestamp=_when(timestamp),  # type: ignore[arg-type]  # an RFC 3339 string is sent as is
+        features=dict(features),
+        prediction=Prediction(**{k: v for k, v in (prediction or {}).items() if k in _PREDICTION_FIELDS}),
+        attributes=dict(attributes or {}),
+        metadata=dict(metadata or {}),
+    )
+
+
+def outcome_event(
+    *,
+    prediction_id: str,
+    model_id: str,
+    label: str | int | bool | None = None,
+    value: float | None = None,
+    timestamp: datetime | str | None = None,
+    event_id: str | None = None,
+) -> OutcomeEvent:
+    """The OutcomeEvent ``log_outcome`` sends (exactly one of ``label`` or ``value``)."""
+    if (label is None) == (value is None):
+        raise ValueError(f"label={label!r}, value={value!r}: expected exactly one of label or value")
+    return OutcomeEvent(
+        event_id=event_id or uuid.uuid4().hex,
+        prediction_id=prediction_id,
+        model_id=model_id,
+        timestamp=_when(timestamp),  # type: ignore[arg-type]
+        label=label,
+        value=value,
+    )
+
+
+def encode_event(event: PredictionEvent | OutcomeEvent) -> bytes:
+    """The JSON value of an input event on Kafka."""
+    return msgspec.json.encode(event)
 
 
 class WatchkeeperClient:
@@ -77,8 +137,8 @@ class WatchkeeperClient:
             self.failed += 1
             self.last_error = error
 
-    def _produce(self, topic: str, key: str, payload: dict[str, Any]) -> None:
-        value = orjson.dumps(payload)
+    def _produce(self, topic: str, key: str, event: PredictionEvent | OutcomeEvent) -> None:
+        value = encode_event(event)
         while True:
             try:
                 self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
@@ -101,22 +161,20 @@ class WatchkeeperClient:
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
         """Queue a PredictionEvent; returns its prediction_id (for the outcome later)."""
-        event_id = event_id or uuid.uuid4().hex
-        prediction_id = prediction_id or event_id
-        when = timestamp.isoformat() if isinstance(timestamp, datetime) else (timestamp or _now())
-        payload: dict[str, Any] = {
-            "event_id": event_id,
-            "prediction_id": prediction_id,
-            "model_id": model_id,
-            "model_version": model_version,
-            "timestamp": when,
-            "features": dict(features),
-            "prediction": dict(prediction or {}),
-            "attributes": dict(attributes or {}),
-            "metadata": dict(metadata or {}),
-        }
-        self._produce(self.settings.topic_predictions, prediction_id, payload)
-        return prediction_id
+        event = prediction_event(
+            model_id=model_id,
+            features=features,
+            prediction=prediction,
+            model_version=model_version,
+            prediction_id=prediction_id,
+            event_id=event_id,
+            timestamp=timestamp,
+            attributes=attributes,
+            metadata=metadata,
+        )
+        assert event.prediction_id is not None  # filled from event_id
+        self._produce(self.settings.topic_predictions, event.prediction_id, event)
+        return event.prediction_id
 
     def log_outcome(
         self,
@@ -129,17 +187,15 @@ class WatchkeeperClient:
         event_id: str | None = None,
     ) -> None:
         """Queue an OutcomeEvent (exactly one of ``label`` or ``value``)."""
-        if (label is None) == (value is None):
-            raise ValueError(f"label={label!r}, value={value!r}: expected exactly one of label or value")
-        when = timestamp.isoformat() if isinstance(timestamp, datetime) else (timestamp or _now())
-        payload: dict[str, Any] = {
-            "event_id": event_id or uuid.uuid4().hex,
-            "prediction_id": prediction_id,
-            "model_id": model_id,
-            "timestamp": when,
-        }
-        payload["label" if label is not None else "value"] = label if label is not None else value
-        self._produce(self.settings.topic_outcomes, prediction_id, payload)
+        event = outcome_event(
+            prediction_id=prediction_id,
+            model_id=model_id,
+            label=label,
+            value=value,
+            timestamp=timestamp,
+            event_id=event_id,
+        )
+        self._produce(self.settings.topic_outcomes, prediction_id, event)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued event is delivered; raises DeliveryError otherwise."""

@@ -1,112 +1,167 @@
 """Event contracts (v1): what model services send and what watchkeeper publishes.
 
-These pydantic models are the single source of the JSON Schemas in ``schemas/`` and of
-the producer SDK's payloads. The worker's hot path does not build these objects per
-event: it validates raw JSON with :mod:`watchkeeper.monitor.parse`, which is tested to
-accept and reject exactly what these models do.
+The input contracts (:class:`PredictionEvent`, :class:`OutcomeEvent` and the nested
+:class:`Prediction`) are msgspec Structs and are defined here only: the worker's
+validator (:mod:`watchkeeper.monitor.parse`), the JSON Schemas in ``schemas/``, the field
+tables of ``docs/events.md`` (:mod:`watchkeeper.schemas`) and the producer SDK's payloads
+are all derived from them. The output contracts (:class:`Alert`,
+:class:`RetrainingTrigger`, :class:`CloudEvent`) are pydantic models.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
+import msgspec
 import orjson
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    model_validator,
-)
+from msgspec import Meta
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Alert",
     "AlertWindow",
     "CloudEvent",
     "ConfidenceInterval",
+    "FeatureValue",
+    "Label",
     "OutcomeEvent",
     "Prediction",
     "PredictionEvent",
     "RetrainingTrigger",
+    "Timestamp",
     "ALERT_TYPE",
     "RETRAINING_TYPE",
     "alert_cloudevent",
     "deterministic_id",
+    "exactly_one_problem",
     "trigger_cloudevent",
 ]
 
 ALERT_TYPE = "io.watchkeeper.alert.v1"
 RETRAINING_TYPE = "io.watchkeeper.retraining.requested.v1"
-
-# Strict scalars: JSON types are kept as sent (no "0.5" -> 0.5, no true -> 1.0), as the
-# worker's fast validator (monitor/parse.py) does.
-FeatureValue = StrictFloat | StrictInt | StrictStr | StrictBool | None
-Label = StrictStr | StrictInt | StrictBool | None
 Severity = Literal["critical", "error", "warning", "info"]
 Monitor = Literal["drift", "accuracy", "fairness", "data_quality"]
 Comparator = Literal[">", ">=", "<", "<="]
 
+# -- input contracts (msgspec) ----------------------------------------------------------
+# Strict JSON types: values are kept as sent ("0.5" is not 0.5, true is not 1.0). Numbers
+# must fit the worker's arithmetic: JSON numbers are finite float64 (the decoder rejects
+# NaN, Infinity and 1e400) and integers int64.
+Number = float  # JSON integers are accepted (as floats)
+Integer = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # int64
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
+EpochSeconds = Annotated[
+    float,
+    Meta(ge=-62135596800.0, le=253402300799.0, extra={"expected": "epoch seconds (years 1 to 9999)"}),
+]
+Timestamp = Annotated[datetime, Meta(tz=True)] | EpochSeconds
+FeatureValue = Number | Integer | str | bool | None
+Label = str | Integer | bool | None
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+
+def exactly_one_problem(contract: type, get: Callable[[str], Any]) -> str | None:
+    """The contract's ``exactly_one_of`` rule, checked on field values read with ``get``."""
+    rule: dict[str, str] | None = getattr(contract, "exactly_one_of", None)
+    if not rule or sum(get(name) is not None for name in rule) == 1:
+        return None
+    choices = " or ".join(f"{name!r} ({role})" for name, role in rule.items())
+    return f"{'/'.join(rule)}: expected exactly one of {choices}"
 
 
-class Prediction(_Contract):
+class _Input(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of the input contracts: unknown fields are ignored, rules checked on decode."""
+
+    def __post_init__(self) -> None:
+        problem = exactly_one_problem(type(self), lambda name: getattr(self, name))
+        if problem is not None:
+            raise ValueError(problem)
+
+
+class Prediction(_Input, frozen=True, kw_only=True, omit_defaults=True):
     """What the model answered: a class label, a score / class probabilities, or a value."""
 
-    label: Label = None
-    score: StrictFloat | None = Field(default=None, ge=0.0, le=1.0, description="positive-class probability")
-    probabilities: dict[str, StrictFloat] | None = None
-    value: StrictFloat | None = Field(default=None, description="regression output")
+    label: Annotated[Label, Meta(description="predicted class; monitored as column `prediction.label`")] = None
+    score: Annotated[
+        Probability | None, Meta(description="positive-class probability; monitored as column `prediction.score`")
+    ] = None
+    probabilities: Annotated[
+        dict[str, Number] | None, Meta(description="multiclass probabilities {class: number} (not monitored yet)")
+    ] = None
+    value: Annotated[Number | None, Meta(description="regression output (not monitored yet)")] = None
 
 
-class PredictionEvent(_Contract):
-    """One prediction served by a model, keyed on Kafka by ``prediction_id``."""
+class PredictionEvent(_Input, frozen=True, kw_only=True):
+    """One prediction served by a model, keyed on Kafka by `prediction_id`."""
 
-    event_id: str = Field(min_length=1)
-    prediction_id: str | None = Field(default=None, description="defaults to event_id")
-    model_id: str = Field(min_length=1)
-    model_version: str = "unversioned"
-    timestamp: AwareDatetime = Field(description="event time (RFC 3339 with offset)")
-    features: dict[str, FeatureValue]
-    prediction: Prediction = Prediction()
-    attributes: dict[str, FeatureValue] = Field(
-        default_factory=dict, description="sensitive or segment attributes; not model inputs"
+    event_id: Annotated[NonEmptyStr, Meta(description="unique id of this event")]
+    prediction_id: Annotated[
+        str | None, Meta(description="defaults to `event_id`; the Kafka key; outcomes refer to it")
+    ] = None
+    model_id: Annotated[
+        NonEmptyStr, Meta(description="must be a `model_id` of the models YAML, else the event is dead-lettered")
+    ]
+    model_version: Annotated[str, Meta(description="a window reports the version with most events")] = "unversioned"
+    timestamp: Annotated[Timestamp, Meta(description="event time")]
+    features: Annotated[dict[str, FeatureValue], Meta(description="model inputs by name")]
+    prediction: Annotated[Prediction, Meta(description="see `Prediction` below")] = Prediction()
+    attributes: Annotated[
+        dict[str, FeatureValue],
+        Meta(
+            description="sensitive or segment attributes, not model inputs; "
+            "the model's `sensitive_attributes` are kept for fairness"
+        ),
+    ] = msgspec.field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], Meta(description="anything; ignored by the monitor")] = msgspec.field(
+        default_factory=dict
     )
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _default_prediction_id(self) -> PredictionEvent:
+    def __post_init__(self) -> None:
         if self.prediction_id is None:
-            object.__setattr__(self, "prediction_id", self.event_id)
-        return self
+            msgspec.structs.force_setattr(self, "prediction_id", self.event_id)
+        super().__post_init__()
 
 
-class OutcomeEvent(_Contract):
+class OutcomeEvent(_Input, frozen=True, kw_only=True, omit_defaults=True):
     """The ground truth for an earlier prediction; may embed the prediction (no join needed)."""
 
-    event_id: str | None = None
-    prediction_id: str = Field(min_length=1)
-    model_id: str = Field(min_length=1)
-    timestamp: AwareDatetime = Field(description="when the outcome became known")
-    label: Label = None
-    value: StrictFloat | None = None
-    model_version: str | None = None
-    prediction: Prediction | None = None
-    prediction_timestamp: AwareDatetime | None = None
-    attributes: dict[str, FeatureValue] | None = None
+    exactly_one_of: ClassVar[dict[str, str]] = {"label": "classification", "value": "regression"}
 
-    @model_validator(mode="after")
-    def _one_truth(self) -> OutcomeEvent:
-        if (self.label is None) == (self.value is None):
-            raise ValueError("exactly one of 'label' (classification) or 'value' (regression) is required")
-        return self
+    event_id: str | None = None
+    prediction_id: Annotated[NonEmptyStr, Meta(description="the prediction it resolves; the Kafka key")]
+    model_id: NonEmptyStr
+    timestamp: Annotated[Timestamp, Meta(description="when the outcome became known")]
+    label: Annotated[
+        Label,
+        Meta(
+            description="classification truth; compared as a string with `classes` "
+            '(`true`/`false` → `"1"`/`"0"`); a label that is not one of `classes` is not usable'
+        ),
+    ] = None
+    value: Annotated[Number | None, Meta(description="regression truth")] = None
+    model_version: Annotated[str | None, Meta(description="used with an embedded prediction")] = None
+    prediction: Annotated[Prediction | None, Meta(description="the prediction, embedded: then no join is needed")] = (
+        None
+    )
+    prediction_timestamp: Annotated[
+        Timestamp | None,
+        Meta(
+            description="with an embedded prediction: the window the row is attributed to "
+            "(else the outcome's `timestamp`)"
+        ),
+    ] = None
+    attributes: Annotated[
+        dict[str, FeatureValue] | None,
+        Meta(description="with an embedded prediction: the sensitive attributes for fairness"),
+    ] = None
+
+
+# -- output contracts (pydantic) --------------------------------------------------------
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class ConfidenceInterval(_Contract):

@@ -1,22 +1,46 @@
-"""Fast validation of raw prediction events, one batch at a time.
+"""Decoding and validation of raw input events, one batch at a time.
 
-The worker never builds a pydantic object per event: this module checks the JSON that
-orjson decoded against the PredictionEvent contract (:mod:`watchkeeper.events`) with
-plain dict/type checks, and gives every rejected event a reason that names the field,
-the value and what was expected. A test keeps it in step with the pydantic models.
+The input contracts are the msgspec Structs of :mod:`watchkeeper.events`; everything here
+is derived from them, nothing is written twice:
+
+* **Fast path.** From each contract a TypedDict twin is *generated* (same field names,
+  types and constraints; nested Structs become nested TypedDicts) and a
+  :class:`msgspec.json.Decoder` for it decodes *and* validates each record in C into a plain
+  dict, which is what stage 1 consumes. What is left for Python is a set lookup per event
+  (is the model configured?), the contract's ``exactly_one_of`` rule on the dicts, and
+  ``datetime.timestamp()`` for the date-time fields.
+* **Exact reasons.** A record that fails anywhere on the fast path is checked again on its
+  own by the reference path: the contract Struct's own decoder decides, and a walker over
+  the contract's fields names the first field that fails, its value and what was expected
+  (worded from the field's type, e.g.
+  ``prediction.score: 1.7: expected a number between 0 and 1``).
+
+Downstream code gets plain dicts with the declared fields as sent (undeclared fields are
+dropped: the contracts ignore them), except that the date-time fields (``timestamp``, and
+``prediction_timestamp`` of outcomes) hold epoch seconds (float); the event times also come
+as a float64 array. Property tests assert that the fast path and the reference path accept
+and reject exactly the same records.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import operator
 import re
-from collections.abc import Callable, Container, Sequence
+import types
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, NotRequired, Required, TypedDict, TypeGuard, Union, get_args, get_origin
 
+import msgspec
+import msgspec.inspect as mi
 import numpy as np
-import orjson
+
+from watchkeeper.events import OutcomeEvent, PredictionEvent, Timestamp, exactly_one_problem
 
 __all__ = [
     "ParsedBatch",
@@ -26,11 +50,12 @@ __all__ = [
     "parse_timestamp",
     "object_matrix",
     "as_float",
+    "expected",
 ]
 
-_SCALARS = (str, int, float, bool, type(None))
-_SCALAR_TYPES = frozenset(_SCALARS)
-_RFC3339_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_MODEL_FIELD = "model_id"  # checked against the configured models
+_TIME_FIELD = "timestamp"  # the event time of both contracts
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -51,189 +76,488 @@ class ParsedBatch:
     rejected: list[Rejected]
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# -- deriving the fast decoder from a contract --------------------------------------------
+@cache
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a (possibly Annotated) union; one element for anything else."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(m for arg in get_args(annotation) for m in _members(arg))
+    return (annotation,)
 
 
-def parse_timestamp(value: Any) -> float:
-    """Epoch seconds from an RFC 3339 date-time with offset, or from epoch seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"timestamp: {_shown(value)}: expected an RFC 3339 date-time with offset")
-    if isinstance(value, int | float):
-        if not np.isfinite(value):
-            raise ValueError(f"timestamp: {_shown(value)}: expected a finite epoch time")
-        return float(value)
-    if isinstance(value, str) and _RFC3339_PREFIX.match(value):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed.timestamp()
-    raise ValueError(f"timestamp: {_shown(value)}: expected an RFC 3339 date-time with offset")
+@cache
+def _fields(contract: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    return msgspec.structs.fields(contract)
 
 
-def _check_scalars(mapping: Any, field: str) -> str | None:
-    if type(mapping) is dict and _SCALAR_TYPES.issuperset(map(type, mapping.values())):
-        return None  # fast path: orjson yields exact built-in types
-    if not isinstance(mapping, dict):
-        return f"{field}: {_shown(mapping)}: expected an object"
-    for key, value in mapping.items():
-        if not isinstance(value, _SCALARS):
-            return f"{field}.{key}: {_shown(value)}: expected a number, string, bool or null"
-    return None
+def _is_struct(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
 
 
-def _check_prediction(prediction: Any) -> str | None:
-    if not isinstance(prediction, dict):
-        return f"prediction: {_shown(prediction)}: expected an object"
-    label = prediction.get("label")
-    if not isinstance(label, str | int | bool | type(None)):
-        return f"prediction.label: {_shown(label)}: expected a string, integer, bool or null"
-    score = prediction.get("score")
-    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1):
-        return f"prediction.score: {_shown(score)}: expected a number between 0 and 1"
-    value = prediction.get("value")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return f"prediction.value: {_shown(value)}: expected a number"
-    probabilities = prediction.get("probabilities")
-    if probabilities is not None:
-        if not isinstance(probabilities, dict):
-            return f"prediction.probabilities: {_shown(probabilities)}: expected an object of numbers"
-        for key, p in probabilities.items():
-            if isinstance(p, bool) or not isinstance(p, int | float):
-                return f"prediction.probabilities.{key}: {_shown(p)}: expected a number"
-    return None
+def _has_datetime(annotation: Any) -> bool:
+    if annotation is datetime:
+        return True
+    return any(_has_datetime(arg) for arg in get_args(annotation) if not isinstance(arg, msgspec.Meta))
 
 
-def _check_header(
-    event: Any, models: Container[str], required: tuple[str, str], optional: tuple[str, str]
-) -> str | None:
-    """The checks both event kinds share: an object, its ids, a configured model."""
-    if not isinstance(event, dict):
-        return f"event: {type(event).__name__}: expected a JSON object"
-    for field in required:
-        value = event.get(field)
-        if not isinstance(value, str) or not value:
-            return f"{field}: {_shown(value)}: expected a non-empty string"
-    if event["model_id"] not in models:
-        return f"model_id: {_shown(event['model_id'])}: not a configured model"
-    for field in optional:
-        value = event.get(field)
-        if value is not None and not isinstance(value, str):
-            return f"{field}: {_shown(value)}: expected a string"
-    return None
+def _fast_type(annotation: Any) -> Any:
+    """``annotation`` with every Struct replaced by its generated TypedDict."""
+    if _is_struct(annotation):
+        return _typed_dict(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return Annotated[(_fast_type(args[0]), *annotation.__metadata__)]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_fast_type(a) for a in args)]  # noqa: UP007
+    if origin is dict:
+        return dict[args[0], _fast_type(args[1])]  # type: ignore[misc,valid-type]
+    if origin is list:
+        return list[_fast_type(args[0])]  # type: ignore[misc]
+    return annotation
 
 
-def _check_event(event: Any, models: Container[str]) -> str | None:
-    problem = _check_header(event, models, ("event_id", "model_id"), ("prediction_id", "model_version"))
-    if problem is not None:
-        return problem
-    if "features" not in event:
-        return "features: missing: expected an object of feature values"
-    problem = _check_scalars(event["features"], "features")
-    if problem is None and "attributes" in event:
-        problem = _check_scalars(event["attributes"], "attributes")
-    if problem is None and "prediction" in event:
-        problem = _check_prediction(event["prediction"])
-    if problem is None and not isinstance(event.get("metadata", {}), dict):
-        problem = f"metadata: {_shown(event['metadata'])}: expected an object"
-    return problem
+@cache
+def _typed_dict(contract: type[msgspec.Struct]) -> Any:
+    """A TypedDict with the contract's fields: same names, types and constraints."""
+    fields: dict[str, Any] = {}
+    for field in _fields(contract):
+        kind = _fast_type(field.type)
+        fields[field.encode_name] = Required[kind] if field.required else NotRequired[kind]
+    return TypedDict(f"{contract.__name__}Dict", fields)  # type: ignore[operator]
 
 
-def _check_outcome(event: Any, models: Container[str]) -> str | None:
-    problem = _check_header(event, models, ("prediction_id", "model_id"), ("event_id", "model_version"))
-    if problem is not None:
-        return problem
-    label, value = event.get("label"), event.get("value")
-    if not isinstance(label, str | int | bool | type(None)):
-        return f"label: {_shown(label)}: expected a string, integer or bool"
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return f"value: {_shown(value)}: expected a number"
-    if (label is None) == (value is None):
-        return "label/value: expected exactly one of 'label' (classification) or 'value' (regression)"
-    if event.get("prediction") is not None:
-        problem = _check_prediction(event["prediction"])
-        if problem:
-            return problem
-    if event.get("attributes") is not None:
-        problem = _check_scalars(event["attributes"], "attributes")
-        if problem:
-            return problem
-    if event.get("prediction_timestamp") is not None:
-        try:
-            event["prediction_timestamp"] = parse_timestamp(event["prediction_timestamp"])
-        except ValueError as exc:
-            return "prediction_" + str(exc)
-    return None
+@dataclass(frozen=True)
+class _Contract:
+    """The worker's view of one input contract, derived from its Struct."""
+
+    struct: type[msgspec.Struct]
+    decode: Callable[[Any], Any]  # raw JSON → validated dict
+    times: tuple[str, ...]  # the datetime fields (passed on as epoch seconds); the first is the event time
+    rule: bool  # whether the contract has an ``exactly_one_of`` rule
+
+    @classmethod
+    def of(cls, struct: type[msgspec.Struct]) -> _Contract:
+        decoder = msgspec.json.Decoder(_typed_dict(struct))
+        times = tuple(f.encode_name for f in _fields(struct) if _has_datetime(f.type))
+        assert times and times[0] == _TIME_FIELD, "a contract's first datetime field is its event time"
+        return cls(struct, decoder.decode, times, getattr(struct, "exactly_one_of", None) is not None)
 
 
+_PREDICTIONS = _Contract.of(PredictionEvent)
+_OUTCOMES = _Contract.of(OutcomeEvent)
+_json = msgspec.json.Decoder()
+
+
+# -- the fast path ----------------------------------------------------------------------
 def parse_predictions(raw: Sequence[bytes | None], models: Container[str]) -> ParsedBatch:
     """Decode and validate a batch of raw prediction events."""
-    return _parse(raw, models, _check_event)
+    return _parse(raw, models, _PREDICTIONS)
 
 
 def parse_outcomes(raw: Sequence[bytes | None], models: Container[str]) -> ParsedBatch:
     """Decode and validate a batch of raw outcome events (``prediction_timestamp`` → epoch)."""
-    return _parse(raw, models, _check_outcome)
+    return _parse(raw, models, _OUTCOMES)
 
 
-def _parse(
-    raw: Sequence[bytes | None], models: Container[str], check: Callable[[Any, Container[str]], str | None]
-) -> ParsedBatch:
-    events: list[dict[str, Any]] = []
-    times: list[float] = []
-    indices: list[int] = []
-    rejected: list[Rejected] = []
-    for index, payload in enumerate(raw):
+def _decode_each(decode: Callable[[Any], Any], raw: Sequence[bytes | None]) -> list[Any]:
+    """Decoded dicts, None where a record does not decode into the contract."""
+    out: list[Any] = []
+    records = iter(raw)
+    while True:
         try:
-            event = orjson.loads(payload) if payload else None
-        except orjson.JSONDecodeError as exc:
-            rejected.append(Rejected(index, f"invalid JSON: {exc}"))
-            continue
-        problem = check(event, models)
-        if problem is None and isinstance(event, dict):
-            try:
-                times.append(parse_timestamp(event.get("timestamp")))
-            except ValueError as exc:
-                problem = str(exc)
-        if problem is not None or not isinstance(event, dict):
-            rejected.append(Rejected(index, problem or "event: expected a JSON object"))
-            continue
-        events.append(event)
-        indices.append(index)
-    return ParsedBatch(events, np.asarray(times, dtype=np.float64), indices, rejected)
+            out.extend(map(decode, records))  # a C loop over the valid stretch
+            return out
+        except (msgspec.DecodeError, TypeError):  # (TypeError: a None value)
+            out.append(None)  # the record that failed; the next ones continue the loop
 
 
+def _epoch(value: Any) -> float:
+    return value if type(value) is float else value.timestamp()
+
+
+def _fast(raw: Sequence[bytes | None], models: Container[str], contract: _Contract) -> list[Any]:
+    """Per record: the decoded dict (its datetime fields as epoch seconds), or None."""
+    decoded = _decode_each(contract.decode, raw)
+    complete = None not in decoded
+    if not (complete and all(map(models.__contains__, map(operator.itemgetter(_MODEL_FIELD), decoded)))):
+        for i, event in enumerate(decoded):  # the model check (a set lookup each)
+            if event is not None and event[_MODEL_FIELD] not in models:
+                decoded[i] = None
+                complete = False
+    events = decoded if complete else [e for e in decoded if e is not None]
+    for name in contract.times:
+        if name == _TIME_FIELD:  # required
+            for event, value in zip(events, map(operator.itemgetter(name), events), strict=True):
+                event[name] = value if type(value) is float else value.timestamp()
+        else:
+            for event in events:
+                value = event.get(name)
+                if value is not None:
+                    event[name] = _epoch(value)
+    if contract.rule:
+        for i, event in enumerate(decoded):
+            if event is not None and exactly_one_problem(contract.struct, event.get) is not None:
+                decoded[i] = None
+    return decoded
+
+
+def _parse(raw: Sequence[bytes | None], models: Container[str], contract: _Contract) -> ParsedBatch:
+    decoded = _fast(raw, models, contract)
+    if None not in decoded:  # the whole batch is valid
+        times = np.fromiter(map(operator.itemgetter(_TIME_FIELD), decoded), dtype=np.float64, count=len(decoded))
+        return ParsedBatch(decoded, times, list(range(len(decoded))), [])
+    events, kept, indices, rejected = [], [], [], []
+    for index, event in enumerate(decoded):
+        if event is not None:
+            events.append(event)
+            kept.append(event[_TIME_FIELD])
+            indices.append(index)
+        else:
+            reason = _reason(raw[index], models, contract)
+            rejected.append(Rejected(index, reason or "event: rejected (the validators disagree; please report)"))
+    return ParsedBatch(events, np.asarray(kept, dtype=np.float64), indices, rejected)
+
+
+# -- the reference path: one record, exact reasons ---------------------------------------
+class _BadNumber:
+    """A number literal that JSON or float64 cannot carry (NaN, Infinity, 1e400)."""
+
+    def __init__(self, literal: str, why: str) -> None:
+        self.literal, self.why = literal, why
+
+    def __repr__(self) -> str:
+        return self.literal
+
+
+def _lenient_loads(payload: bytes | bytearray | str) -> Any:
+    """Python's json, which reads NaN, Infinity and 1e400: to find where they are."""
+
+    def number(literal: str) -> Any:
+        value = float(literal)
+        return value if math.isfinite(value) else _BadNumber(literal, "outside float64's finite range")
+
+    def constant(literal: str) -> Any:
+        return _BadNumber(literal, "NaN and Infinity are not JSON numbers")
+
+    return json.loads(payload, parse_float=number, parse_constant=constant)
+
+
+def _first_bad_number(value: Any, path: str) -> tuple[str, _BadNumber] | None:
+    if isinstance(value, _BadNumber):
+        return path, value
+    children: Iterator[tuple[str, Any]] = iter(())
+    if isinstance(value, dict):
+        children = ((_join(path, str(k)), v) for k, v in value.items())
+    elif isinstance(value, list):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    for child_path, child in children:
+        found = _first_bad_number(child, child_path)
+        if found is not None:
+            return found
+    return None
+
+
+def _reason(payload: bytes | None, models: Container[str], contract: _Contract) -> str | None:
+    """Why the contract rejects this record (None: it accepts it)."""
+    if _is_text(payload):
+        explained = _explain_payload(payload, models, contract)
+        if explained is not None:
+            return explained
+    return _reference(payload, models, contract)[1]  # e.g. a duplicate key: the decoder's message
+
+
+def _reference(payload: bytes | None, models: Container[str], contract: _Contract) -> tuple[Any, str | None]:
+    """The reference decision on one record: (the contract Struct, None) or (None, reason).
+
+    The contract's own decoder decides; the reason comes from walking the decoded JSON
+    (read leniently, so that NaN or 1e400 can be located) against the contract's fields.
+    """
+    if not _is_text(payload):  # (an empty value is a null, as a Kafka tombstone)
+        kind = type(payload).__name__ if payload else "NoneType"
+        return None, f"event: {kind}: expected a JSON object"
+    try:
+        event = _decoder(contract.struct).decode(payload)
+    except msgspec.DecodeError as exc:
+        explained = _explain_payload(payload, models, contract)
+        if explained is not None:
+            return None, explained
+        return None, _message(exc) if isinstance(exc, msgspec.ValidationError) else f"invalid JSON: {exc}"
+    model_id = getattr(event, _MODEL_FIELD)
+    if model_id not in models:
+        return None, f"{_MODEL_FIELD}: {_shown(model_id)}: not a configured model"
+    return event, None
+
+
+_Text = bytes | bytearray | memoryview | str
+
+
+def _is_text(payload: Any) -> TypeGuard[_Text]:
+    """A non-empty value a JSON decoder reads (a null or empty Kafka value is not)."""
+    return isinstance(payload, bytes | bytearray | memoryview | str) and len(payload) > 0
+
+
+def _explain_payload(payload: _Text, models: Container[str], contract: _Contract) -> str | None:
+    try:
+        value = _json.decode(payload)
+    except msgspec.DecodeError:  # malformed, or a number out of range: read it leniently
+        try:
+            value = _lenient_loads(bytes(payload) if isinstance(payload, memoryview) else payload)
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(value, dict):
+        return f"event: {type(value).__name__}: expected a JSON object"
+    explained = _explain(value, contract.struct, "", models)
+    if explained is None and (found := _first_bad_number(value, "")) is not None:
+        explained = f"{found[0]}: {found[1]!r}: {found[1].why}"
+    return explained
+
+
+def _message(exc: msgspec.ValidationError) -> str:
+    """msgspec's own message as a reason: ``path: message``."""
+    text = str(exc)
+    match = re.search(r" - at `\$([^`]*)`$", text)
+    if match is None:
+        return f"event: {text}"
+    path = match.group(1).lstrip(".") or "event"
+    return f"{path}: {text[: match.start()]}"
+
+
+def _join(path: str, key: str) -> str:
+    key = key if len(key) <= 60 else key[:57] + "..."
+    return f"{path}.{key}" if path else key
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    if isinstance(value, int) and value.bit_length() > 10_000:  # repr would be slow or refused
+        return f"<{value.bit_length()}-bit integer>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@cache
+def _decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(annotation)
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether the contract's decoder accepts ``value`` (a decoded JSON value) as ``annotation``."""
+    try:
+        _decoder(annotation).decode(msgspec.json.encode(value))
+    except (msgspec.DecodeError, TypeError):  # (TypeError: a _BadNumber inside)
+        return False
+    return True
+
+
+def _explain(value: Any, annotation: Any, path: str, models: Container[str], optional: bool = False) -> str | None:
+    """The first problem of ``value`` against ``annotation``, as a reason; None if it is valid.
+
+    Walks Structs field by field (in declaration order) and objects key by key, so the
+    reason names the innermost field that fails; whether a value is valid is decided by the
+    contract's decoder for its type (an object that passes as a whole is not walked).
+    """
+    if path and isinstance(value, dict | list) and _members(annotation) != (Any,) and _accepts(annotation, value):
+        return None
+    if isinstance(value, dict):
+        containers = [m for m in _members(annotation) if _is_struct(m) or get_origin(m) is dict]
+        if len(containers) == 1 and _is_struct(containers[0]):
+            return _explain_struct(value, containers[0], path, models)
+        if len(containers) == 1:
+            item = get_args(containers[0])[1]
+            for key, child in value.items():
+                problem = _explain(child, item, _join(path, str(key)), models)
+                if problem is not None:
+                    return problem
+            return None
+    if _members(annotation) == (Any,):
+        found = _first_bad_number(value, path)
+        return None if found is None else f"{found[0]}: {found[1]!r}: {found[1].why}"
+    if _accepts(annotation, value):
+        return None
+    why = ""
+    if isinstance(value, _BadNumber):
+        why = value.why + "; "
+    elif isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+        why = "outside the 64-bit integer range; "
+    return f"{path or 'event'}: {_shown(value)}: {why}expected {expected(annotation, value, optional, narrow=not why)}"
+
+
+def _explain_struct(
+    value: dict[str, Any], struct: type[msgspec.Struct], path: str, models: Container[str]
+) -> str | None:
+    for field in _fields(struct):
+        name = _join(path, field.encode_name)
+        if field.encode_name not in value:
+            if field.required:
+                return f"{name}: missing: expected {expected(field.type)}"
+            continue
+        child = value[field.encode_name]
+        problem = _explain(child, field.type, name, models, optional=field.default is None)
+        if problem is not None:
+            return problem
+        if name == _MODEL_FIELD and child not in models:
+            return f"{name}: {_shown(child)}: not a configured model"
+    problem = exactly_one_problem(struct, value.get)
+    if problem is not None:
+        return f"{path}.{problem}" if path else problem
+    return None
+
+
+# -- describing a type in words (reasons and docs) ----------------------------------------
+_KIND = {
+    mi.StrType: "string",
+    mi.DateTimeType: "string",
+    mi.IntType: "number",
+    mi.FloatType: "number",
+    mi.BoolType: "bool",
+    mi.NoneType: "null",
+    mi.StructType: "object",
+    mi.DictType: "object",
+    mi.TypedDictType: "object",
+    mi.ListType: "array",
+}
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float | _BadNumber):
+        return "number"
+    return {str: "string", dict: "object", list: "array", type(None): "null"}.get(type(value), "?")
+
+
+def _flat(info: mi.Type) -> list[tuple[mi.Type, dict[str, Any]]]:
+    """(type, extra metadata) of each union member."""
+    extra: dict[str, Any] = {}
+    while isinstance(info, mi.Metadata):
+        extra = {**(info.extra or {}), **extra}
+        info = info.type
+    if isinstance(info, mi.UnionType):
+        return [(t, {**extra, **e}) for member in info.types for t, e in _flat(member)]
+    return [(info, extra)]
+
+
+def _number(x: float) -> str:
+    return f"{x:g}"
+
+
+def _phrase(info: mi.Type, extra: dict[str, Any]) -> tuple[str, str]:
+    """(singular with article, plural) wording of one type."""
+    if "expected" in extra:
+        return extra["expected"], extra["expected"]
+    if isinstance(info, mi.StrType):
+        return ("a non-empty string", "non-empty strings") if info.min_length else ("a string", "strings")
+    if isinstance(info, mi.IntType):
+        return "an integer", "integers"
+    if isinstance(info, mi.FloatType):
+        low, high = info.ge if info.ge is not None else info.gt, info.le if info.le is not None else info.lt
+        if low is None or high is None or max(abs(low), abs(high)) >= 1e308:
+            return "a number", "numbers"
+        between = f"between {_number(low)} and {_number(high)}"
+        return f"a number {between}", f"numbers {between}"
+    if isinstance(info, mi.BoolType):
+        return "a bool", "bools"
+    if isinstance(info, mi.NoneType):
+        return "null", "nulls"
+    if isinstance(info, mi.DateTimeType):
+        offset = " with offset" if info.tz else ""
+        return f"an RFC 3339 date-time{offset}", f"RFC 3339 date-times{offset}"
+    if isinstance(info, mi.DictType) and not isinstance(info.value_type, mi.AnyType):
+        plural = _words([_phrase(t, e)[1] for t, e in _flat(info.value_type) if _kept(t, _flat(info.value_type))])
+        return f"an object of {plural}", f"objects of {plural}"
+    if isinstance(info, mi.StructType | mi.DictType | mi.TypedDictType):
+        return "an object", "objects"
+    if isinstance(info, mi.ListType):
+        return "an array", "arrays"
+    return "any JSON value", "JSON values"
+
+
+def _kept(info: mi.Type, members: list[tuple[mi.Type, dict[str, Any]]]) -> bool:
+    """An integer alternative is not worth naming next to a number."""
+    return not (isinstance(info, mi.IntType) and any(isinstance(t, mi.FloatType) for t, _ in members))
+
+
+def _words(phrases: list[str]) -> str:
+    """'a number', 'a string', 'null' → 'a number, string or null' (one article, first)."""
+    phrases = list(dict.fromkeys(phrases))
+    rest = [re.sub(r"^an? ", "", p) for p in phrases[1:]]
+    items = [phrases[0], *rest]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+@cache
+def _info(annotation: Any) -> mi.Type:
+    return mi.type_info(annotation)
+
+
+def expected(annotation: Any, value: Any = None, optional: bool = False, narrow: bool = False) -> str:
+    """What ``annotation`` accepts, in words: ``a number, string, bool or null``.
+
+    ``optional`` leaves out null (an optional field that is null is absent); ``narrow``
+    names only the alternatives of ``value``'s JSON kind when there are any (a string
+    timestamp is expected to be an RFC 3339 date-time, not epoch seconds).
+    """
+    members = _flat(_info(annotation))
+    if optional:
+        members = [(t, e) for t, e in members if not isinstance(t, mi.NoneType)] or members
+    if narrow:
+        kind = _json_kind(value)
+        same = [(t, e) for t, e in members if _KIND.get(type(t)) == kind]
+        members = same or members
+    return _words([_phrase(t, e)[0] for t, e in members if _kept(t, members)])
+
+
+def parse_timestamp(value: Any) -> float:
+    """Epoch seconds of a contract ``Timestamp`` (RFC 3339 with offset, or epoch seconds)."""
+    try:
+        return _epoch(msgspec.convert(value, Timestamp))
+    except msgspec.ValidationError:
+        raise ValueError(f"timestamp: {_shown(value)}: expected {expected(Timestamp, value, narrow=True)}") from None
+
+
+# -- columns for stage 1 --------------------------------------------------------------------
 def object_matrix(mappings: Sequence[dict[str, Any]], names: Sequence[str]) -> np.ndarray:
     """An (events × names) object array of the mappings' values (None where absent)."""
-    matrix = np.empty((len(mappings), len(names)), dtype=object)
-    if not mappings or not names:
-        return matrix
-    if len(names) > 1:
-        pick = operator.itemgetter(*names)
-        try:  # fast path: every mapping has every name
-            matrix[:] = [pick(m) for m in mappings]
-            return matrix
-        except KeyError:
-            pass
-    matrix[:] = [tuple(map(m.get, names)) for m in mappings]
-    return matrix
+    n, k = len(mappings), len(names)
+    if not n or not k:
+        return np.empty((n, k), dtype=object)
+    pick = operator.itemgetter(*names)
+    try:  # fast path: every mapping has every name
+        if 1 < k <= _UFUNC_OUTPUTS:  # a C loop that calls pick and fills one column per name
+            objects = np.fromiter(mappings, dtype=object, count=n)
+            return np.stack(np.frompyfunc(pick, 1, k)(objects), axis=1)
+        rows: Iterator[Any] = map(pick, mappings) if k > 1 else ((m[names[0]],) for m in mappings)
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=object, count=n * k)
+    except KeyError:
+        flat = np.fromiter(
+            itertools.chain.from_iterable(map(m.get, names) for m in mappings), dtype=object, count=n * k
+        )
+    return flat.reshape(n, k)
+
+
+_NUMERIC_TYPES = frozenset({float, int, bool, type(None)})
+_UFUNC_OUTPUTS = 63  # a ufunc has at most 64 operands
 
 
 def as_float(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float64 copy of an object array (None → NaN) and the mask of non-numeric entries.
 
-    Bools count as 0/1; strings and other non-numbers become NaN and are flagged so the
-    monitor can report type errors instead of silently binning them.
+    Bools count as 0/1; strings (also numeric-looking ones such as ``"3"``) and other
+    non-numbers become NaN and are flagged so the monitor can report type errors instead
+    of silently binning them.
     """
-    values = np.where(values == None, np.nan, values)  # noqa: E711 - elementwise
-    try:
+    flat = values.ravel().tolist()
+    try:  # fast path, all numbers: a C loop that raises on None, strings or containers
+        sum(flat)
+        numbers_only = True
+    except (TypeError, OverflowError):
+        numbers_only = False
+    if numbers_only or _NUMERIC_TYPES.issuperset(map(type, flat)):
         return values.astype(np.float64), np.zeros(values.shape, dtype=bool)
-    except (TypeError, ValueError):
-        pass
-    flat = values.ravel()
-    numeric = np.fromiter((isinstance(v, int | float) for v in flat), dtype=bool, count=flat.size)
-    numeric = numeric.reshape(values.shape)
-    return np.where(numeric, values, np.nan).astype(np.float64), ~numeric
+    numeric = np.fromiter(
+        (type(v) in _NUMERIC_TYPES or isinstance(v, int | float) for v in flat), dtype=bool, count=len(flat)
+    ).reshape(values.shape)
+    out = np.full(values.shape, np.nan)
+    out[numeric] = values[numeric].astype(np.float64)
+    return out, ~numeric
