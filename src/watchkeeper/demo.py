@@ -142,7 +142,7 @@ def _format_alert(value: bytes) -> str:
     end = alert["window"]["end"][11:19]
     return (
         f"  ALERT {status:<8} {alert['severity']:<8} {alert['model_id']} {alert['monitor']}/{alert['metric']} "
-        f"subject={alert['subject']} observed={shown} {alert['comparator']} {alert['threshold']} "
+        f"subject={alert['subject']} observed={shown} {alert['comparator']} {alert['threshold']:.4g} "
         f"window={start}-{end} n={alert['window']['n']}"
     )
 

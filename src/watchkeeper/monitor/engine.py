@@ -285,6 +285,14 @@ class ModelMonitor:
             return None
         return min(active)
 
+    def _event_time(self) -> float | None:
+        """The watermark for label windows: never infinite, since labels keep arriving for
+        the label horizon after the predictions stop (all partitions idle)."""
+        watermark = self.watermark()
+        if watermark is None or watermark < float("inf"):
+            return watermark
+        return max(self.watermarks.values(), default=None)
+
     def _limit(self) -> float | None:
         watermark = self.watermark()
         return None if watermark is None else watermark - self.config.window.allowed_lateness
@@ -352,7 +360,7 @@ class ModelMonitor:
     def _label_tick(self) -> list[Output]:
         """Re-evaluate label windows that got labels; finalize those past the horizon."""
         outputs: list[Output] = []
-        for report, evaluations in self.labels.tick(self.watermark()):
+        for report, evaluations in self.labels.tick(self._event_time()):
             outputs += self._label_outputs(report, evaluations)
         return outputs
 

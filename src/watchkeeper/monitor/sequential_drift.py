@@ -6,7 +6,8 @@ drift.slices_per_window``) with exact integer sufficient statistics
 slices from every input partition and, once the model's watermark has passed a slice's end
 (plus the allowed lateness), **finalises** it: slices are taken in event-time order and
 accumulated per column until a bucket holds at least ``drift.bucket_size`` present values;
-each full bucket advances the calibrated CUSUM (:meth:`CalibratedCusum.advance`).
+each full bucket advances the calibrated CUSUM (:meth:`CalibratedCusum.advance`) by as many
+calibrated steps as it holds buckets' worth of values (:func:`_as_buckets`).
 
 So the buckets, and every alarm, are a function of the events' contents and timestamps
 only: not of batch sizes, partition counts, workers or the order in which partitions are
@@ -18,6 +19,7 @@ finalised is late: it is counted, not applied.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +36,23 @@ STATE_VERSION = 2
 def slice_window_start(index: int, config: ModelConfig) -> float:
     """Start of the window that holds slice ``index`` (slices nest in windows)."""
     return float(index // config.drift.slices_per_window) * config.window.size
+
+
+def _as_buckets(row: list[float], present: int, detector: CalibratedCusum) -> list[list[float]]:
+    """A bucket of ``present`` values as ``k ≈ present / bucket_size`` calibrated steps.
+
+    The thresholds were calibrated for buckets of ``bucket_size`` values, including the
+    error of the reference estimates, which shifts every bucket's statistic alike: in a
+    bucket k times larger that shift is √k times larger and would make the CUSUM drift.
+    Each of ``k`` steps gets the statistic ``z/√k``: the steps add up to the bucket's
+    statistic with the variance of k independent buckets, and the reference error and a
+    real shift count per step as in a calibrated bucket.
+    """
+    steps = max(1, round(present / detector.bucket_size))
+    if steps == 1:
+        return [row]
+    scale = 1.0 / math.sqrt(steps)
+    return [[value * scale for value in row]] * steps
 
 
 class SequentialDrift:
@@ -121,7 +140,7 @@ class SequentialDrift:
                 continue
             self.bucket.pop(column, None)
             self.since_alarm[column] = self.since_alarm.get(column, 0) + present
-            detections = detector.advance([detector.statistics_from_sums(merged)])
+            detections = detector.advance(_as_buckets(detector.statistics_from_sums(merged), present, detector))
             if detections:
                 start = slice_window_start(index, self.config)
                 marked = self.alarmed.setdefault(repr(start), [])

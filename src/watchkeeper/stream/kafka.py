@@ -250,6 +250,9 @@ def run_forever(stage: TransactionalStage, stop: Callable[[], bool], max_message
         try:
             stage.step(max_messages, timeout)
         except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.fatal():
+                raise  # e.g. fenced by another process with the same instance id: stop the worker
             stage.needs_rewind = True  # whatever the batch did in memory is rebuilt from the changelogs
             now = time.monotonic()
             if now - last_warning > 60:
