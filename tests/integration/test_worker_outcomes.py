@@ -123,12 +123,30 @@ def test_compas_outcomes_metrics_and_fairness_alert(worker: RunningWorker, data_
         for k in range(50)
     ]
     producer = Producer({**settings.kafka_client_config(), "partitioner": "murmur2_random", "linger.ms": 20})
-    for _, kind, event in timeline + clock:
-        topic = settings.topic_predictions if kind == "p" else settings.topic_outcomes
-        key = event.get("prediction_id") or event["event_id"]
-        producer.produce(topic, key=key.encode(), value=orjson.dumps(event))
-        producer.poll(0)
-    producer.flush(30)
+
+    def send(events: list[tuple[float, str, dict[str, Any]]]) -> None:
+        for _, kind, event in events:
+            topic = settings.topic_predictions if kind == "p" else settings.topic_outcomes
+            key = event.get("prediction_id") or event["event_id"]
+            producer.produce(topic, key=key.encode(), value=orjson.dumps(event))
+            producer.poll(0)
+        producer.flush(30)
+
+    send(timeline)
+    # the clock moves on only once the outcomes are in: a label window is finalised by the
+    # predictions' event time, and which of the two topics the worker reads ahead is not
+    # fixed (label checkpoints by outcome time: the label-monitor issue)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            gauges = _gauges(worker.metrics_port)
+        except OSError:
+            gauges = {}
+        counted = sum(gauges.get(f'watchkeeper_outcomes_total{{status="{s}"}}', 0.0) for s in ("joined", "waiting"))
+        if counted + gauges.get('watchkeeper_outcomes_total{status="duplicate"}', 0.0) >= len(timeline) - len(rows):
+            break
+        time.sleep(0.5)
+    send(clock)
 
     def final_gauges() -> dict[str, float]:
         deadline = time.monotonic() + 150

@@ -15,18 +15,19 @@ their ratio. All aggregates are the mergeable ones of :mod:`watchkeeper.stats`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.join import LabelledRow
-from watchkeeper.monitor.partials import window_starts
+from watchkeeper.monitor.partials import field_values, nested, pick, window_starts
 from watchkeeper.stats.cbpe import expected_confusion
 from watchkeeper.stats.classification import MISSING, ClassificationAggregate
 from watchkeeper.stats.delays import delay_counts
-from watchkeeper.stats.fairness import GroupFairnessAggregate, intersection_values
+from watchkeeper.stats.fairness import GroupFairnessAggregate, group_values, intersection_values
 from watchkeeper.stats.regression import RegressionAggregate
 
 __all__ = ["expired_entries", "label_entries", "new_classification", "prediction_entries", "uses_labels"]
@@ -42,12 +43,14 @@ def new_classification(config: ModelConfig) -> ClassificationAggregate:
 
 
 def _class_index(config: ModelConfig, labels: Sequence[Any], scores: np.ndarray) -> np.ndarray:
-    """Index into ``config.classes`` of each predicted label (-1 unknown).
+    """Index into ``config.classes`` of each predicted label (-1 unknown), ``str(label)`` compared.
 
     A binary model that sends only a score predicts the positive class at score >= 0.5.
     """
     lookup = {name: i for i, name in enumerate(config.classes)}
-    index = np.asarray([lookup.get(str(v), -1) if v is not None else -1 for v in labels], dtype=np.int64)
+    index = np.fromiter(map(lookup.get, map(str, labels), repeat(-1)), np.int64, count=len(labels))
+    if "None" in lookup:  # str(None): a missing label is no class, whatever the classes are called
+        index[[i for i, v in enumerate(labels) if v is None]] = -1
     if config.task == "binary":
         from_score = np.where(np.isnan(scores), -1, (scores >= 0.5).astype(np.int64))
         index = np.where((index < 0) & ~np.isnan(scores), from_score, index)
@@ -60,14 +63,27 @@ def _subjects(config: ModelConfig) -> list[str]:
     return config.fairness.subjects(config.sensitive_attributes)
 
 
-def _group_column(subject: str, attributes: Sequence[dict[str, Any]]) -> np.ndarray:
+def _group_column(subject: str, attributes: Sequence[Mapping[str, Any]]) -> np.ndarray:
     names = subject.split("|")
-    columns = [np.asarray([a.get(n) for a in attributes], dtype=object) for n in names]
+    columns = [np.asarray(field_values(attributes, n), dtype=object) for n in names]
     return columns[0] if len(columns) == 1 else intersection_values(columns)
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray:
+    """float64 of the numbers among the values (bools are not numbers); NaN for the rest."""
+    if set(map(type, values)) <= {float}:  # (the usual case: a C pass)
+        return np.asarray(values, dtype=np.float64)
     return np.asarray([v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in values])
+
+
+def _window_rows(starts: np.ndarray, usable: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """(window start, positions of its usable rows in input order) per window with any, by start."""
+    rows = np.flatnonzero(usable)
+    distinct, inverse = np.unique(starts[rows], return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    bounds = [*np.searchsorted(inverse.ravel()[order], np.arange(len(distinct))).tolist(), rows.size]
+    ordered = rows[order]
+    return [(float(start), ordered[bounds[w] : bounds[w + 1]]) for w, start in enumerate(distinct.tolist())]
 
 
 def prediction_entries(
@@ -76,28 +92,30 @@ def prediction_entries(
     """Unlabelled contributions of predictions, per window start (classification tasks)."""
     if not uses_labels(config) or config.task == "regression" or not events:
         return {}
-    predictions = [e.get("prediction") or {} for e in events]
-    scores = _floats([p.get("score") for p in predictions])
-    predicted = _class_index(config, [p.get("label") for p in predictions], scores)
-    attributes = [e.get("attributes") or {} for e in events]
-    starts = window_starts(times, config.window.size)
+    predictions = nested(events, "prediction")
+    scores = _floats(field_values(predictions, "score"))
+    predicted = _class_index(config, field_values(predictions, "label"), scores)
+    windows = _window_rows(window_starts(times, config.window.size), predicted >= 0)
+    subjects = _subjects(config)
+    groups: dict[str, np.ndarray] = {}
+    if subjects and windows:  # each subject's group of every row used, in window order (a window is a slice)
+        used = pick(nested(events, "attributes"), np.concatenate([rows for _, rows in windows]))
+        groups = {subject: group_values(_group_column(subject, used)) for subject in subjects}
     out: dict[float, dict[str, Any]] = {}
-    for start in np.unique(starts):
-        mask = (starts == start) & (predicted >= 0)
-        if not mask.any():
-            continue
+    first = 0
+    for start, rows in windows:
         aggregate = new_classification(config)
-        binary_scores = scores[mask] if config.task == "binary" else None
-        aggregate.update(np.full(int(mask.sum()), MISSING), predicted[mask], binary_scores)
-        entry: dict[str, Any] = {"start": float(start), "classification": aggregate.to_dict(), "fairness": {}}
+        binary_scores = scores[rows] if config.task == "binary" else None
+        aggregate.update(np.full(rows.size, MISSING), predicted[rows], binary_scores)
+        entry: dict[str, Any] = {"start": start, "classification": aggregate.to_dict(), "fairness": {}}
         if config.task == "binary":
-            entry["cbpe"] = expected_confusion(scores[mask], predicted[mask]).tolist()
-        selected = [a for a, keep in zip(attributes, mask, strict=True) if keep]
-        for subject in _subjects(config):
-            groups = GroupFairnessAggregate(subject, max_groups=config.fairness.max_groups)
-            groups.update(_group_column(subject, selected), predicted[mask], scores[mask])
-            entry["fairness"][subject] = groups.to_dict()
-        out[float(start)] = entry
+            entry["cbpe"] = expected_confusion(scores[rows], predicted[rows]).tolist()
+        for subject in subjects:
+            fairness = GroupFairnessAggregate(subject, max_groups=config.fairness.max_groups)
+            fairness.update(groups[subject][first : first + rows.size], predicted[rows], scores[rows])
+            entry["fairness"][subject] = fairness.to_dict()
+        out[start] = entry
+        first += rows.size
     return out
 
 

@@ -3,9 +3,15 @@
 One partial per model per batch, holding one entry per event-time window the batch
 touched: fine-grid bin counts for numeric columns, vocabulary counts for categorical
 ones, the event count, the latest event time and the model versions seen. Models still
-learning their reference get raw column samples instead. Everything is computed with a
-handful of numpy calls per batch (one comparison cube and one ``bincount`` for all
-numeric columns and windows at once), never per event per feature.
+learning their reference get raw column samples instead.
+
+The work per event is a few C-level passes over the decoded dicts (one ``itemgetter`` per
+event for all numeric features, one per categorical column) that build the batch's
+columns: a float64 matrix of the numeric ones and the raw values of the categorical ones
+(:class:`ColumnValues`). Everything after that is numpy over whole columns: one
+``searchsorted`` per numeric column and one ``bincount`` for all numeric columns and
+windows, one dict-lookup encoding and one ``bincount`` per categorical column, integer
+codes for the model versions, one sort by CUSUM slice shared by all columns.
 
 Partials are plain JSON-able dicts (see docs/architecture.md, "partials").
 """
@@ -13,9 +19,11 @@ Partials are plain JSON-able dicts (see docs/architecture.md, "partials").
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -31,23 +39,31 @@ from watchkeeper.monitor.profile import (
     ReferenceProfile,
     calibrated_detector,
 )
-from watchkeeper.stats.sequential import CalibratedCusum
+from watchkeeper.stats.sequential import CalibratedCusum, SliceGroups, numeric_slice_sums
 
 __all__ = [
     "ColumnBinner",
+    "ColumnValues",
     "build_partials",
     "extract_columns",
+    "field_values",
+    "key_groups",
+    "model_groups",
+    "pick",
+    "reduce_by_key",
     "monitored_columns",
     "split_partial",
     "slice_indices",
     "stats_from_samples",
     "stats_windows",
+    "texts",
     "window_starts",
 ]
 
 PARTIAL_VERSION = 2
 _SAMPLE_TEXT = 200  # longest category text kept in a learning sample
-_CUBE_CELLS = 4_000_000  # bound on the temporary comparison cube per chunk
+_NUMBER_TYPES = frozenset({float, int, bool})  # binned as numbers (bools as 0/1)
+_NO_VALUE = object()  # an event without the column (read as None)
 
 
 def monitored_columns(config: ModelConfig) -> dict[str, str]:
@@ -77,6 +93,142 @@ def extract_columns(events: Sequence[dict[str, Any]], names: Sequence[str]) -> n
             elif name == PREDICTION_LABEL:
                 features[:, j] = [None if v is None else str(v) for v in predictions[:, 1]]
     return features
+
+
+# -- a batch's columns -------------------------------------------------------------------
+def as_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """float64 of the values and the mask of those that are not numbers (as ``parse.as_float``).
+
+    Bools count as 0/1 and None is missing (NaN, not flagged); strings (also numeric-looking
+    ones such as ``"3"``) and other non-numbers become NaN and are flagged.
+    """
+    n = len(values)
+    try:  # all numbers: a C loop that raises on None, strings or containers
+        sum(values)
+        clean = True
+    except (TypeError, OverflowError):
+        clean = False
+    if clean:
+        return np.fromiter(values, np.float64, count=n), np.zeros(n, dtype=bool)
+    plain = np.fromiter(map(_NUMBER_TYPES.__contains__, map(type, values)), bool, count=n)
+    invalid = np.zeros(n, dtype=bool)
+    numbers = values
+    odd = np.flatnonzero(~plain).tolist()
+    if odd:
+        numbers = list(values)
+        for i in odd:
+            value = values[i]
+            if value is not None and not isinstance(value, int | float):
+                numbers[i] = None
+                invalid[i] = True
+    return np.array(numbers, dtype=np.float64), invalid
+
+
+def _rows(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Any]:
+    """The mappings' values of ``names``, row after row (None where absent)."""
+    if not names:
+        return []
+    pick = operator.itemgetter(*names)
+    try:
+        picked = list(map(pick, mappings))
+    except KeyError:  # some mapping lacks some name
+        picked = []
+        for mapping in mappings:
+            try:
+                picked.append(pick(mapping))
+            except KeyError:
+                picked.append(tuple(map(mapping.get, names)) if len(names) > 1 else mapping.get(names[0]))
+    return list(itertools.chain.from_iterable(picked)) if len(names) > 1 else picked
+
+
+def field_values(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """Each mapping's value of ``name`` (None where absent)."""
+    return _rows(mappings, [name])
+
+
+def nested(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    """Each mapping's mapping under ``name`` (``{}`` where absent or empty), e.g. the events' features."""
+    values = field_values(mappings, name)
+    return values if all(values) else [value or {} for value in values]
+
+
+def texts(values: list[Any]) -> list[str | None]:
+    """``str`` of each value, None kept (how ``prediction.label`` is monitored)."""
+    out: list[str | None] = list(map(str, values))
+    if None in values:
+        for i, value in enumerate(values):
+            if value is None:
+                out[i] = None
+    return out
+
+
+def _prediction_column(predictions: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """``prediction.score`` (as sent) or ``prediction.label`` (as text) of each event."""
+    if name == PREDICTION_SCORE:
+        return field_values(predictions, "score")
+    return texts(field_values(predictions, "label"))
+
+
+@dataclass(frozen=True)
+class ColumnValues:
+    """A batch's columns, in the binner's order: numbers of the numeric ones, values of the categorical ones."""
+
+    numeric: np.ndarray  # (n, F) float64; NaN: missing or not a number
+    invalid: np.ndarray  # (n, F) bool: present but not a number
+    categorical: list[list[Any]]  # per categorical column, its n values as sent
+
+    @classmethod
+    def from_events(cls, binner: ColumnBinner, events: Sequence[dict[str, Any]]) -> ColumnValues:
+        """Columns of decoded events: features by name, plus ``prediction.score`` / ``prediction.label``."""
+        features = nested(events, "features")
+        special = (PREDICTION_SCORE, PREDICTION_LABEL)
+        predictions = nested(events, "prediction") if set(special) & {*binner.numeric, *binner.categorical} else []
+        n, width = len(events), len(binner.numeric)
+        derived = _derives_multivariate(binner)  # (then its value is computed, not read)
+        plain = [
+            j for j, name in enumerate(binner.numeric) if name not in special and not (derived and name == MULTIVARIATE)
+        ]
+        numbers, flagged = as_numbers(_rows(features, [binner.numeric[j] for j in plain]))
+        if len(plain) == width:
+            numeric, invalid = numbers.reshape(n, width), flagged.reshape(n, width)
+        else:
+            numeric = np.full((n, width), np.nan)
+            invalid = np.zeros((n, width), dtype=bool)
+            numeric[:, plain] = numbers.reshape(n, len(plain))
+            invalid[:, plain] = flagged.reshape(n, len(plain))
+            for j, name in enumerate(binner.numeric):
+                if name in special:
+                    numeric[:, j], invalid[:, j] = as_numbers(_prediction_column(predictions, name))
+        categorical = [
+            _prediction_column(predictions, name) if name in special else field_values(features, name)
+            for name in binner.categorical
+        ]
+        return cls(numeric, invalid, categorical)
+
+    @classmethod
+    def from_matrix(cls, binner: ColumnBinner, matrix: np.ndarray) -> ColumnValues:
+        """Columns of an object matrix (the binner's numeric then categorical columns)."""
+        n, width = matrix.shape[0], len(binner.numeric)
+        numbers, flagged = as_numbers(matrix[:, :width].ravel().tolist())
+        categorical = [matrix[:, width + k].tolist() for k in range(len(binner.categorical))]
+        return cls(numbers.reshape(n, width), flagged.reshape(n, width), categorical)
+
+
+def _derives_multivariate(binner: ColumnBinner) -> bool:
+    """Whether the binner's :data:`MULTIVARIATE` column is computed from the numeric features."""
+    pca = binner.profile.multivariate
+    return pca is not None and MULTIVARIATE in binner.numeric and set(pca.names) <= set(binner.numeric)
+
+
+def _add_multivariate(binner: ColumnBinner, columns: ColumnValues) -> None:
+    """Fill the :data:`MULTIVARIATE` column with the PCA reconstruction error of the numeric features."""
+    pca = binner.profile.multivariate
+    if pca is None or not _derives_multivariate(binner):
+        return
+    inputs = [binner.numeric.index(name) for name in pca.names]
+    column = binner.numeric.index(MULTIVARIATE)
+    columns.numeric[:, column] = pca.errors(columns.numeric[:, inputs])
+    columns.invalid[:, column] = False
 
 
 @dataclass(frozen=True)
@@ -110,45 +262,219 @@ class ColumnBinner:
         }
         return cls(numeric, categorical, edges, lengths, profile, detectors)
 
+    @cached_property
+    def _searches(self) -> tuple[tuple[np.ndarray, ...], _CellSearch | None, list[int]]:
+        """(per column, its edges with the last one moved up by one ulp; the cell search of the
+        columns it suits; the other columns).
+
+        ``searchsorted(grid, v, side="right")`` on such a grid is the bin of :func:`bin_counts`
+        directly: #edges ≤ v, except that the reference max (the last edge) falls in the last
+        interior bin. (Edges are finite, so the next float up is never a value in between.)
+        """
+        grids = []
+        for j, length in enumerate(self.lengths.tolist()):
+            grid = self.edges[j, :length].copy()
+            grid[-1] = np.nextafter(grid[-1], np.inf)
+            grids.append(grid)
+        table = _CellSearch.build(grids)
+        searched = [j for j in range(len(grids)) if table is None or j not in table.columns.tolist()]
+        return tuple(grids), table, searched
+
     def fine_counts(self, values: np.ndarray, windows: np.ndarray, n_windows: int) -> np.ndarray:
         """Counts (n_windows, F, E_max + 2): [underflow, bins..., overflow, (padding), missing].
 
         Equals :func:`watchkeeper.stats.histogram.bin_counts` per column: a value v falls
-        in bin #edges ≤ v, except that the reference max belongs to the last interior bin.
+        in bin #edges ≤ v, except that the reference max belongs to the last interior bin;
+        NaN is missing. The bins come from a :class:`_CellSearch` of all columns at once
+        (or a binary search per column, for columns with edges too unevenly spread for it).
         """
         n_columns, width = self.edges.shape
         slots = width + 2
-        out = np.zeros(n_windows * n_columns * slots, dtype=np.int64)
+        size = n_windows * n_columns * slots
         if values.size == 0 or n_columns == 0:
-            return out.reshape(n_windows, n_columns, slots)
-        chunk = max(1, _CUBE_CELLS // max(1, n_columns * width))
-        last_edge = self.edges[np.arange(n_columns), self.lengths - 1]
-        for start in range(0, values.shape[0], chunk):
-            block = values[start : start + chunk]
-            index = (block[:, :, None] >= self.edges[None, :, :]).sum(axis=2)
-            index -= block == last_edge[None, :]
-            index[np.isnan(block)] = slots - 1
-            flat = (windows[start : start + chunk, None] * n_columns + np.arange(n_columns)) * slots + index
-            out += np.bincount(flat.ravel(), minlength=out.size)
-        return out.reshape(n_windows, n_columns, slots)
+            return np.zeros(size, dtype=np.int64).reshape(n_windows, n_columns, slots)
+        columns = np.ascontiguousarray(values.T)
+        grids, table, searched = self._searches
+        index = np.empty(columns.shape, dtype=np.int64)
+        if table is not None and not searched:
+            index = table.count(columns)
+        elif table is not None:
+            index[table.columns] = table.count(columns[table.columns])
+        for j in searched:
+            index[j] = np.searchsorted(grids[j], columns[j], side="right")
+        index[np.isnan(columns)] = slots - 1
+        index += np.arange(n_columns)[:, None] * slots
+        if n_windows > 1:
+            index += windows[None, :] * (n_columns * slots)
+        return np.bincount(index.ravel(), minlength=size).astype(np.int64).reshape(n_windows, n_columns, slots)
 
 
+@dataclass(frozen=True)
+class _CellSearch:
+    """Exact, branch-free ``searchsorted(grid, v, side="right")`` of several columns at once.
+
+    Each column's range [first edge, last edge] is cut into ``cells`` equal cells. A value's
+    cell, ``clip((v - low) · scale)``, is a monotone function of the value, so the edges in
+    earlier cells are all ≤ it and those in later cells all > it: #edges ≤ v is the number
+    of edges before its cell plus the edges of its own cell that are ≤ v, which takes
+    ``rounds`` vectorised comparisons (the most edges any cell holds). Values outside the
+    range fall in the first or last cell; NaN gets some bin (the caller marks it missing).
+    """
+
+    columns: np.ndarray  # which of the grids given to build() this searches
+    low: np.ndarray  # (k, 1) first edge per column
+    scale: np.ndarray  # (k, 1) cells per unit
+    cells: int
+    before: np.ndarray  # (k · cells) per column and cell: where its edges start in ``edges``
+    edges: np.ndarray  # (k · stride) the columns' edges, each padded with NaN (never ≤ a value)
+    stride: int
+    rounds: int
+
+    CELLS_PER_EDGE: ClassVar[int] = 8
+    MAX_ROUNDS: ClassVar[int] = 4  # columns needing more comparisons use a binary search
+
+    @classmethod
+    def build(cls, grids: Sequence[np.ndarray]) -> _CellSearch | None:
+        """The search for the grids (strictly increasing, finite, at least two edges) it suits, or None."""
+        if not grids:
+            return None
+        cells = cls.CELLS_PER_EDGE * max(len(g) for g in grids)
+        chosen: list[tuple[int, float, float, np.ndarray]] = []
+        for j, grid in enumerate(grids):
+            low = float(grid[0])
+            with np.errstate(over="ignore", divide="ignore"):
+                scale = float(cells / np.float64(grid[-1] - low))
+            if not (np.isfinite(scale) and scale > 0):
+                continue
+            cell = cls._cells(grid, np.float64(low), np.float64(scale), cells)
+            counts = np.bincount(cell, minlength=cells)
+            if counts.max() <= cls.MAX_ROUNDS:
+                chosen.append((j, low, scale, counts))
+        if not chosen:
+            return None
+        rounds = max(int(counts.max()) for *_, counts in chosen)
+        stride = max(len(grids[j]) for j, *_ in chosen) + rounds
+        edges = np.full((len(chosen), stride), np.nan)
+        before = np.zeros((len(chosen), cells), dtype=np.int64)
+        for k, (j, _, _, counts) in enumerate(chosen):
+            edges[k, : len(grids[j])] = grids[j]
+            before[k, 1:] = np.cumsum(counts)[:-1]
+            before[k] += k * stride
+        return cls(
+            columns=np.asarray([j for j, *_ in chosen], dtype=np.int64),
+            low=np.asarray([[low] for _, low, _, _ in chosen]),
+            scale=np.asarray([[scale] for _, _, scale, _ in chosen]),
+            cells=cells,
+            before=before.ravel(),
+            edges=edges.ravel(),
+            stride=stride,
+            rounds=rounds,
+        )
+
+    @staticmethod
+    def _cells(values: np.ndarray, low: Any, scale: Any, cells: int) -> np.ndarray:
+        """The cell of each value (the same float operations for edges and values)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            cell: np.ndarray = np.clip((values - low) * scale, 0, cells - 1).astype(np.int64)
+        return cell
+
+    def count(self, values: np.ndarray) -> np.ndarray:
+        """(k, n) #edges ≤ value, for the (k, n) values of the searched columns."""
+        present = np.where(np.isnan(values), self.low, values)  # (NaN: any bin will do)
+        cell = self._cells(present, self.low, self.scale, self.cells)
+        cell += (np.arange(len(self.columns)) * self.cells)[:, None]
+        start = self.before[cell]
+        index: np.ndarray = start.copy()
+        for offset in range(self.rounds):
+            index += present >= self.edges[start + offset]
+        index -= (np.arange(len(self.columns)) * self.stride)[:, None]
+        return index
+
+
+# -- grouping -----------------------------------------------------------------------------
 def _window_groups(times: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
     starts = window_starts(times, size)
     unique, inverse = np.unique(starts, return_inverse=True)
-    return unique, inverse.astype(np.int64)
+    return unique, inverse.astype(np.int64).ravel()
 
 
-def _versions(names: np.ndarray, windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
-    out: list[dict[str, int]] = [{} for _ in range(n_windows)]
-    pairs, counts = np.unique(np.stack([windows.astype(str), names.astype(str)]).T, axis=0, return_counts=True)
-    for (w, name), count in zip(pairs, counts, strict=True):
-        out[int(w)][str(name)] = int(count)
-    return out
+def _segments(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions sorted by code, stably; where each code's run starts): every code must occur."""
+    order = np.argsort(codes, kind="stable")
+    return order, np.searchsorted(codes[order], np.arange(n_codes))
 
 
-def _version_names(events: Sequence[dict[str, Any]]) -> np.ndarray:
-    return np.asarray([str(e.get("model_version") or "unversioned") for e in events], dtype=object)
+def key_groups(keys: Sequence[Hashable], ordered: bool = False) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Group positions by key: (distinct keys, positions sorted by key, where each key's run starts).
+
+    Distinct keys come in order of first appearance, or sorted with ``ordered``; positions
+    keep their order within a key, so ``positions[starts[k]:starts[k + 1]]`` are the
+    positions of ``distinct[k]`` in ascending order.
+    """
+    distinct: list[Any] = list(dict.fromkeys(keys))
+    if ordered:
+        distinct.sort()
+    lookup = {key: k for k, key in enumerate(distinct)}
+    codes = np.fromiter(map(lookup.__getitem__, keys), np.int64, count=len(keys))
+    order, starts = _segments(codes, len(distinct))
+    return distinct, order, starts
+
+
+def reduce_by_key(
+    keys: Sequence[Hashable], values: np.ndarray, reduce: np.ufunc, ordered: bool = False
+) -> dict[Any, Any]:
+    """``reduce`` (a ufunc with ``reduceat``: np.minimum, np.fmax, ...) of the values of each key.
+
+    Keys in order of first appearance, or sorted with ``ordered``; values as Python scalars.
+    """
+    if not len(keys):
+        return {}
+    distinct, order, starts = key_groups(keys, ordered)
+    return dict(zip(distinct, reduce.reduceat(values[order], starts).tolist(), strict=True))
+
+
+def model_groups(events: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray | None]:
+    """Positions of each model's events, by model id in sorted order (None: all of them)."""
+    model_ids = list(map(operator.itemgetter("model_id"), events))
+    distinct, order, starts = key_groups(model_ids, ordered=True)
+    if len(distinct) == 1:
+        return {distinct[0]: None}
+    bounds = [*starts.tolist(), len(model_ids)]
+    return {model_id: order[bounds[k] : bounds[k + 1]] for k, model_id in enumerate(distinct)}
+
+
+def pick(values: Sequence[Any], index: np.ndarray | None) -> list[Any]:
+    """The values at ``index`` (all of them for None), as a list."""
+    return list(values) if index is None else [values[i] for i in index.tolist()]
+
+
+def _source_ranges(sources: Sequence[str], offsets: np.ndarray) -> dict[str, list[int]]:
+    """First and last offset per input partition ("topic:partition"), by name."""
+    names, order, starts = key_groups(sources, ordered=True)
+    ordered = offsets[order]
+    lows = np.minimum.reduceat(ordered, starts).tolist()
+    highs = np.maximum.reduceat(ordered, starts).tolist()
+    return {name: [int(low), int(high)] for name, low, high in zip(names, lows, highs, strict=True)}
+
+
+def _version_names(events: Sequence[dict[str, Any]]) -> list[Any]:
+    """Each event's model version as sent ("unversioned" when there is none); :func:`_versions` names them."""
+    return [e.get("model_version") or "unversioned" for e in events]
+
+
+def _versions(names: Sequence[Any], windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
+    """Events per model version (``str(name)`` as numpy unicode: trailing NULs dropped) per window, by name."""
+    distinct = list(dict.fromkeys(names))
+    if not all(type(name) is str for name in distinct):  # e.g. 1 and True are one dict key but not one name
+        names = [str(name) for name in names]
+        distinct = list(dict.fromkeys(names))
+    normal = {name: str(name).rstrip("\x00") for name in distinct}
+    ordered = sorted(set(normal.values()))
+    position = {name: ordered.index(text) for name, text in normal.items()}
+    codes = np.fromiter(map(position.__getitem__, names), np.int64, count=len(names))
+    k = len(ordered)
+    counts = np.bincount(windows * k + codes, minlength=n_windows * k).reshape(n_windows, k).tolist()
+    return [{name: c for name, c in zip(ordered, row, strict=True) if c} for row in counts]
 
 
 def slice_indices(times: np.ndarray, config: ModelConfig) -> np.ndarray:
@@ -156,67 +482,89 @@ def slice_indices(times: np.ndarray, config: ModelConfig) -> np.ndarray:
     return np.floor(times * (config.drift.slices_per_window / config.window.size)).astype(np.int64)
 
 
-def _slice_rows(
-    binner: ColumnBinner, matrix: np.ndarray, numeric: np.ndarray, slices: np.ndarray
-) -> dict[str, dict[str, list[int]]]:
+def _slice_rows(binner: ColumnBinner, columns: ColumnValues, slices: np.ndarray) -> dict[str, dict[str, list[int]]]:
     """CUSUM sufficient statistics per event-time slice and column (exact integers)."""
     if not binner.detectors or slices.size == 0:
         return {}
     unique, slots = np.unique(slices, return_inverse=True)
-    rows: dict[str, dict[str, list[int]]] = {str(int(k)): {} for k in unique}
+    groups = SliceGroups.of(slots.ravel(), len(unique))
+    numeric = [name for name, d in binner.detectors.items() if d.kind == "numeric" and name in binner.numeric]
+    positions = [binner.numeric.index(name) for name in numeric]
+    together = numeric_slice_sums([binner.detectors[name] for name in numeric], columns.numeric[:, positions], groups)
+    sums = dict(zip(numeric, together.tolist(), strict=True))
     for name, detector in binner.detectors.items():
-        if name in binner.numeric:
-            values: Any = numeric[:, binner.numeric.index(name)]
-        else:
-            values = matrix[:, len(binner.numeric) + binner.categorical.index(name)]
-        sums = detector.slice_sums(values, slots, len(unique))
-        for j, key in enumerate(rows):
-            rows[key][name] = sums[j].tolist()
+        if name not in sums:
+            values = columns.categorical[binner.categorical.index(name)]
+            sums[name] = detector.slice_sums(values, groups.slots, groups.n_slots, groups).tolist()
+    keys = [str(k) for k in unique.tolist()]
+    rows: dict[str, dict[str, list[int]]] = {key: {} for key in keys}
+    for name in binner.detectors:  # (in the detectors' order)
+        for key, row in zip(keys, sums[name], strict=True):
+            rows[key][name] = row
     return rows
+
+
+# -- window entries ------------------------------------------------------------------------
+def _invalid_counts(invalid: np.ndarray, windows: np.ndarray, n_windows: int) -> np.ndarray:
+    """(n_windows, F) non-numbers per window and numeric column."""
+    n_columns = invalid.shape[1]
+    events, columns = np.nonzero(invalid)
+    flat = np.bincount(windows[events] * n_columns + columns, minlength=n_windows * n_columns)
+    return flat.reshape(n_windows, n_columns)
+
+
+def _category_counts(binner: ColumnBinner, columns: ColumnValues, windows: np.ndarray, n_windows: int) -> list[Any]:
+    """Per categorical column, (n_windows × [vocab..., UNSEEN, MISSING]) counts as lists."""
+    out = []
+    for name, values in zip(binner.categorical, columns.categorical, strict=True):
+        column = binner.profile.columns[name]
+        assert isinstance(column, CategoricalProfile)
+        k = len(column.encoder.vocabulary) + 2
+        codes = column.encoder.encode(values)
+        out.append(np.bincount(windows * k + codes, minlength=n_windows * k).reshape(n_windows, k).tolist())
+    return out
+
+
+def column_stats(
+    binner: ColumnBinner, columns: ColumnValues, versions: Sequence[Any], times: np.ndarray, config: ModelConfig
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
+    """Window entries and CUSUM slice sums of a batch's columns (``versions``: model version names)."""
+    starts, windows = _window_groups(times, config.window.size)
+    n_windows = len(starts)
+    _add_multivariate(binner, columns)
+    sequential = _slice_rows(binner, columns, slice_indices(times, config))
+    fine = binner.fine_counts(columns.numeric, windows, n_windows)
+    invalid = _invalid_counts(columns.invalid, windows, n_windows).tolist()
+    categorical = _category_counts(binner, columns, windows, n_windows)
+    version_counts = _versions(versions, windows, n_windows)
+    order, first = _segments(windows, n_windows)
+    sizes = np.bincount(windows, minlength=n_windows).tolist()
+    latest = np.maximum.reduceat(times[order], first).tolist() if n_windows else []
+    lengths = binner.lengths.tolist()
+    result = []
+    for w, start in enumerate(starts.tolist()):
+        counts = fine[w].tolist()
+        result.append(
+            {
+                "start": float(start),
+                "n": sizes[w],
+                "t_max": float(latest[w]),
+                "versions": version_counts[w],
+                "numeric": {
+                    name: [*counts[j][: lengths[j] + 1], counts[j][-1]] for j, name in enumerate(binner.numeric)
+                },
+                "categorical": {name: categorical[k][w] for k, name in enumerate(binner.categorical)},
+                "invalid": {name: invalid[w][j] for j, name in enumerate(binner.numeric) if invalid[w][j]},
+            }
+        )
+    return result, sequential
 
 
 def stats_windows(
     binner: ColumnBinner, matrix: np.ndarray, versions: np.ndarray, times: np.ndarray, config: ModelConfig
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
     """Window entries and CUSUM slice sums of a column matrix (binner's numeric then categorical columns)."""
-    starts, windows = _window_groups(times, config.window.size)
-    n_windows = len(starts)
-    numeric, invalid = as_float(matrix[:, : len(binner.numeric)])
-    pca = binner.profile.multivariate
-    if pca is not None and MULTIVARIATE in binner.numeric and set(pca.names) <= set(binner.numeric):
-        inputs = [binner.numeric.index(name) for name in pca.names]
-        numeric[:, binner.numeric.index(MULTIVARIATE)] = pca.errors(numeric[:, inputs])
-        invalid[:, binner.numeric.index(MULTIVARIATE)] = False
-    sequential = _slice_rows(binner, matrix, numeric, slice_indices(times, config))
-    fine = binner.fine_counts(numeric, windows, n_windows)
-    invalid_counts = np.zeros((n_windows, len(binner.numeric)), dtype=np.int64)
-    np.add.at(invalid_counts, windows, invalid.astype(np.int64))
-    version_counts = _versions(versions, windows, n_windows)
-    result = []
-    for w, start in enumerate(starts):
-        mask = windows == w
-        entry: dict[str, Any] = {
-            "start": float(start),
-            "n": int(mask.sum()),
-            "t_max": float(times[mask].max()),
-            "versions": version_counts[w],
-            "numeric": {},
-            "categorical": {},
-            "invalid": {},
-        }
-        for j, name in enumerate(binner.numeric):
-            length = int(binner.lengths[j])
-            counts = fine[w, j]
-            entry["numeric"][name] = [*counts[: length + 1].tolist(), int(counts[-1])]
-            if invalid_counts[w, j]:
-                entry["invalid"][name] = int(invalid_counts[w, j])
-        for k, name in enumerate(binner.categorical):
-            column = binner.profile.columns[name]
-            assert isinstance(column, CategoricalProfile)
-            values = matrix[mask, len(binner.numeric) + k]
-            entry["categorical"][name] = column.encoder.counts(values).tolist()
-        result.append(entry)
-    return result, sequential
+    return column_stats(binner, ColumnValues.from_matrix(binner, matrix), list(versions), times, config)
 
 
 def stats_from_samples(
@@ -247,7 +595,7 @@ def _sample_windows(
     """Raw column values, times and versions, for a model that learns its reference."""
     names = list(columns)
     matrix = extract_columns(events, names)
-    versions = _version_names(events)
+    versions = np.asarray([str(name) for name in _version_names(events)], dtype=object)
     ids = np.asarray([str(e.get("prediction_id") or e["event_id"]) for e in events], dtype=object)
     starts, windows = _window_groups(times, size)
     result = []
@@ -280,34 +628,32 @@ def build_partials(
     sources: Sequence[str],
     offsets: np.ndarray,
     models: Mapping[str, tuple[ModelConfig, ColumnBinner | None]],
+    groups: Mapping[str, np.ndarray | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One partial per model present in the batch.
 
     ``sources[i]`` names the input partition of event i ("topic:partition") and
     ``offsets[i]`` its offset, so stage 2 can skip what it has already applied.
+    ``groups`` is :func:`model_groups` of the events, if the caller has it already.
     """
     if not events:
         return []
-    model_ids = np.asarray([e["model_id"] for e in events], dtype=object)
-    source_arr = np.asarray(sources, dtype=object)
+    offsets = np.asarray(offsets, dtype=np.int64)
     partials = []
-    for model_id in sorted(set(model_ids.tolist())):
+    for model_id, index in (model_groups(events) if groups is None else groups).items():
         config, binner = models[model_id]
-        mask = model_ids == model_id
-        selected = [e for e, keep in zip(events, mask, strict=True) if keep]
-        ranges: dict[str, list[int]] = {}
-        for source in sorted(set(source_arr[mask].tolist())):
-            in_source = mask & (source_arr == source)
-            ranges[source] = [int(offsets[in_source].min()), int(offsets[in_source].max())]
+        selected = pick(events, index)
+        selected_times = times if index is None else times[index]
+        ranges = _source_ranges(pick(sources, index), offsets if index is None else offsets[index])
         slices: dict[str, dict[str, list[int]]] = {}
         if binner is None:
             kind = "sample"
-            windows = _sample_windows(monitored_columns(config), selected, times[mask], config.window.size)
+            windows = _sample_windows(monitored_columns(config), selected, selected_times, config.window.size)
             profile_id = None
         else:
             kind = "stats"
-            matrix = extract_columns(selected, list(binner.numeric) + list(binner.categorical))
-            windows, slices = stats_windows(binner, matrix, _version_names(selected), times[mask], config)
+            columns = ColumnValues.from_events(binner, selected)
+            windows, slices = column_stats(binner, columns, _version_names(selected), selected_times, config)
             profile_id = binner.profile.reference_id
         partials.append(
             {

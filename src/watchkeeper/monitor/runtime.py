@@ -15,8 +15,10 @@ stage 2 can close windows by the data alone (:mod:`watchkeeper.monitor.engine`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,15 @@ from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
 from watchkeeper.monitor.join import JoinModel, JoinStore, LabelledRow, MemoryJoinStore, OutcomeJoiner
 from watchkeeper.monitor.labels import expired_entries, label_entries, prediction_entries, uses_labels
 from watchkeeper.monitor.parse import ParsedBatch, Rejected, parse_outcomes, parse_predictions
-from watchkeeper.monitor.partials import PARTIAL_VERSION, ColumnBinner, build_partials, monitored_columns
+from watchkeeper.monitor.partials import (
+    PARTIAL_VERSION,
+    ColumnBinner,
+    build_partials,
+    model_groups,
+    monitored_columns,
+    pick,
+    reduce_by_key,
+)
 from watchkeeper.monitor.profile import ReferenceProfile
 
 __all__ = ["MonitorRuntime", "Overflow", "Stage1Result", "load_profile", "replay_lines"]
@@ -87,7 +97,7 @@ class MonitorRuntime:
         }
         self.max_waiting = max_waiting
         self.joiners: dict[int, OutcomeJoiner] = {}
-        self.event_times: dict[int, float] = {}  # latest event time per input partition (drives join expiry)
+        self.event_times: dict[tuple[int, bool], float] = {}  # (partition, outcomes?) → latest event time
         self.watermarks: dict[tuple[str, str], float] = {}  # (model, prediction source) → latest event time
         self.sources: dict[str, float] = {}  # prediction sources read here → wall time they were opened
         self.last_event_at: dict[tuple[str, str], float] = {}  # (model, source) → wall time of its last event
@@ -126,7 +136,8 @@ class MonitorRuntime:
     def close_partition(self, partition: int, source: str) -> None:
         """Stop reading it (revoked): forget its join and watermarks; the next owner restores them."""
         self.joiners.pop(partition, None)
-        self.event_times.pop(partition, None)
+        self.event_times.pop((partition, False), None)
+        self.event_times.pop((partition, True), None)
         self.sources.pop(source, None)
         for table in (self.watermarks, self.last_event_at, self.reported_idle):
             for key in [k for k in table if k[1] == source]:
@@ -152,41 +163,57 @@ class MonitorRuntime:
         clock; not in a replay), events stamped more than the model's ``window.max_future``
         ahead of it are rejected, and idleness is tracked.
         """
-        flags = list(is_outcome) if is_outcome is not None else [False] * len(raw)
-        where_p = [i for i, outcome in enumerate(flags) if not outcome]
-        where_o = [i for i, outcome in enumerate(flags) if outcome]
-        predictions = self._not_ahead(parse_predictions([raw[i] for i in where_p], self.models), wall_clock)
-        outcomes = self._not_ahead(parse_outcomes([raw[i] for i in where_o], self.models), wall_clock)
+        flags = list(is_outcome) if is_outcome is not None else []
+        if any(flags):
+            where_p = [i for i, outcome in enumerate(flags) if not outcome]
+            where_o = [i for i, outcome in enumerate(flags) if outcome]
+        else:  # predictions only (the usual batch)
+            where_p, where_o = list(range(len(raw))), []
+        predictions = parse_predictions([raw[i] for i in where_p] if where_o else list(raw), self.models)
+        outcomes = parse_outcomes([raw[i] for i in where_o], self.models)
+        if wall_clock is not None:  # only a batch with an event past the nearest limit can have one too far ahead
+            nearest = wall_clock + min((m.window.max_future for m in self.models.values()), default=float("inf"))
+            if predictions.events and predictions.times.max() > nearest:
+                predictions = self._not_ahead(predictions, wall_clock)
+            if outcomes.events and outcomes.times.max() > nearest:
+                outcomes = self._not_ahead(outcomes, wall_clock)
         rejected = [Rejected(where_p[r.index], r.reason) for r in predictions.rejected]
         rejected += [Rejected(where_o[r.index], r.reason) for r in outcomes.rejected]
         p_index = [where_p[i] for i in predictions.indices]
         o_index = [where_o[i] for i in outcomes.indices]
         p_sources = [sources[i] for i in p_index]
         all_offsets = np.asarray(offsets, dtype=np.int64)
-        models = {m: (self.models[m], self.binner(m)) for m in {e["model_id"] for e in predictions.events}}
+        groups = model_groups(predictions.events)
+        models = {m: (self.models[m], self.binner(m)) for m in groups}
         partials = build_partials(
             predictions.events,
             predictions.times,
             p_sources,
             all_offsets[p_index] if p_index else all_offsets[:0],
             models,
+            groups,
         )
         by_model = {p["model_id"]: p for p in partials}
         result = Stage1Result(partials, rejected)
         self._track_times(predictions, p_sources, wall_clock)
         for model_id, partial in by_model.items():
-            config = self.models[model_id]
-            mask = np.asarray([e["model_id"] == model_id for e in predictions.events])
-            selected = [e for e, keep in zip(predictions.events, mask, strict=True) if keep]
-            partial["labels"] = list(prediction_entries(config, selected, predictions.times[mask]).values())
-        for position, event in zip(outcomes.indices, outcomes.events, strict=True):
-            if not uses_labels(self.models[event["model_id"]]):
-                result.outcomes["ignored"] = result.outcomes.get("ignored", 0) + 1  # no accuracy/fairness
-                continue
-            partial = by_model.get(event["model_id"]) or self._partial(event["model_id"], "labels", by_model)
-            source, offset = sources[where_o[position]], int(all_offsets[where_o[position]])
-            first, last = partial["source"].get(source, [offset, offset])
-            partial["source"][source] = [min(first, offset), max(last, offset)]
+            config, index = self.models[model_id], groups[model_id]
+            selected = pick(predictions.events, index) if uses_labels(config) else []
+            times = predictions.times if index is None else predictions.times[index]
+            partial["labels"] = list(prediction_entries(config, selected, times).values())
+        o_models = list(map(itemgetter("model_id"), outcomes.events))
+        labelled = {m: uses_labels(self.models[m]) for m in dict.fromkeys(o_models)}
+        ignored = sum(count for m, count in Counter(o_models).items() if not labelled[m])
+        if ignored:
+            result.outcomes["ignored"] = ignored  # no accuracy/fairness
+        kept = [k for k, m in enumerate(o_models) if labelled[m]]
+        o_keys = [(o_models[k], sources[o_index[k]]) for k in kept]  # (model, source) of each kept outcome
+        o_offsets = all_offsets[[o_index[k] for k in kept]]
+        highs = reduce_by_key(o_keys, o_offsets, np.maximum)
+        for (model_id, source), low in reduce_by_key(o_keys, o_offsets, np.minimum).items():
+            partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
+            first, last = partial["source"].get(source, [low, low])
+            partial["source"][source] = [min(first, low), max(last, highs[model_id, source])]
         rows, lapsed = self._join(predictions, p_index, outcomes, o_index, sources, result)
         self._labels(rows, lapsed, by_model, result)
         for partial in by_model.values():
@@ -195,8 +222,9 @@ class MonitorRuntime:
         return result
 
     def _track_times(self, batch: ParsedBatch, sources: Sequence[str], wall_clock: float | None) -> None:
-        for event, time, source in zip(batch.events, batch.times.tolist(), sources, strict=True):
-            key = (event["model_id"], source)
+        """Latest event time per (model, prediction source) of the batch, and that the source is not idle."""
+        keys = list(zip(map(itemgetter("model_id"), batch.events), sources, strict=True))
+        for key, time in reduce_by_key(keys, batch.times, np.fmax).items():  # (keys in order of appearance)
             if time > self.watermarks.get(key, float("-inf")):
                 self.watermarks[key] = time
             if wall_clock is not None:
@@ -213,21 +241,29 @@ class MonitorRuntime:
         result: Stage1Result,
     ) -> tuple[dict[str, list[LabelledRow]], dict[str, list[float]]]:
         """Join per input partition; expire what passed its horizon; count and collect overflow."""
+        labelled = {m for m, config in self.models.items() if uses_labels(config)}
         by_partition: dict[int, tuple[list[int], list[int]]] = {}
-        for k, (event, i) in enumerate(zip(predictions.events, p_index, strict=True)):
-            if uses_labels(self.models[event["model_id"]]):
-                by_partition.setdefault(_partition(sources[i]), ([], []))[0].append(k)
-        for k, (event, i) in enumerate(zip(outcomes.events, o_index, strict=True)):
-            if uses_labels(self.models[event["model_id"]]):
-                by_partition.setdefault(_partition(sources[i]), ([], []))[1].append(k)
+        for side, (batch, positions) in enumerate(((predictions, p_index), (outcomes, o_index))):
+            models = list(map(itemgetter("model_id"), batch.events))
+            if labelled.isdisjoint(models):
+                continue
+            batch_sources = list(map(sources.__getitem__, positions))
+            numbers = {source: _partition(source) for source in dict.fromkeys(batch_sources)}
+            number_of = np.fromiter(map(numbers.__getitem__, batch_sources), np.int64, count=len(batch_sources))
+            kept = np.flatnonzero(np.fromiter(map(labelled.__contains__, models), bool, count=len(models)))
+            for number in sorted(set(numbers.values())):
+                ks = kept[number_of[kept] == number].tolist()  # the batch's events of that partition, in order
+                if ks:
+                    by_partition.setdefault(number, ([], []))[side].extend(ks)
         rows: dict[str, list[LabelledRow]] = {}
         lapsed: dict[str, list[float]] = {}
+        p_times, o_times = predictions.times.tolist(), outcomes.times.tolist()
         for partition in sorted(by_partition):
             p_keys, o_keys = by_partition[partition]
             joiner = self._joiner(partition)
             joined = joiner.join(
-                [(predictions.events[k], float(predictions.times[k])) for k in p_keys],
-                [(outcomes.events[k], float(outcomes.times[k])) for k in o_keys],
+                list(zip(map(predictions.events.__getitem__, p_keys), map(p_times.__getitem__, p_keys), strict=True)),
+                list(zip(map(outcomes.events.__getitem__, o_keys), map(o_times.__getitem__, o_keys), strict=True)),
             )
             for status, count in joined.status.items():
                 result.outcomes[status] = result.outcomes.get(status, 0) + count
@@ -239,14 +275,31 @@ class MonitorRuntime:
                 result.overflow.append(Overflow(index, reason))
             for row in joined.rows:
                 rows.setdefault(row.model_id, []).append(row)
-            times = [predictions.times[k] for k in p_keys] + [outcomes.times[k] for k in o_keys]
-            self.event_times[partition] = max([self.event_times.get(partition, float("-inf")), *times])
+            for outcome, keys, times in ((False, p_keys, p_times), (True, o_keys, o_times)):
+                if keys:
+                    latest = max(map(times.__getitem__, keys))
+                    self.event_times[(partition, outcome)] = max(
+                        latest, self.event_times.get((partition, outcome), latest)
+                    )
         for partition, joiner in sorted(self.joiners.items()):
-            expired = joiner.expire(self.event_times.get(partition, float("-inf")))
+            expired = joiner.expire(self._join_clock(partition))
             result.expired_outcomes += expired.outcomes
             for model_id, _, time in expired.predictions:
                 lapsed.setdefault(model_id, []).append(time)
         return rows, lapsed
+
+    def _join_clock(self, partition: int) -> float:
+        """Event time that expires the partition's join: the slower of its two streams.
+
+        A waiting outcome may only lapse once the *predictions* have passed its horizon, and
+        a waiting prediction once the *outcomes* have, so that whichever topic is read ahead
+        (outcomes are small and often are) does not expire what the other has not delivered
+        yet. Nothing lapses before both streams have been seen in the partition.
+        """
+        key_p, key_o = (partition, False), (partition, True)
+        if key_p not in self.event_times or key_o not in self.event_times:
+            return float("-inf")
+        return min(self.event_times[key_p], self.event_times[key_o])
 
     def _labels(
         self,

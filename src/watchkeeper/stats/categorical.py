@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,8 @@ OTHER = "__other__"
 UNSEEN_INDEX = -2
 MISSING_INDEX = -1
 _NONE = np.array(None, dtype=object)
+_NOT_FOUND = -1  # no vocabulary or pooled value is exactly this object (see CategoryEncoder.encode)
+_SEQUENCES = (list, tuple, dict, set, frozenset, np.ndarray)  # values numpy would not treat as one scalar
 
 
 def _split_missing(values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +112,11 @@ class CategoryEncoder:
         order = np.argsort(keys, kind="mergesort")
         self._keys = keys[order]
         self._codes = codes[order]
+        # the same lookup as a dict over the normalised keys (the first of equal keys wins, as
+        # with searchsorted): exact matches of str values are found without numpy
+        self._lookup: dict[str, int] = {}
+        for key, code in zip(self._keys.tolist(), self._codes.tolist(), strict=True):
+            self._lookup.setdefault(key, code)
 
     @classmethod
     def from_counts(
@@ -150,7 +158,28 @@ class CategoryEncoder:
         return len(self.vocabulary) + 1
 
     def encode(self, values: Iterable[Any]) -> np.ndarray:
-        """int64 codes: vocabulary index, OTHER for pooled values, UNSEEN or MISSING."""
+        """int64 codes: vocabulary index, OTHER for pooled values, UNSEEN or MISSING.
+
+        Values that are exactly a (normalised) vocabulary or pooled string are looked up in
+        a dict; only the others (missing, unseen, non-strings, strings with a trailing NUL)
+        take the numpy route of :meth:`_encode_array`, which defines the result.
+        """
+        items = values.ravel().tolist() if isinstance(values, np.ndarray) else list(values)
+        given = values if isinstance(values, np.ndarray) else items  # (an iterator is read once)
+        try:
+            codes = np.fromiter(map(self._lookup.get, items, repeat(_NOT_FOUND)), np.int64, count=len(items))
+        except TypeError:  # an unhashable value
+            return self._encode_array(given)
+        misses = np.flatnonzero(codes == _NOT_FOUND)
+        if misses.size:
+            rest = [items[i] for i in misses.tolist()]
+            if any(isinstance(v, _SEQUENCES) for v in rest):  # numpy would read these as more than one value
+                return self._encode_array(given)
+            codes[misses] = self._encode_array(np.fromiter(rest, dtype=object, count=len(rest)))
+        return codes
+
+    def _encode_array(self, values: Iterable[Any]) -> np.ndarray:
+        """:meth:`encode` with numpy only: ``str(value)`` as numpy unicode, searched in the sorted keys."""
         missing, present = _split_missing(values)
         codes = np.full(missing.shape, self.missing_index, dtype=np.int64)
         found = np.full(present.shape, self.unseen_index, dtype=np.int64)

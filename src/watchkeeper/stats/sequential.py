@@ -58,7 +58,14 @@ import numpy.typing as npt
 from watchkeeper.stats.categorical import CategoryEncoder
 from watchkeeper.stats.sequential_calibration import calibrate_thresholds
 
-__all__ = ["DEFAULT_FEATURE_ARL_EVENTS", "CalibratedCusum", "Detection", "feature_arl_target"]
+__all__ = [
+    "DEFAULT_FEATURE_ARL_EVENTS",
+    "CalibratedCusum",
+    "Detection",
+    "SliceGroups",
+    "feature_arl_target",
+    "numeric_slice_sums",
+]
 
 FloatArray = npt.NDArray[np.float64]
 Kind = Literal["numeric", "categorical"]
@@ -119,6 +126,72 @@ class _Component:
     threshold: float
     shift: float
     category: str | None = None
+
+
+@dataclass(frozen=True)
+class SliceGroups:
+    """A batch grouped by slot (event-time slice), shared by :meth:`CalibratedCusum.slice_sums` of its columns.
+
+    Attributes:
+        slots: the slot of each event (int64).
+        n_slots: the number of slots (rows of the sums).
+        order: event positions sorted by slot (stable).
+        starts: where each occupied slot begins in ``order``.
+        used: the occupied slots, ascending (one per ``starts``).
+    """
+
+    slots: npt.NDArray[np.int64]
+    n_slots: int
+    order: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.intp]
+    used: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, slots: npt.ArrayLike, n_slots: int) -> SliceGroups:
+        """Group events by their ``slots`` (each in ``[0, n_slots)``)."""
+        slot = np.asarray(slots, dtype=np.int64).ravel()
+        order = np.argsort(slot, kind="stable")
+        ordered = slot[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if slot.size else np.zeros(0, np.intp)
+        return cls(slot, int(n_slots), order, starts, ordered[starts])
+
+
+def numeric_slice_sums(
+    detectors: Sequence[CalibratedCusum], values: npt.NDArray[np.float64], groups: SliceGroups
+) -> npt.NDArray[np.int64]:
+    """:meth:`CalibratedCusum.slice_sums` of several numeric detectors at once: ``(k, n_slots, 3)``.
+
+    ``values`` is ``(n, k)``: column i for ``detectors[i]``. Rows ``[n, Σ round(z·2^20),
+    Σ round(z²·2^20)]`` of the finite values per slot. The batch is summed in slot order with
+    the missing values contributing zeros: the sums are of int64s, whose addition is exact
+    and associative (wrapping included), so they equal sums over the present values alone
+    in any order; the per-value arithmetic is the same float operations for one column or many.
+    """
+    k = len(detectors)
+    out = np.zeros((k, groups.n_slots, 3), dtype=np.int64)
+    if k == 0 or values.shape[0] == 0:
+        return out
+    x = np.ascontiguousarray(values.T)[:, groups.order]  # (k, n), by slot
+    finite = np.isfinite(x)
+    complete = bool(finite.all())
+    if not complete:
+        x = np.where(finite, x, 0.0)  # any finite stand-in: its terms are zeroed below
+    references = [d.reference for d in detectors]
+    clips = np.asarray([r.get("clip", (-np.inf, np.inf)) for r in references], dtype=np.float64)
+    if np.isfinite(clips).any():  # (clipping to ±inf leaves a finite value as it is)
+        x = np.clip(x, clips[:, :1], clips[:, 1:])
+    means = np.asarray([[r["mean"]] for r in references], dtype=np.float64)
+    stds = np.asarray([[r["std"]] for r in references], dtype=np.float64)
+    z = (x - means) / stds
+    total = np.rint(z * _FIXED).astype(np.int64)
+    squares = np.rint(z**2 * _FIXED).astype(np.int64)
+    if not complete:
+        total[~finite] = 0
+        squares[~finite] = 0
+    out[:, groups.used, 0] = np.add.reduceat(finite.astype(np.int64), groups.starts, axis=1)
+    out[:, groups.used, 1] = np.add.reduceat(total, groups.starts, axis=1)
+    out[:, groups.used, 2] = np.add.reduceat(squares, groups.starts, axis=1)
+    return out
 
 
 class CalibratedCusum:
@@ -321,35 +394,35 @@ class CalibratedCusum:
         """Length of a :meth:`slice_sums` row: 3 for numeric columns, the vocabulary size otherwise."""
         return 3 if self.kind == "numeric" else len(self.reference["probabilities"])
 
-    def slice_sums(self, values: Any, slots: npt.ArrayLike, n_slots: int) -> npt.NDArray[np.int64]:
+    def slice_sums(
+        self, values: Any, slots: npt.ArrayLike, n_slots: int, groups: SliceGroups | None = None
+    ) -> npt.NDArray[np.int64]:
         """Exact, mergeable sufficient statistics of the values per slot (event-time slice).
 
         Numeric rows are ``[n, Σ round(z·2^20), Σ round(z²·2^20)]`` of the present values
         standardised against the reference (``z = (clip(x) − μ)/σ``); categorical rows are
         the counts per reference category. Integers, so that merging slices from any
         partitions in any order gives the same bucket statistics bit for bit.
+
+        ``groups`` (:meth:`SliceGroups.of` the same ``slots``) lets the columns of one batch
+        share the grouping by slot instead of sorting the slots once per column.
         """
-        slot = np.asarray(slots, dtype=np.int64)
-        present, positions, _ = self._present(values)
-        where = slot[positions]
-        out = np.zeros((n_slots, self.n_sums), dtype=np.int64)
-        if present.size == 0:
-            return out
+        if groups is None:
+            groups = SliceGroups.of(slots, n_slots)
         if self.kind == "categorical":
-            k = self.n_sums
-            flat = np.bincount(where * k + present.astype(np.int64), minlength=n_slots * k)
-            return flat.reshape(n_slots, k).astype(np.int64)
-        ref = self.reference
-        x = np.clip(present, ref["clip"][0], ref["clip"][1]) if "clip" in ref else present
-        z = (x - ref["mean"]) / ref["std"]
-        order = np.argsort(where, kind="stable")
-        sorted_slots = where[order]
-        starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
-        used = sorted_slots[starts]
-        out[used, 0] = np.diff(np.r_[starts, sorted_slots.size])
-        out[used, 1] = np.add.reduceat(np.rint(z[order] * _FIXED).astype(np.int64), starts)
-        out[used, 2] = np.add.reduceat(np.rint(z[order] ** 2 * _FIXED).astype(np.int64), starts)
-        return out
+            return self._category_sums(values, groups)
+        column = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64).ravel()
+        sums: npt.NDArray[np.int64] = numeric_slice_sums([self], column[:, None], groups)[0]
+        return sums
+
+    def _category_sums(self, values: Any, groups: SliceGroups) -> npt.NDArray[np.int64]:
+        """Counts per slot and reference category (values outside the vocabulary are skipped)."""
+        k = self.n_sums
+        present, positions, _ = self._present(values)
+        if present.size == 0:
+            return np.zeros((groups.n_slots, k), dtype=np.int64)
+        flat = np.bincount(groups.slots[positions] * k + present.astype(np.int64), minlength=groups.n_slots * k)
+        return flat.reshape(groups.n_slots, k).astype(np.int64)
 
     def statistics_from_sums(self, sums: Sequence[int]) -> list[float]:
         """The standardised statistics row of a bucket summarised by merged :meth:`slice_sums`.

@@ -112,8 +112,13 @@ def test_orphan_outcomes_expire_to_the_dead_letter_and_lapsed_predictions_lower_
     later = [
         orjson.dumps({"event_id": f"q{i}", "model_id": "m", "timestamp": 9_000.0 + i, "features": {"x": 0.0}})
         for i in range(3)
-    ]  # event time moves past the 30 min horizon
-    batches = [([*predictions, ghost], [False] * 120 + [True]), (outcomes, [True] * 60), (later, [False] * 3)]
+    ]  # event time moves past the 30 min horizon, on both topics: the join's clock is the slower one
+    later_outcome = orjson.dumps({"prediction_id": "q0", "model_id": "m", "timestamp": 9_001.0, "label": 1})
+    batches = [
+        ([*predictions, ghost], [False] * 120 + [True]),
+        (outcomes, [True] * 60),
+        ([*later, later_outcome], [False] * 3 + [True]),
+    ]
     expired: list[bytes] = []
     reports = []
     offset = 0
