@@ -45,7 +45,7 @@ class RunningWorker:
     def spawn(self) -> None:
         """(Re)start the process with the same settings and instance id (after a crash)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper", "worker", "--config", str(self.config_path)],
+            [sys.executable, "-m", "watchkeeper", "worker", "--config", str(self.config_path), "--loglevel", "info"],
             env={**os.environ, **self.env},
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

@@ -114,11 +114,6 @@ def _committed(settings: Settings) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    reason="passed on 1ba9bc6 (twice); failed once on ee51b10 with different window statistics "
-    "after a kill: under investigation (see the closing note of the session)",
-    strict=False,
-)
 def test_five_sigkills_change_nothing(start_worker: Callable[..., RunningWorker]) -> None:
     config = loan_config()
     stream = loan_stream(200_000, seed=3)

@@ -50,7 +50,26 @@ def where(message: Message) -> tuple[str, int, int]:
 
 
 def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes, bytes]:
-    """The committed content of one changelog partition, read from the start to its end."""
+    """The committed content of one changelog partition, read from the start to its end.
+
+    The end is the partition's high watermark, not its last stable offset: a transaction
+    that the previous owner committed just before it left may not have its commit marker
+    written yet (the coordinator writes markers after answering), and a read-committed
+    consumer reports the end of the partition at the last stable offset. Stopping there
+    would restore a state without that transaction's records while its offsets are
+    already committed. So the read waits until every record below the high watermark
+    taken at the start is resolved (committed and read, or aborted and skipped).
+    """
+    tp = TopicPartition(topic, partition)
+    uncommitted = {"group.id": f"{settings.app_id}-restore", "isolation.level": "read_uncommitted"}
+    probe = Consumer({**settings.kafka_client_config(), **uncommitted})
+    try:
+        low, high = probe.get_watermark_offsets(tp, timeout=30)
+    finally:
+        probe.close()
+    state: dict[bytes, bytes] = {}
+    if high <= low:
+        return state  # empty: nothing to wait for
     consumer = Consumer(
         {
             **settings.kafka_client_config(),
@@ -61,19 +80,18 @@ def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes
             "fetch.max.bytes": 64 * 1024 * 1024,
         }
     )
-    state: dict[bytes, bytes] = {}
+    waiting_since = time.monotonic()
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-        if high <= low:
-            return state  # empty: nothing to wait for
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
         while True:
             for message in consumer.consume(num_messages=10_000, timeout=0.2):
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    if (message.offset() or 0) >= high:
                         return state
-                    raise KafkaException(error)
+                    continue  # at the last stable offset: a transaction below ``high`` is unresolved
                 key = message.key()
                 if key is None:
                     continue
@@ -82,6 +100,14 @@ def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes
                     state.pop(key, None)
                 else:
                     state[key] = value
+            if (consumer.position([tp])[0].offset or 0) >= high:
+                return state
+            if time.monotonic() - waiting_since > 60:
+                log.warning(
+                    "restore waits for an open transaction on the changelog",
+                    extra={"topic": topic, "partition": partition, "end": high},
+                )
+                waiting_since = time.monotonic()
     finally:
         consumer.close()
 
