@@ -6,12 +6,13 @@ ones, the event count, the latest event time and the model versions seen. Models
 learning their reference get raw column samples instead.
 
 The work per event is a few C-level passes over the decoded dicts (one ``itemgetter`` per
-event for all numeric features, one per categorical column) that build the batch's
-columns: a float64 matrix of the numeric ones and the raw values of the categorical ones
-(:class:`ColumnValues`). Everything after that is numpy over whole columns: one
-``searchsorted`` per numeric column and one ``bincount`` for all numeric columns and
-windows, one dict-lookup encoding and one ``bincount`` per categorical column, integer
-codes for the model versions, one sort by CUSUM slice shared by all columns.
+event for all feature columns, one for the prediction's score and label) that build the
+batch's columns: a float64 matrix of the numeric ones and the raw values of the
+categorical ones (:class:`ColumnValues`). Everything after that is numpy over whole
+columns: a branch-free table search for the bins of all numeric columns at once and one
+``bincount`` for all numeric columns and windows; one dict-lookup encoding per categorical
+column (shared with its CUSUM when the encoders agree) and one ``bincount``; integer codes
+for the model versions; one sort by CUSUM slice shared by all columns.
 
 Partials are plain JSON-able dicts (see docs/architecture.md, "partials").
 """
@@ -47,6 +48,7 @@ __all__ = [
     "build_partials",
     "extract_columns",
     "field_values",
+    "groups_of",
     "key_groups",
     "model_groups",
     "pick",
@@ -63,7 +65,7 @@ __all__ = [
 PARTIAL_VERSION = 2
 _SAMPLE_TEXT = 200  # longest category text kept in a learning sample
 _NUMBER_TYPES = frozenset({float, int, bool})  # binned as numbers (bools as 0/1)
-_NO_VALUE = object()  # an event without the column (read as None)
+_READ_CHUNK = 128  # events whose values ColumnValues.from_events reads together
 
 
 def monitored_columns(config: ModelConfig) -> dict[str, str]:
@@ -124,13 +126,11 @@ def as_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(numbers, dtype=np.float64), invalid
 
 
-def _rows(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Any]:
-    """The mappings' values of ``names``, row after row (None where absent)."""
-    if not names:
-        return []
+def _picked(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Any]:
+    """Per mapping, the tuple of its values of ``names`` (the value itself for one name); None where absent."""
     pick = operator.itemgetter(*names)
     try:
-        picked = list(map(pick, mappings))
+        return list(map(pick, mappings))  # (one C pass, each mapping read once)
     except KeyError:  # some mapping lacks some name
         picked = []
         for mapping in mappings:
@@ -138,12 +138,20 @@ def _rows(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[A
                 picked.append(pick(mapping))
             except KeyError:
                 picked.append(tuple(map(mapping.get, names)) if len(names) > 1 else mapping.get(names[0]))
-    return list(itertools.chain.from_iterable(picked)) if len(names) > 1 else picked
+        return picked
+
+
+def _columns(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
+    """The mappings' values of each of ``names``, one sequence per name (None where absent)."""
+    if len(names) < 2:
+        return [_picked(mappings, names)] if names else []
+    rows = _picked(mappings, names)
+    return list(zip(*rows, strict=True)) if rows else [() for _ in names]
 
 
 def field_values(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     """Each mapping's value of ``name`` (None where absent)."""
-    return _rows(mappings, [name])
+    return _picked(mappings, [name])
 
 
 def nested(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
@@ -173,37 +181,62 @@ def _prediction_column(predictions: Sequence[Mapping[str, Any]], name: str) -> l
 class ColumnValues:
     """A batch's columns, in the binner's order: numbers of the numeric ones, values of the categorical ones."""
 
-    numeric: np.ndarray  # (n, F) float64; NaN: missing or not a number
+    numeric: np.ndarray  # (n, F) float64, any memory layout; NaN: missing or not a number
     invalid: np.ndarray  # (n, F) bool: present but not a number
-    categorical: list[list[Any]]  # per categorical column, its n values as sent
+    categorical: list[Sequence[Any]]  # per categorical column, its n values as sent
 
     @classmethod
     def from_events(cls, binner: ColumnBinner, events: Sequence[dict[str, Any]]) -> ColumnValues:
-        """Columns of decoded events: features by name, plus ``prediction.score`` / ``prediction.label``."""
-        features = nested(events, "features")
+        """Columns of decoded events: features by name, plus ``prediction.score`` / ``prediction.label``.
+
+        Read :data:`_READ_CHUNK` events at a time: each value is touched by a few passes (read
+        out of its dict, type-checked, converted), which find it in the CPU caches only when
+        the chunk is small (in a batch of 2000, reading this way costs about 2/3 as much).
+        """
+        if len(events) <= _READ_CHUNK:
+            return cls._from_chunk(binner, events)
+        return cls.concat(
+            [cls._from_chunk(binner, events[i : i + _READ_CHUNK]) for i in range(0, len(events), _READ_CHUNK)]
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[ColumnValues]) -> ColumnValues:
+        """The columns of consecutive chunks of events as one batch's."""
+        numeric = np.concatenate([p.numeric.T for p in parts], axis=1).T
+        invalid = np.concatenate([p.invalid.T for p in parts], axis=1).T
+        columns = zip(*(p.categorical for p in parts), strict=True)
+        categorical: list[Sequence[Any]] = [list(itertools.chain.from_iterable(c)) for c in columns]
+        return cls(numeric, invalid, categorical)
+
+    @classmethod
+    def _from_chunk(cls, binner: ColumnBinner, events: Sequence[dict[str, Any]]) -> ColumnValues:
+        """:meth:`from_events` of a few events: each event's features are read in one pass for all
+        columns, and the numeric matrix is built column by column (``numeric`` is the transpose
+        of a C-ordered (F, n) array).
+        """
         special = (PREDICTION_SCORE, PREDICTION_LABEL)
+        derived = _derives_multivariate(binner)  # (then its value is computed, not read)
+        numeric_read = [n for n in binner.numeric if n not in special and not (derived and n == MULTIVARIATE)]
+        categorical_read = [n for n in binner.categorical if n not in special]
+        read = _columns(nested(events, "features"), numeric_read + categorical_read)
         predictions = nested(events, "prediction") if set(special) & {*binner.numeric, *binner.categorical} else []
         n, width = len(events), len(binner.numeric)
-        derived = _derives_multivariate(binner)  # (then its value is computed, not read)
-        plain = [
-            j for j, name in enumerate(binner.numeric) if name not in special and not (derived and name == MULTIVARIATE)
-        ]
-        numbers, flagged = as_numbers(_rows(features, [binner.numeric[j] for j in plain]))
-        if len(plain) == width:
-            numeric, invalid = numbers.reshape(n, width), flagged.reshape(n, width)
+        numbers, flagged = as_numbers(list(itertools.chain.from_iterable(read[: len(numeric_read)])))
+        if len(numeric_read) == width:
+            numeric, invalid = numbers.reshape(width, n), flagged.reshape(width, n)
         else:
-            numeric = np.full((n, width), np.nan)
-            invalid = np.zeros((n, width), dtype=bool)
-            numeric[:, plain] = numbers.reshape(n, len(plain))
-            invalid[:, plain] = flagged.reshape(n, len(plain))
+            numeric = np.full((width, n), np.nan)
+            invalid = np.zeros((width, n), dtype=bool)
+            rows = [binner.numeric.index(name) for name in numeric_read]
+            numeric[rows], invalid[rows] = numbers.reshape(-1, n), flagged.reshape(-1, n)
             for j, name in enumerate(binner.numeric):
                 if name in special:
-                    numeric[:, j], invalid[:, j] = as_numbers(_prediction_column(predictions, name))
+                    numeric[j], invalid[j] = as_numbers(_prediction_column(predictions, name))
+        by_name = dict(zip(categorical_read, read[len(numeric_read) :], strict=True))
         categorical = [
-            _prediction_column(predictions, name) if name in special else field_values(features, name)
-            for name in binner.categorical
+            _prediction_column(predictions, name) if name in special else by_name[name] for name in binner.categorical
         ]
-        return cls(numeric, invalid, categorical)
+        return cls(numeric.T, invalid.T, categorical)
 
     @classmethod
     def from_matrix(cls, binner: ColumnBinner, matrix: np.ndarray) -> ColumnValues:
@@ -227,7 +260,7 @@ def _add_multivariate(binner: ColumnBinner, columns: ColumnValues) -> None:
         return
     inputs = [binner.numeric.index(name) for name in pca.names]
     column = binner.numeric.index(MULTIVARIATE)
-    columns.numeric[:, column] = pca.errors(columns.numeric[:, inputs])
+    columns.numeric[:, column] = pca.errors(np.ascontiguousarray(columns.numeric)[:, inputs])  # (same layout as ever)
     columns.invalid[:, column] = False
 
 
@@ -261,6 +294,17 @@ class ColumnBinner:
             if (state := calibrated_detector(column)) is not None and name in columns and name not in quiet
         }
         return cls(numeric, categorical, edges, lengths, profile, detectors)
+
+    @cached_property
+    def shared_encoders(self) -> frozenset[str]:
+        """Categorical columns whose CUSUM encodes values exactly as the profile does (same encoder state)."""
+        return frozenset(
+            name
+            for name, detector in self.detectors.items()
+            if detector.kind == "categorical"
+            and isinstance(column := self.profile.columns.get(name), CategoricalProfile)
+            and detector.reference.get("encoder") == column.encoder.to_dict()
+        )
 
     @cached_property
     def _searches(self) -> tuple[tuple[np.ndarray, ...], _CellSearch | None, list[int]]:
@@ -412,6 +456,8 @@ def key_groups(keys: Sequence[Hashable], ordered: bool = False) -> tuple[list[An
     positions of ``distinct[k]`` in ascending order.
     """
     distinct: list[Any] = list(dict.fromkeys(keys))
+    if len(distinct) == 1:  # (the usual batch: one model, ...)
+        return distinct, np.arange(len(keys)), np.zeros(1, dtype=np.intp)
     if ordered:
         distinct.sort()
     lookup = {key: k for k, key in enumerate(distinct)}
@@ -435,7 +481,11 @@ def reduce_by_key(
 
 def model_groups(events: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray | None]:
     """Positions of each model's events, by model id in sorted order (None: all of them)."""
-    model_ids = list(map(operator.itemgetter("model_id"), events))
+    return groups_of(list(map(operator.itemgetter("model_id"), events)))
+
+
+def groups_of(model_ids: Sequence[str]) -> dict[str, np.ndarray | None]:
+    """:func:`model_groups` of events with these model ids."""
     distinct, order, starts = key_groups(model_ids, ordered=True)
     if len(distinct) == 1:
         return {distinct[0]: None}
@@ -457,20 +507,25 @@ def _source_ranges(sources: Sequence[str], offsets: np.ndarray) -> dict[str, lis
     return {name: [int(low), int(high)] for name, low, high in zip(names, lows, highs, strict=True)}
 
 
-def _version_names(events: Sequence[dict[str, Any]]) -> list[Any]:
-    """Each event's model version as sent ("unversioned" when there is none); :func:`_versions` names them."""
-    return [e.get("model_version") or "unversioned" for e in events]
+def _version_names(events: Sequence[dict[str, Any]]) -> list[str]:
+    """Each event's model version as text ("unversioned" when there is none), as learning samples carry it."""
+    return [str(e.get("model_version") or "unversioned") for e in events]
 
 
 def _versions(names: Sequence[Any], windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
-    """Events per model version (``str(name)`` as numpy unicode: trailing NULs dropped) per window, by name."""
+    """Events per model version per window, by name.
+
+    ``names`` are the versions as sent (None or empty: "unversioned"); a version is named
+    ``str(version)`` as numpy unicode, which drops trailing NULs. Only the distinct
+    versions are named: each event gets an integer code.
+    """
     distinct = list(dict.fromkeys(names))
-    if not all(type(name) is str for name in distinct):  # e.g. 1 and True are one dict key but not one name
-        names = [str(name) for name in names]
+    if not all(type(name) is str or name is None for name in distinct):  # (1 and True: one key, two names)
+        names = [str(name or "unversioned") for name in names]
         distinct = list(dict.fromkeys(names))
-    normal = {name: str(name).rstrip("\x00") for name in distinct}
-    ordered = sorted(set(normal.values()))
-    position = {name: ordered.index(text) for name, text in normal.items()}
+    text = {name: str(name or "unversioned").rstrip("\x00") for name in distinct}
+    ordered = sorted(set(text.values()))
+    position = {name: ordered.index(named) for name, named in text.items()}
     codes = np.fromiter(map(position.__getitem__, names), np.int64, count=len(names))
     k = len(ordered)
     counts = np.bincount(windows * k + codes, minlength=n_windows * k).reshape(n_windows, k).tolist()
@@ -482,26 +537,35 @@ def slice_indices(times: np.ndarray, config: ModelConfig) -> np.ndarray:
     return np.floor(times * (config.drift.slices_per_window / config.window.size)).astype(np.int64)
 
 
-def _slice_rows(binner: ColumnBinner, columns: ColumnValues, slices: np.ndarray) -> dict[str, dict[str, list[int]]]:
-    """CUSUM sufficient statistics per event-time slice and column (exact integers)."""
+def _slice_rows(
+    binner: ColumnBinner, columns: ColumnValues, codes: Sequence[np.ndarray], slices: np.ndarray
+) -> dict[str, dict[str, list[int]]]:
+    """CUSUM sufficient statistics per event-time slice and column (exact integers).
+
+    ``codes`` are the categorical columns encoded by their profile's encoder: a detector
+    with the same encoder counts them as they are.
+    """
     if not binner.detectors or slices.size == 0:
         return {}
     unique, slots = np.unique(slices, return_inverse=True)
     groups = SliceGroups.of(slots.ravel(), len(unique))
     numeric = [name for name, d in binner.detectors.items() if d.kind == "numeric" and name in binner.numeric]
-    positions = [binner.numeric.index(name) for name in numeric]
-    together = numeric_slice_sums([binner.detectors[name] for name in numeric], columns.numeric[:, positions], groups)
+    rows = columns.numeric.T[[binner.numeric.index(name) for name in numeric]]
+    together = numeric_slice_sums([binner.detectors[name] for name in numeric], rows, groups)
     sums = dict(zip(numeric, together.tolist(), strict=True))
     for name, detector in binner.detectors.items():
         if name not in sums:
-            values = columns.categorical[binner.categorical.index(name)]
-            sums[name] = detector.slice_sums(values, groups.slots, groups.n_slots, groups).tolist()
+            k = binner.categorical.index(name)
+            same = codes[k] if name in binner.shared_encoders else None
+            sums[name] = detector.slice_sums(
+                columns.categorical[k], groups.slots, groups.n_slots, groups, same
+            ).tolist()
     keys = [str(k) for k in unique.tolist()]
-    rows: dict[str, dict[str, list[int]]] = {key: {} for key in keys}
+    out: dict[str, dict[str, list[int]]] = {key: {} for key in keys}
     for name in binner.detectors:  # (in the detectors' order)
         for key, row in zip(keys, sums[name], strict=True):
-            rows[key][name] = row
-    return rows
+            out[key][name] = row
+    return out
 
 
 # -- window entries ------------------------------------------------------------------------
@@ -513,15 +577,26 @@ def _invalid_counts(invalid: np.ndarray, windows: np.ndarray, n_windows: int) ->
     return flat.reshape(n_windows, n_columns)
 
 
-def _category_counts(binner: ColumnBinner, columns: ColumnValues, windows: np.ndarray, n_windows: int) -> list[Any]:
-    """Per categorical column, (n_windows × [vocab..., UNSEEN, MISSING]) counts as lists."""
+def _category_codes(binner: ColumnBinner, columns: ColumnValues) -> list[np.ndarray]:
+    """Each categorical column encoded by its profile's encoder: ``[vocab..., UNSEEN, MISSING]`` codes."""
     out = []
     for name, values in zip(binner.categorical, columns.categorical, strict=True):
         column = binner.profile.columns[name]
         assert isinstance(column, CategoricalProfile)
+        out.append(column.encoder.encode(values))
+    return out
+
+
+def _category_counts(
+    binner: ColumnBinner, codes: Sequence[np.ndarray], windows: np.ndarray, n_windows: int
+) -> list[Any]:
+    """Per categorical column, (n_windows × [vocab..., UNSEEN, MISSING]) counts as lists."""
+    out = []
+    for name, column_codes in zip(binner.categorical, codes, strict=True):
+        column = binner.profile.columns[name]
+        assert isinstance(column, CategoricalProfile)
         k = len(column.encoder.vocabulary) + 2
-        codes = column.encoder.encode(values)
-        out.append(np.bincount(windows * k + codes, minlength=n_windows * k).reshape(n_windows, k).tolist())
+        out.append(np.bincount(windows * k + column_codes, minlength=n_windows * k).reshape(n_windows, k).tolist())
     return out
 
 
@@ -532,10 +607,11 @@ def column_stats(
     starts, windows = _window_groups(times, config.window.size)
     n_windows = len(starts)
     _add_multivariate(binner, columns)
-    sequential = _slice_rows(binner, columns, slice_indices(times, config))
+    codes = _category_codes(binner, columns)
+    sequential = _slice_rows(binner, columns, codes, slice_indices(times, config))
     fine = binner.fine_counts(columns.numeric, windows, n_windows)
     invalid = _invalid_counts(columns.invalid, windows, n_windows).tolist()
-    categorical = _category_counts(binner, columns, windows, n_windows)
+    categorical = _category_counts(binner, codes, windows, n_windows)
     version_counts = _versions(versions, windows, n_windows)
     order, first = _segments(windows, n_windows)
     sizes = np.bincount(windows, minlength=n_windows).tolist()
@@ -595,7 +671,7 @@ def _sample_windows(
     """Raw column values, times and versions, for a model that learns its reference."""
     names = list(columns)
     matrix = extract_columns(events, names)
-    versions = np.asarray([str(name) for name in _version_names(events)], dtype=object)
+    versions = np.asarray(_version_names(events), dtype=object)
     ids = np.asarray([str(e.get("prediction_id") or e["event_id"]) for e in events], dtype=object)
     starts, windows = _window_groups(times, size)
     result = []
@@ -642,18 +718,20 @@ def build_partials(
     partials = []
     for model_id, index in (model_groups(events) if groups is None else groups).items():
         config, binner = models[model_id]
-        selected = pick(events, index)
         selected_times = times if index is None else times[index]
         ranges = _source_ranges(pick(sources, index), offsets if index is None else offsets[index])
         slices: dict[str, dict[str, list[int]]] = {}
         if binner is None:
             kind = "sample"
+            selected = pick(events, index)
             windows = _sample_windows(monitored_columns(config), selected, selected_times, config.window.size)
             profile_id = None
         else:
             kind = "stats"
+            selected = pick(events, index)
             columns = ColumnValues.from_events(binner, selected)
-            windows, slices = column_stats(binner, columns, _version_names(selected), selected_times, config)
+            versions = field_values(selected, "model_version")
+            windows, slices = column_stats(binner, columns, versions, selected_times, config)
             profile_id = binner.profile.reference_id
         partials.append(
             {

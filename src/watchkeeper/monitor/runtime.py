@@ -34,7 +34,7 @@ from watchkeeper.monitor.partials import (
     PARTIAL_VERSION,
     ColumnBinner,
     build_partials,
-    model_groups,
+    groups_of,
     monitored_columns,
     pick,
     reduce_by_key,
@@ -183,7 +183,8 @@ class MonitorRuntime:
         o_index = [where_o[i] for i in outcomes.indices]
         p_sources = [sources[i] for i in p_index]
         all_offsets = np.asarray(offsets, dtype=np.int64)
-        groups = model_groups(predictions.events)
+        model_ids = list(map(itemgetter("model_id"), predictions.events))
+        groups = groups_of(model_ids)
         models = {m: (self.models[m], self.binner(m)) for m in groups}
         partials = build_partials(
             predictions.events,
@@ -195,7 +196,7 @@ class MonitorRuntime:
         )
         by_model = {p["model_id"]: p for p in partials}
         result = Stage1Result(partials, rejected)
-        self._track_times(predictions, p_sources, wall_clock)
+        self._track_times(predictions, p_sources, wall_clock, model_ids)
         for model_id, partial in by_model.items():
             config, index = self.models[model_id], groups[model_id]
             selected = pick(predictions.events, index) if uses_labels(config) else []
@@ -221,9 +222,20 @@ class MonitorRuntime:
         result.partials = list(by_model.values())
         return result
 
-    def _track_times(self, batch: ParsedBatch, sources: Sequence[str], wall_clock: float | None) -> None:
-        """Latest event time per (model, prediction source) of the batch, and that the source is not idle."""
-        keys = list(zip(map(itemgetter("model_id"), batch.events), sources, strict=True))
+    def _track_times(
+        self,
+        batch: ParsedBatch,
+        sources: Sequence[str],
+        wall_clock: float | None,
+        model_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Latest event time per (model, prediction source) of the batch, and that the source is not idle.
+
+        ``model_ids`` are those of the batch's events, if the caller has them.
+        """
+        if model_ids is None:
+            model_ids = list(map(itemgetter("model_id"), batch.events))
+        keys = list(zip(model_ids, sources, strict=True))
         for key, time in reduce_by_key(keys, batch.times, np.fmax).items():  # (keys in order of appearance)
             if time > self.watermarks.get(key, float("-inf")):
                 self.watermarks[key] = time

@@ -161,7 +161,7 @@ def numeric_slice_sums(
 ) -> npt.NDArray[np.int64]:
     """:meth:`CalibratedCusum.slice_sums` of several numeric detectors at once: ``(k, n_slots, 3)``.
 
-    ``values`` is ``(n, k)``: column i for ``detectors[i]``. Rows ``[n, Σ round(z·2^20),
+    ``values`` is ``(k, n)``: row i for ``detectors[i]``. Rows ``[n, Σ round(z·2^20),
     Σ round(z²·2^20)]`` of the finite values per slot. The batch is summed in slot order with
     the missing values contributing zeros: the sums are of int64s, whose addition is exact
     and associative (wrapping included), so they equal sums over the present values alone
@@ -169,9 +169,9 @@ def numeric_slice_sums(
     """
     k = len(detectors)
     out = np.zeros((k, groups.n_slots, 3), dtype=np.int64)
-    if k == 0 or values.shape[0] == 0:
+    if k == 0 or values.shape[1] == 0:
         return out
-    x = np.ascontiguousarray(values.T)[:, groups.order]  # (k, n), by slot
+    x = np.ascontiguousarray(values)[:, groups.order]  # by slot
     finite = np.isfinite(x)
     complete = bool(finite.all())
     if not complete:
@@ -395,7 +395,12 @@ class CalibratedCusum:
         return 3 if self.kind == "numeric" else len(self.reference["probabilities"])
 
     def slice_sums(
-        self, values: Any, slots: npt.ArrayLike, n_slots: int, groups: SliceGroups | None = None
+        self,
+        values: Any,
+        slots: npt.ArrayLike,
+        n_slots: int,
+        groups: SliceGroups | None = None,
+        codes: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.int64]:
         """Exact, mergeable sufficient statistics of the values per slot (event-time slice).
 
@@ -405,20 +410,28 @@ class CalibratedCusum:
         partitions in any order gives the same bucket statistics bit for bit.
 
         ``groups`` (:meth:`SliceGroups.of` the same ``slots``) lets the columns of one batch
-        share the grouping by slot instead of sorting the slots once per column.
+        share the grouping by slot instead of sorting the slots once per column; ``codes``
+        (categorical: the values encoded by an encoder equal to this detector's) spares
+        encoding them again.
         """
         if groups is None:
             groups = SliceGroups.of(slots, n_slots)
         if self.kind == "categorical":
-            return self._category_sums(values, groups)
+            return self._category_sums(values, groups, codes)
         column = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64).ravel()
-        sums: npt.NDArray[np.int64] = numeric_slice_sums([self], column[:, None], groups)[0]
+        sums: npt.NDArray[np.int64] = numeric_slice_sums([self], column[None, :], groups)[0]
         return sums
 
-    def _category_sums(self, values: Any, groups: SliceGroups) -> npt.NDArray[np.int64]:
+    def _category_sums(
+        self, values: Any, groups: SliceGroups, codes: npt.NDArray[np.int64] | None
+    ) -> npt.NDArray[np.int64]:
         """Counts per slot and reference category (values outside the vocabulary are skipped)."""
         k = self.n_sums
-        present, positions, _ = self._present(values)
+        if codes is None:
+            present, positions, _ = self._present(values)
+        else:
+            positions = np.flatnonzero(codes < k)
+            present = codes[positions]
         if present.size == 0:
             return np.zeros((groups.n_slots, k), dtype=np.int64)
         flat = np.bincount(groups.slots[positions] * k + present.astype(np.int64), minlength=groups.n_slots * k)

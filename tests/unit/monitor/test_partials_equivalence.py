@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import orjson
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from watchkeeper.config import ModelConfig, parse_config
+from watchkeeper.monitor import partials
 from watchkeeper.monitor.labels import new_classification, prediction_entries
 from watchkeeper.monitor.partials import PARTIAL_VERSION, ColumnBinner, build_partials, monitored_columns
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, CategoricalProfile, ReferenceProfile
@@ -35,7 +37,14 @@ from watchkeeper.stats.histogram import bin_counts
 from watchkeeper.stats.sequential import SliceGroups, numeric_slice_sums
 
 T0 = 1_700_000_000.0
-FEATURES = {"x": "numeric", "k": "numeric", "tail": "numeric", "c": "categorical", "d": "categorical"}
+FEATURES = {
+    "x": "numeric",
+    "k": "numeric",
+    "tail": "numeric",
+    "c": "categorical",
+    "d": "categorical",
+    "many": "categorical",
+}
 MODELS = {
     "models": [
         {"model_id": "m1", "features": FEATURES, "window": {"size": "10s"}},
@@ -62,6 +71,7 @@ def _profile(model_id: str, seed: int) -> ReferenceProfile:
         "tail": ("numeric", np.exp(rng.normal(size=400) * 4)),
         "c": ("categorical", list(rng.choice(["a", "b", "c"], 400, p=[0.6, 0.3, 0.1]))),
         "d": ("categorical", [*rng.choice(["u", "v"], 390), *[f"rare{i}" for i in range(10)]]),
+        "many": ("categorical", [f"k{i}" for i in rng.integers(0, 25, 400)]),  # the CUSUM keeps 20 of them
         PREDICTION_SCORE: ("numeric", rng.uniform(size=400)),
         PREDICTION_LABEL: ("categorical", [str(v) for v in rng.integers(0, 2, 400)]),
     }
@@ -99,7 +109,7 @@ numbers = st.one_of(
     st.floats(0, 1e6),
 )
 categories = st.one_of(
-    st.sampled_from(["a", "b", "c", "u", "v", "rare3", "zz", "a\x00", "", OTHER]),
+    st.sampled_from(["a", "b", "c", "u", "v", "rare3", "zz", "a\x00", "", OTHER, "k3", "k17", "k24"]),
     st.integers(0, 2),
     st.booleans(),
     st.none(),
@@ -296,13 +306,14 @@ def _bytes(value: Any) -> bytes:
 
 # -- tests ------------------------------------------------------------------------------------
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches, st.data())
-def test_partials_equal_the_per_event_reference(batch: list[dict[str, Any]], data: st.DataObject) -> None:
+@given(batches, st.data(), st.sampled_from([128, 1, 7]))
+def test_partials_equal_the_per_event_reference(batch: list[dict[str, Any]], data: st.DataObject, chunk: int) -> None:
     sources = [data.draw(st.sampled_from(["in:0", "in:1", "in:2"])) for _ in batch]
     offsets = data.draw(st.lists(st.integers(0, 10**9), min_size=len(batch), max_size=len(batch), unique=True))
     times = np.asarray([e["timestamp"] for e in batch], dtype=np.float64)
     models = {m: (CONFIGS[m], BINNERS[m]) for m in CONFIGS}
-    built = build_partials(batch, times, sources, np.asarray(offsets, dtype=np.int64), models)
+    with mock.patch.object(partials, "_READ_CHUNK", chunk):  # columns read in chunks of any size
+        built = build_partials(batch, times, sources, np.asarray(offsets, dtype=np.int64), models)
     assert _bytes(built) == _bytes(reference_partials(batch, sources, offsets))
 
 
@@ -335,11 +346,12 @@ def test_fine_counts_equal_bin_counts_on_edges_neighbours_and_extremes(
             assert not counts[w, j, len(edges) + 1 : -1].any()  # the padding stays empty
 
 
-def test_both_search_strategies_are_exercised() -> None:
+def test_both_search_strategies_and_both_encodings_are_exercised() -> None:
     binner = BINNERS["m1"]
     assert binner is not None
     _, table, searched = binner._searches
     assert table is not None and searched == [binner.numeric.index("tail")]  # heavy tail: binary search
+    assert binner.shared_encoders == {"c", "d", PREDICTION_LABEL}  # "many": the CUSUM has its own vocabulary
 
 
 mixed = st.lists(
@@ -388,7 +400,7 @@ def test_numeric_slice_sums_of_many_columns_equal_each_column_alone(
     detectors = [binner.detectors[name] for name in ("x", "k", PREDICTION_SCORE)]
     slots = np.random.default_rng(seed).integers(0, n_slots, size=len(values))
     groups = SliceGroups.of(slots, n_slots)
-    together = numeric_slice_sums(detectors, values, groups)
+    together = numeric_slice_sums(detectors, values.T, groups)
     for i, detector in enumerate(detectors):
         alone = detector.slice_sums(values[:, i], slots, n_slots)
         assert together[i].tolist() == alone.tolist()
