@@ -179,7 +179,9 @@ class ClassificationAggregate:
             y_true: true class indices, `MISSING` (-1) where the outcome is unknown.
             y_pred: predicted class indices.
             scores: binary: positive-class probability per row, shape (n,); multiclass:
-                probabilities, shape (n, k), columns aligned to `classes`. Values in [0, 1].
+                probabilities, shape (n, k), columns aligned to `classes`. Values in [0, 1];
+                NaN (in any column) for a row that came without a score: it counts in the
+                confusion matrix but not in the score-based metrics (log-loss, Brier, bins).
             late: the rows are outcomes of predictions already added with y_true = MISSING
                 (possibly to another partial of the window): they move from unlabelled to
                 labelled and `n` does not change. A partial may then hold negative
@@ -198,16 +200,18 @@ class ClassificationAggregate:
             expected = (yt.size,) if self.is_binary else (yt.size, k)
             if p.shape != expected:
                 raise ValueError(f"scores has shape {p.shape}: expected {expected}")
-            if p.size and not (np.isfinite(p).all() and p.min() >= 0.0 and p.max() <= 1.0):
-                bad = float(p[~((p >= 0.0) & (p <= 1.0))][0])
-                raise ValueError(f"scores contains {bad!r}: expected probabilities in [0, 1]")
+            given = p[~np.isnan(p)]
+            if given.size and not (given.min() >= 0.0 and given.max() <= 1.0):  # (also catches ±inf)
+                bad = float(given[~((given >= 0.0) & (given <= 1.0))][0])
+                raise ValueError(f"scores contains {bad!r}: expected probabilities in [0, 1] (NaN: no score)")
         if late:
             self.unlabeled -= np.bincount(yp, minlength=k)
         self.unlabeled += np.bincount(yp[~labeled], minlength=k)
         self.confusion += np.bincount(yt[labeled] * k + yp[labeled], minlength=k * k).reshape(k, k)
         if p is None:
             return
-        p, yt = p[labeled], yt[labeled]
+        scored = labeled & ~np.isnan(p if p.ndim == 1 else p.sum(axis=1))
+        p, yt = p[scored], yt[scored]
         self.n_scored += int(yt.size)
         if self.is_binary:
             pos = yt == 1

@@ -119,6 +119,25 @@ def test_binary_matches_sklearn(data: tuple[Any, ...]) -> None:
 
 
 @SETTINGS
+@given(binary_data(), st.data())
+def test_rows_without_a_score_count_in_labels_but_not_in_score_metrics(data: tuple[Any, ...], d: Any) -> None:
+    """A prediction sent with a label and no score (NaN) is still a labelled prediction."""
+    y, y_pred, s = data
+    unscored = d.draw(hnp.arrays(np.bool_, y.size))
+    agg = ClassificationAggregate(["neg", "pos"], score_bins=100)
+    agg.update(y, y_pred, np.where(unscored, np.nan, s))
+    m = agg.compute()
+    check_label_metrics(m, y, y_pred, 2)
+    assert m.n_labeled == y.size and m.n_scored == int((~unscored).sum())
+    if unscored.all():
+        assert m.log_loss is None and m.brier_score is None
+    else:
+        keep = ~unscored
+        assert close(m.log_loss, log_loss(y[keep], s[keep], labels=[0, 1]))
+        assert close(m.brier_score, brier_score_loss(y[keep], s[keep], pos_label=1))
+
+
+@SETTINGS
 @given(binary_data(discrete=True), st.sampled_from([20, 40, 100]))
 def test_binned_auc_is_exact_on_bin_edges(data: tuple[Any, ...], bins: int) -> None:
     y, y_pred, s = data
@@ -294,7 +313,7 @@ def test_encode_labels() -> None:
         ({"y_true": [0, 1], "y_pred": [0]}, "y_pred has length 1"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "scores": [0.5]}, "scores has shape"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "scores": [0.5, 1.5]}, "scores contains 1.5"),
-        ({"y_true": [0, 1], "y_pred": [0, 1], "scores": [0.5, np.nan]}, "scores contains nan"),
+        ({"y_true": [0, 1], "y_pred": [0, 1], "scores": [0.5, np.inf]}, "scores contains inf"),
     ],
 )
 def test_update_errors_name_argument_and_value(kwargs: dict[str, Any], match: str) -> None:

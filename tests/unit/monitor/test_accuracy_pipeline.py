@@ -142,3 +142,24 @@ def test_events_far_ahead_of_the_worker_clock_are_rejected_not_windowed() -> Non
     assert [r.index for r in result.rejected] == [1]
     assert "ahead of the worker's clock" in result.rejected[0].reason
     assert sum(w["n"] for p in result.partials for w in p["windows"]) == 1
+
+
+def test_a_binary_prediction_without_a_score_is_labelled_not_a_failed_batch() -> None:
+    """One prediction with a label and no score must not stop the batch it is in (it did)."""
+    lines, truth = _stream(3, 800)
+    unscored = {"event_id": "no-score", "model_id": "m", "timestamp": 1_010.0, "features": {"x": 0.1}}
+    lines = [
+        *lines[:20],
+        orjson.dumps({**unscored, "prediction": {"label": 1}}),
+        orjson.dumps({"prediction_id": "no-score", "model_id": "m", "timestamp": 1_011.0, "label": 0}),
+        *lines[20:],
+    ]
+    outputs = [o for out, _, _ in replay_lines(MonitorRuntime(_config()), lines, batch_size=100) for o in out]
+    finals = {o.report.window_start: o.report for o in outputs if isinstance(o, LabelsEvaluated) and o.report.final}
+    report = finals[960.0]
+    rows = truth[960.0]
+    assert report.n_labeled == len(rows) + 1  # counted as a labelled (wrong) prediction
+    pred, score, label = (np.asarray(c) for c in zip(*rows, strict=True))
+    got = report.accuracy.metrics  # type: ignore[union-attr]
+    assert got["accuracy"] == pytest.approx(metrics.accuracy_score([*label, 0], [*pred, 1]), abs=1e-9)
+    assert got["brier"] == pytest.approx(metrics.brier_score_loss(label, score), abs=1e-9)  # scored rows only
