@@ -10,7 +10,7 @@ batch), the candidates taking turns batch by batch, ``--repeat`` passes each:
   (c') orjson + numpy-mask checks: a sketch of the alternative decoder (the valid-event
       checks only, vectorised per column; no rejection reasons), to choose between the two;
   (d) parse + ``object_matrix`` + ``as_float`` for the 22 feature columns, what
-      ``partials.extract_columns`` / ``_stats_windows`` do next, for (b) and (c).
+      ``columns.extract_columns`` / ``partials.stats_windows`` do next, for (b) and (c).
 
 Events: 20 numeric N(0, 1) features and 2 categorical ones, score and label, one
 attribute, RFC 3339 timestamps (~890 bytes of JSON each). Three variants: all valid; 5 %

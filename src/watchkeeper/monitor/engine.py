@@ -24,7 +24,7 @@ Verdicts are a function of the events' contents and timestamps only:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,18 +32,21 @@ from watchkeeper import __version__
 from watchkeeper.config import ModelConfig
 from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deterministic_id
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
+from watchkeeper.monitor.binning import ColumnBinner
+from watchkeeper.monitor.columns import monitored_columns
 from watchkeeper.monitor.concept_drift import ErrorStreamDetector
 from watchkeeper.monitor.data_quality import data_quality_evaluations
 from watchkeeper.monitor.drift import DriftReport, drift_evaluation, evaluate_drift
 from watchkeeper.monitor.label_windows import LabelReport, LabelWindows
 from watchkeeper.monitor.labels import uses_labels
 from watchkeeper.monitor.learning import ReferenceLearner
-from watchkeeper.monitor.partials import ColumnBinner, monitored_columns, stats_from_samples
+from watchkeeper.monitor.partials import stats_from_samples
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.records import RecordWriter, decode_record
 from watchkeeper.monitor.retraining import RetrainingPlanner
 from watchkeeper.monitor.sequential_drift import SequentialDrift
 from watchkeeper.monitor.window import WindowAggregate
+from watchkeeper.monitor.wire import Partial, SampleEntry, Slices, StatsEntry
 
 __all__ = [
     "AlertRaised",
@@ -201,7 +204,7 @@ class ModelMonitor:
         """True when every source range of the partial is at or below what was applied."""
         return bool(sources) and all(last <= self.applied.get(src, -1) for src, (_, last) in sources.items())
 
-    def apply(self, partial: Mapping[str, Any]) -> list[Output]:
+    def apply(self, partial: Partial) -> list[Output]:
         """Merge one partial; returns what closing windows (by watermark) produced."""
         sources = partial.get("source", {})
         if self._already_applied(sources):
@@ -223,11 +226,11 @@ class ModelMonitor:
             self._merge(partial["windows"], partial.get("slices", {}))
         return outputs + self._close(self._limit()) + self._label_tick()
 
-    def _current(self, partial: Mapping[str, Any]) -> bool:
+    def _current(self, partial: Partial) -> bool:
         """Whether the partial was binned against this reference (else it cannot be merged)."""
         return self.profile is not None and partial.get("profile_id") == self.profile.reference_id
 
-    def _observe_watermarks(self, partial: Mapping[str, Any]) -> None:
+    def _observe_watermarks(self, partial: Partial) -> None:
         for src, event_time in partial.get("watermarks", {}).items():
             self.watermarks[src] = max(self.watermarks.get(src, float("-inf")), float(event_time))
         for src, idle in partial.get("idle", {}).items():
@@ -235,7 +238,7 @@ class ModelMonitor:
         if partial.get("partitions"):
             self.partitions = int(partial["partitions"])
 
-    def _add_samples(self, entries: list[dict[str, Any]]) -> None:
+    def _add_samples(self, entries: Sequence[SampleEntry]) -> None:
         if self.learner is not None:
             for entry in entries:
                 if self.closed_until is not None and float(entry["start"]) < self.closed_until:
@@ -246,7 +249,7 @@ class ModelMonitor:
             windows, slices = stats_from_samples(self.binner, entries, self.config)
             self._merge(windows, slices)
 
-    def _merge(self, entries: list[dict[str, Any]], slices: Mapping[str, Any]) -> None:
+    def _merge(self, entries: Sequence[StatsEntry], slices: Slices) -> None:
         for entry in entries:
             start = float(entry["start"])
             if self.closed_until is not None and start < self.closed_until:
@@ -257,7 +260,7 @@ class ModelMonitor:
         if self.sequential is not None and slices:
             self.sequential.add_slices(slices)
 
-    def _error_stream(self, partial: Mapping[str, Any]) -> list[Output]:
+    def _error_stream(self, partial: Partial) -> list[Output]:
         """Concept drift verdicts from the 0/1 errors, attributed to the open drift window."""
         starts = [float(e["start"]) for e in partial.get("labels", ())] + list(self.windows)
         start = self.closed_until if self.closed_until is not None else max(starts, default=0.0)
@@ -341,8 +344,9 @@ class ModelMonitor:
         pending = self.learner.open_windows()
         self.learner.clear()
         self.learner = None
-        for chunks in pending.values():
-            self._add_samples(chunks)
+        for chunks in pending.values():  # rows that came before the profile, binned now
+            if chunks:
+                self._merge(*stats_from_samples(self.binner, chunks, self.config))
         return [ProfileLearned(self.profile)]
 
     def _advance_sequential(self, limit: float) -> list[Output]:

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from watchkeeper.config import ModelConfig
+from watchkeeper.monitor.columns import field_values, nested
+from watchkeeper.monitor.grouping import pick, window_starts
 from watchkeeper.monitor.join import LabelledRow
-from watchkeeper.monitor.partials import field_values, nested, pick, window_starts
+from watchkeeper.monitor.wire import LabelEntry
 from watchkeeper.stats.cbpe import expected_confusion
 from watchkeeper.stats.classification import MISSING, ClassificationAggregate
 from watchkeeper.stats.delays import delay_counts
@@ -88,7 +90,7 @@ def _window_rows(starts: np.ndarray, usable: np.ndarray) -> list[tuple[float, np
 
 def prediction_entries(
     config: ModelConfig, events: Sequence[dict[str, Any]], times: np.ndarray
-) -> dict[float, dict[str, Any]]:
+) -> dict[float, LabelEntry]:
     """Unlabelled contributions of predictions, per window start (classification tasks)."""
     if not uses_labels(config) or config.task == "regression" or not events:
         return {}
@@ -101,13 +103,13 @@ def prediction_entries(
     if subjects and windows:  # each subject's group of every row used, in window order (a window is a slice)
         used = pick(nested(events, "attributes"), np.concatenate([rows for _, rows in windows]))
         groups = {subject: group_values(_group_column(subject, used)) for subject in subjects}
-    out: dict[float, dict[str, Any]] = {}
+    out: dict[float, LabelEntry] = {}
     first = 0
     for start, rows in windows:
         aggregate = new_classification(config)
         binary_scores = scores[rows] if config.task == "binary" else None
         aggregate.update(np.full(rows.size, MISSING), predicted[rows], binary_scores)
-        entry: dict[str, Any] = {"start": start, "classification": aggregate.to_dict(), "fairness": {}}
+        entry: LabelEntry = {"start": start, "classification": aggregate.to_dict(), "fairness": {}}
         if config.task == "binary":
             entry["cbpe"] = expected_confusion(scores[rows], predicted[rows]).tolist()
         for subject in subjects:
@@ -119,7 +121,7 @@ def prediction_entries(
     return out
 
 
-def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[dict[str, Any]], int, list[int]]:
+def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[LabelEntry], int, list[int]]:
     """Labelled contributions per prediction window.
 
     Returns (entries, rows with unusable labels, 0/1 errors of the usable rows in arrival
@@ -146,7 +148,7 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
     entries = []
     for start in np.unique(starts[usable]):
         mask = usable & (starts == start)
-        entry: dict[str, Any] = {
+        entry: LabelEntry = {
             "start": float(start),
             "n_labeled": int(mask.sum()),
             "delays": delay_counts(delays[mask]).tolist(),

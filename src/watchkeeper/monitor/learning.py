@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from watchkeeper.config import ModelConfig
-from watchkeeper.monitor.partials import monitored_columns
+from watchkeeper.monitor.columns import monitored_columns
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.records import RecordWriter
+from watchkeeper.monitor.wire import SampleEntry, SampleRows
 
 __all__ = ["ReferenceLearner"]
 
 _CHUNK_BYTES = 120_000  # target size of one sample chunk record
-_FIELDS = ("times", "model_versions", "ids")
 
 
 class ReferenceLearner:
@@ -40,13 +40,14 @@ class ReferenceLearner:
         meta = records.get("learning") or {}
         self.pooled: list[float] = [float(s) for s in meta.get("pooled", [])]
         self.n_pooled = int(meta.get("n_pooled", 0))
-        self.chunks: dict[float, list[dict[str, Any]]] = {}
+        numbered: dict[float, list[tuple[int, SampleRows]]] = {}
         for name, chunk in records.items():
             if name.startswith("sample/"):
                 _, start, index = name.split("/")
-                self.chunks.setdefault(float(start), []).append({**chunk, "_k": int(index)})
-        for chunks in self.chunks.values():
-            chunks.sort(key=lambda c: c.pop("_k"))
+                numbered.setdefault(float(start), []).append((int(index), chunk))
+        self.chunks: dict[float, list[SampleRows]] = {
+            start: [chunk for _, chunk in sorted(chunks, key=lambda c: c[0])] for start, chunks in numbered.items()
+        }
 
     @property
     def ready(self) -> bool:
@@ -55,7 +56,7 @@ class ReferenceLearner:
     def save_meta(self) -> None:
         self.writer.put("learning", {"pooled": self.pooled, "n_pooled": self.n_pooled})
 
-    def add(self, entry: Mapping[str, Any]) -> None:
+    def add(self, entry: SampleEntry) -> None:
         """Keep a sample window entry's rows as new chunks (each written once)."""
         start = float(entry["start"])
         chunks = self.chunks.setdefault(start, [])
@@ -63,10 +64,12 @@ class ReferenceLearner:
         for offset in range(0, total, self.chunk_rows):
             end = min(total, offset + self.chunk_rows)
             rows = entry["rows"]
-            chunk = {
+            chunk: SampleRows = {
                 "n": end - offset,
                 "rows": {c: rows[c][offset:end] if c in rows else [None] * (end - offset) for c in self.columns},
-                **{field: entry[field][offset:end] for field in _FIELDS},
+                "times": entry["times"][offset:end],
+                "model_versions": entry["model_versions"][offset:end],
+                "ids": entry["ids"][offset:end],
             }
             chunks.append(chunk)
             self.writer.put(f"sample/{start!r}/{len(chunks) - 1}", chunk)
@@ -77,7 +80,7 @@ class ReferenceLearner:
         self.n_pooled += sum(c["n"] for c in self.chunks.get(start, ()))
         self.save_meta()
 
-    def open_windows(self) -> dict[float, list[dict[str, Any]]]:
+    def open_windows(self) -> dict[float, list[SampleRows]]:
         """Chunks of the windows not pooled (to be binned once the profile exists)."""
         return {s: c for s, c in sorted(self.chunks.items()) if s not in self.pooled}
 

@@ -20,26 +20,22 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import orjson
 
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
+from watchkeeper.monitor.binning import ColumnBinner
+from watchkeeper.monitor.columns import monitored_columns
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
+from watchkeeper.monitor.grouping import groups_of, pick, reduce_by_key
 from watchkeeper.monitor.join import JoinModel, JoinStore, LabelledRow, MemoryJoinStore, OutcomeJoiner
 from watchkeeper.monitor.labels import expired_entries, label_entries, prediction_entries, uses_labels
 from watchkeeper.monitor.parse import ParsedBatch, Rejected, parse_outcomes, parse_predictions
-from watchkeeper.monitor.partials import (
-    PARTIAL_VERSION,
-    ColumnBinner,
-    build_partials,
-    groups_of,
-    monitored_columns,
-    pick,
-    reduce_by_key,
-)
+from watchkeeper.monitor.partials import build_partials
 from watchkeeper.monitor.profile import ReferenceProfile
+from watchkeeper.monitor.wire import PARTIAL_VERSION, Partial, WindowlessPartial
 
 __all__ = ["MonitorRuntime", "Overflow", "Stage1Result", "load_profile", "replay_lines"]
 
@@ -56,7 +52,7 @@ class Overflow:
 class Stage1Result:
     """What stage 1 made of a batch."""
 
-    partials: list[dict[str, Any]]
+    partials: list[Partial]
     rejected: list[Rejected]
     expired_outcomes: list[bytes] = field(default_factory=list)  # for the dead-letter topic
     outcomes: dict[str, int] = field(default_factory=dict)  # joined / waiting / duplicate / embedded / overflow
@@ -317,7 +313,7 @@ class MonitorRuntime:
         self,
         rows: Mapping[str, list[LabelledRow]],
         lapsed: Mapping[str, list[float]],
-        by_model: dict[str, dict[str, Any]],
+        by_model: dict[str, Partial],
         result: Stage1Result,
     ) -> None:
         """Label entries (joined rows) and expired counts, into each model's partial."""
@@ -332,21 +328,21 @@ class MonitorRuntime:
             if model_id in lapsed:
                 partial["expired"] = {repr(k): v for k, v in expired_entries(config, lapsed[model_id]).items()}
 
-    def _stamp(self, partial: dict[str, Any]) -> None:
+    def _stamp(self, partial: Partial) -> None:
         """Watermarks of every prediction partition read here, their idleness and the partition count."""
         model_id = partial["model_id"]
         partial["watermarks"] = {s: t for (m, s), t in sorted(self.watermarks.items()) if m == model_id}
         partial["idle"] = {s: self.reported_idle.get((model_id, s), False) for s in sorted(self.sources)}
         partial["partitions"] = self.partitions
 
-    def heartbeat(self, wall_clock: float, caught_up: Collection[str]) -> list[dict[str, Any]]:
+    def heartbeat(self, wall_clock: float, caught_up: Collection[str]) -> list[Partial]:
         """Partials for models whose partitions fell idle or woke up (worker only).
 
         A prediction partition is idle for a model when this process has read it to the
         end (``caught_up``) and saw none of the model's events there for the model's
         ``window.idle_close`` seconds; stage 2 then leaves it out of the watermark.
         """
-        partials: dict[str, dict[str, Any]] = {}
+        partials: dict[str, Partial] = {}
         for model_id, config in self.models.items():
             for source, opened in self.sources.items():
                 key = (model_id, source)
@@ -382,9 +378,11 @@ class MonitorRuntime:
             rejected,
         )
 
-    def _partial(self, model_id: str, kind: str, by_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _partial(
+        self, model_id: str, kind: Literal["labels", "watermark"], by_model: dict[str, Partial]
+    ) -> WindowlessPartial:
         """A partial without windows: outcomes only (``labels``) or idleness news (``watermark``)."""
-        partial: dict[str, Any] = {
+        partial: WindowlessPartial = {
             "v": PARTIAL_VERSION,
             "kind": kind,
             "model_id": model_id,
@@ -408,7 +406,7 @@ class MonitorRuntime:
             self.adopt_profile(monitor.profile)  # a learned profile restored with the state
         return monitor
 
-    def stage2(self, partial: Mapping[str, Any]) -> list[Output]:
+    def stage2(self, partial: Partial) -> list[Output]:
         """Apply a partial to its model's monitor (in one process: a learned profile is adopted at once)."""
         return self._adopting(self.monitor(partial["model_id"]).apply(partial))
 

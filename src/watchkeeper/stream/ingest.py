@@ -11,7 +11,7 @@ survives kill -9 and rebalances exactly.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaError, Message
@@ -21,6 +21,7 @@ from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.join import JoinStore, MemoryJoinStore
 from watchkeeper.monitor.partials import split_partial
 from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.monitor.wire import Partial
 from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog, where
 
 __all__ = ["Ingester", "RecordingStore", "dead_letter"]
@@ -212,7 +213,7 @@ class Ingester(TransactionalStage):
     def _caught_up_sources(self) -> set[str]:
         return {self._source(p) for p in self.caught_up}
 
-    def _partials(self, partials: Sequence[MutableMapping[str, object]]) -> list[Outgoing]:
+    def _partials(self, partials: Sequence[Partial]) -> list[Outgoing]:
         topic = self.settings.topic_partials
         return [
             (topic, str(partial["model_id"]).encode(), piece, None, None)

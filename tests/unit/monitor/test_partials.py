@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from watchkeeper.config import parse_config
-from watchkeeper.monitor.partials import ColumnBinner, build_partials, split_partial
+from watchkeeper.monitor.binning import ColumnBinner
+from watchkeeper.monitor.partials import build_partials, split_partial
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
 from watchkeeper.monitor.window import WindowAggregate

@@ -24,11 +24,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from watchkeeper.config import ModelConfig, parse_config
-from watchkeeper.monitor import partials
+from watchkeeper.monitor import columns
+from watchkeeper.monitor.binning import ColumnBinner
+from watchkeeper.monitor.columns import monitored_columns
 from watchkeeper.monitor.labels import new_classification, prediction_entries
-from watchkeeper.monitor.partials import PARTIAL_VERSION, ColumnBinner, build_partials, monitored_columns
+from watchkeeper.monitor.partials import build_partials
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, CategoricalProfile, ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.monitor.wire import PARTIAL_VERSION
 from watchkeeper.stats.categorical import OTHER, CategoryEncoder
 from watchkeeper.stats.cbpe import expected_confusion
 from watchkeeper.stats.classification import MISSING
@@ -312,7 +315,7 @@ def test_partials_equal_the_per_event_reference(batch: list[dict[str, Any]], dat
     offsets = data.draw(st.lists(st.integers(0, 10**9), min_size=len(batch), max_size=len(batch), unique=True))
     times = np.asarray([e["timestamp"] for e in batch], dtype=np.float64)
     models = {m: (CONFIGS[m], BINNERS[m]) for m in CONFIGS}
-    with mock.patch.object(partials, "_READ_CHUNK", chunk):  # columns read in chunks of any size
+    with mock.patch.object(columns, "_READ_CHUNK", chunk):  # columns read in chunks of any size
         built = build_partials(batch, times, sources, np.asarray(offsets, dtype=np.int64), models)
     assert _bytes(built) == _bytes(reference_partials(batch, sources, offsets))
 
