@@ -104,15 +104,18 @@ def worker(
     config: ConfigOption = Path("watchkeeper.yaml"),
     bootstrap_servers: Annotated[str | None, typer.Option(envvar="WATCHKEEPER_BOOTSTRAP_SERVERS")] = None,
     metrics_port: Annotated[int | None, typer.Option(envvar="WATCHKEEPER_METRICS_PORT")] = None,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(envvar="WATCHKEEPER_METRICS_ADDRESS", help="address /metrics listens on (default 0.0.0.0)"),
+    ] = None,
     instance_id: Annotated[
         str | None, typer.Option(envvar="WATCHKEEPER_INSTANCE_ID", help="stable per process (static membership)")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="critical, error, warning, info or debug")] = "warning",
 ) -> None:
     """Run a stream worker (stage 1 and stage 2, exactly once) with Prometheus metrics on /metrics."""
-    from prometheus_client import start_http_server
-
     from watchkeeper.metrics import WorkerMetrics
+    from watchkeeper.metrics_server import start_metrics_server
     from watchkeeper.stream.app import Worker
     from watchkeeper.stream.topics import ensure_topics
 
@@ -122,15 +125,20 @@ def worker(
         overrides["bootstrap_servers"] = bootstrap_servers
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
+    if metrics_address:
+        overrides["metrics_address"] = metrics_address
     if instance_id:
         overrides["instance_id"] = instance_id
     settings = Settings(**overrides)
     models = _load(settings.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
-    metrics = WorkerMetrics()
+    metrics = WorkerMetrics(group_labels=settings.metrics_group_labels)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=metrics.registry)
+        try:
+            start_metrics_server(settings, metrics.registry)
+        except ValueError as exc:
+            _fail(str(exc))
     Worker(settings, models, metrics).run()
 
 
@@ -290,7 +298,10 @@ def demo(
 
 
 def main() -> None:
+    from watchkeeper.redact import install_log_redaction
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()  # every record of every command, librdkafka's and the libraries' included
     app()
 
 

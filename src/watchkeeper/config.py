@@ -6,6 +6,7 @@ Model configuration errors name the field path, the value and what was expected,
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from watchkeeper.events import Monitor, Severity
+from watchkeeper.redact import register_secrets
 
 __all__ = [
     "DAY",
@@ -57,6 +60,15 @@ __all__ = [
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h|d|w)?\s*$")
+
+log = logging.getLogger("watchkeeper.config")
+
+KAFKA_CLIENT_LOGGER = "watchkeeper.kafka"
+"""The Python logger librdkafka's output goes to when ``kafka_debug`` is set."""
+LIBRDKAFKA_DEBUG_CONTEXTS = frozenset(
+    {"generic", "broker", "topic", "metadata", "feature", "queue", "msg", "protocol", "cgrp", "security", "fetch"}
+    | {"interceptor", "plugin", "consumer", "admin", "eos", "mock", "assignor", "conf", "telemetry", "all"}
+)
 
 DAY = 86400.0
 """The span of event time ``max_per_day`` is counted over (a trailing 24 h)."""
@@ -584,12 +596,36 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1)
     flush_interval: float = Field(default=1.0, gt=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_address: str = Field(
+        default="0.0.0.0",
+        min_length=1,
+        description="address /metrics listens on: 0.0.0.0 every IPv4 interface (containers), 127.0.0.1 this host",
+    )
+    metrics_certfile: Path | None = Field(default=None, description="PEM certificate (chain): /metrics over HTTPS")
+    metrics_keyfile: Path | None = Field(
+        default=None, validate_default=True, description="PEM private key of metrics_certfile"
+    )
+    metrics_password: SecretStr | None = Field(default=None, description="password of metrics_username (a secret)")
+    metrics_username: str | None = Field(
+        default=None, min_length=1, validate_default=True, description="HTTP basic auth on /metrics"
+    )
+    metrics_group_labels: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="fairness group names (input data) exported as label values per model and attribute; 0 = none",
+    )
     data_dir: Path = Path(".watchkeeper/worker")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="where a new consumer group starts reading the input topics"
     )
     join_store: Literal["memory://", "rocksdb://"] = Field(
         default="memory://", description="store of the outcome join; rocksdb:// for long label horizons"
+    )
+    commit_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="seconds a stage's transaction stays open over consecutive batches before it commits",
     )
     join_max_waiting: int | None = Field(
         default=1_000_000,
@@ -612,11 +648,55 @@ class Settings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    kafka_debug: str | None = Field(
+        default=None,
+        description="librdkafka debug contexts, e.g. 'broker,security'; off unless set (output may hold secrets)",
+    )
     source: str = Field(default="watchkeeper", description="CloudEvents source attribute")
 
-    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
-        """librdkafka (confluent-kafka) settings for bootstrap and security."""
-        config: dict[str, str | int | float | bool] = {
+    @field_validator("metrics_keyfile", "metrics_username")
+    @classmethod
+    def _metrics_pairs(cls, value: Any, info: ValidationInfo) -> Any:
+        """TLS needs a certificate and its key, basic auth a username and a password.
+
+        Checked on the key file and the username (declared after their partners), so that an
+        error shows their values, never the password.
+        """
+        partner = {"metrics_keyfile": "metrics_certfile", "metrics_username": "metrics_password"}[str(info.field_name)]
+        if (value is None) != (info.data.get(partner) is None):
+            given, missing = (partner, info.field_name) if value is None else (info.field_name, partner)
+            raise ValueError(f"{given} is set but {missing} is not: expected both or neither")
+        return value
+
+    @field_validator("kafka_debug")
+    @classmethod
+    def _known_debug_contexts(cls, value: str | None) -> str | None:
+        """Check the contexts and warn: debug output of a Kafka client can carry credentials."""
+        contexts = [c.strip() for c in (value or "").split(",") if c.strip()]
+        if not contexts:
+            return None
+        unknown = sorted(set(contexts) - LIBRDKAFKA_DEBUG_CONTEXTS)
+        if unknown:
+            raise ValueError(
+                f"{value!r}: unknown librdkafka debug contexts {unknown}; "
+                f"expected a comma-separated list of {sorted(LIBRDKAFKA_DEBUG_CONTEXTS)}"
+            )
+        log.warning(
+            "kafka_debug=%s: librdkafka debug output is on; it may contain secrets. It goes to the %s logger "
+            "(level debug) through the redaction filter; turn it off when done",
+            ",".join(contexts),
+            KAFKA_CLIENT_LOGGER,
+        )
+        return ",".join(contexts)
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka (confluent-kafka) settings for bootstrap, security and (if asked) debug output.
+
+        The SASL password is registered with the redactor before it is handed out; debug
+        output, when ``kafka_debug`` is set, goes to the ``watchkeeper.kafka`` Python logger
+        (and so through the log redaction) instead of straight to stderr.
+        """
+        config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
         }
@@ -625,7 +705,11 @@ class Settings(BaseSettings):
         if self.sasl_username:
             config["sasl.username"] = self.sasl_username
         if self.sasl_password:
+            register_secrets(self.sasl_password)
             config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_cafile:
             config["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.kafka_debug:
+            config["debug"] = self.kafka_debug
+            config["logger"] = logging.getLogger(KAFKA_CLIENT_LOGGER)
         return config

@@ -180,6 +180,12 @@ class Alert(_Contract):
     """A firing or resolved alert; one per state transition, keyed by fingerprint."""
 
     fingerprint: str
+    sequence: int = Field(
+        default=0,
+        ge=0,
+        description="n-th alert published for this fingerprint (1, 2, ...; repeats included); "
+        "part of the CloudEvent id; 0 = published before the field existed",
+    )
     status: Literal["firing", "resolved"]
     severity: Severity
     model_id: str
@@ -266,9 +272,13 @@ def deterministic_id(*parts: object) -> str:
 
 
 def alert_cloudevent(alert: Alert, source: str) -> CloudEvent[Alert]:
-    """Wrap an alert; the id is stable for one transition of one fingerprint in one window."""
+    """Wrap an alert; the id is unique per transition and the same for the same events.
+
+    It hashes the fingerprint, the per-fingerprint ``sequence``, the status and the window
+    end: a fingerprint that fires, resolves and fires again in one window gets three ids.
+    """
     return CloudEvent[Alert](
-        id=deterministic_id(alert.fingerprint, alert.status, alert.window.end.isoformat()),
+        id=deterministic_id(alert.fingerprint, alert.sequence, alert.status, alert.window.end.isoformat()),
         source=source,
         type=ALERT_TYPE,
         subject=alert.fingerprint,

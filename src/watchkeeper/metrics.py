@@ -1,8 +1,11 @@
-"""Prometheus metrics of the worker (served on ``/metrics``).
+"""Prometheus metrics of the worker (served on ``/metrics``, see :mod:`watchkeeper.metrics_server`).
 
-Label values come from the configuration (model ids, column names), never straight from
-input, except through :func:`capped`, which keeps at most ``limit`` distinct values per
-label set and folds the rest into ``__other__``.
+Label values come from the configuration (model ids, column names, attribute names,
+metric names) or from fixed sets (statuses, dead-letter reason kinds), never from input
+data, with one exception: fairness **group names** are values of the events' attributes.
+They are exported only when ``group_labels`` (setting ``metrics_group_labels``) is above 0,
+at most that many distinct groups per model and attribute, the rest folded into
+``__other__``; with 0 the per-group gauges stay empty (the disparities have no group label).
 """
 
 from __future__ import annotations
@@ -15,27 +18,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.monitor.drift import DriftReport
 from watchkeeper.monitor.label_windows import LabelReport
 
-__all__ = ["WorkerMetrics", "capped"]
+__all__ = ["OTHER_GROUP", "WorkerMetrics"]
 
-_SEEN: dict[str, set[str]] = {}
-
-
-def capped(family: str, value: str, limit: int = 50) -> str:
-    """``value`` while fewer than ``limit`` distinct values were seen for ``family``."""
-    seen = _SEEN.setdefault(family, set())
-    if value in seen:
-        return value
-    if len(seen) >= limit:
-        return "__other__"
-    seen.add(value)
-    return value
+OTHER_GROUP = "__other__"
 
 
 class WorkerMetrics:
-    """All worker metrics on one registry (a fresh registry per worker keeps tests isolated)."""
+    """All worker metrics on one registry (a fresh registry per worker keeps tests isolated).
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    ``group_labels``: how many fairness group names (input data) to export per model and
+    attribute; 0 exports none.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, group_labels: int = 0) -> None:
+        if group_labels < 0:
+            raise ValueError(f"group_labels: {group_labels}: expected 0 (none) or a positive cap")
         self.registry = registry or CollectorRegistry()
+        self.group_labels = group_labels
+        self._groups: dict[tuple[str, str], set[str]] = {}
         self._gauges: list[tuple[Gauge, tuple[str, ...]]] = []
         r = self.registry
         self.events = Counter(
@@ -108,6 +108,19 @@ class WorkerMetrics:
             "watchkeeper_state_record_max_bytes", "Largest stage-2 state record this process wrote", registry=r
         )
 
+    def _group_label(self, model: str, attribute: str, group: str) -> str | None:
+        """The label value for a group: its name while under the cap, then ``__other__``;
+        None when group names are not exported."""
+        if self.group_labels == 0:
+            return None
+        seen = self._groups.setdefault((model, attribute), set())
+        if group in seen:
+            return group
+        if len(seen) >= self.group_labels:
+            return OTHER_GROUP
+        seen.add(group)
+        return group
+
     def _gauge(self, name: str, documentation: str, labelnames: list[str]) -> Gauge:
         """A gauge on this registry that :meth:`forget_model` knows about (create every gauge here)."""
         gauge = Gauge(name, documentation, labelnames, registry=self.registry)
@@ -135,6 +148,8 @@ class WorkerMetrics:
                 gauge.remove(*labelvalues)
         self._newest_label_window.pop(model_id, None)
         self._newest_estimate.pop(model_id, None)
+        for key in [key for key in self._groups if key[0] == model_id]:
+            del self._groups[key]
 
     def observe_drift(self, report: DriftReport, late_events: int) -> None:
         model = report.model_id
@@ -180,7 +195,9 @@ class WorkerMetrics:
                     self.accuracy.labels(model, metric).set(value)
         for attribute, data in report.fairness.get("attributes", {}).items():
             for group, rates in data.get("groups", {}).items():
-                label = capped(f"{model}|{attribute}", group)
+                label = self._group_label(model, attribute, group)
+                if label is None:
+                    continue
                 self.fairness_sufficient.labels(model, attribute, label).set(float(bool(rates.get("sufficient"))))
                 for metric in ("selection_rate", "tpr", "fpr", "precision", "accuracy"):
                     value = (rates.get(metric) or {}).get("value")

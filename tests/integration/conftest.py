@@ -73,6 +73,8 @@ def start_worker(kafka: LocalKafka, topic_prefix: str, tmp_path: Path) -> Iterat
             "WATCHKEEPER_INPUT_PARTITIONS": str(partitions),
             "WATCHKEEPER_INSTANCE_ID": f"w{len(started)}",
             "WATCHKEEPER_METRICS_PORT": str(port),
+            "WATCHKEEPER_METRICS_ADDRESS": "127.0.0.1",
+            "WATCHKEEPER_METRICS_GROUP_LABELS": "50",  # test_worker_outcomes reads the per-group gauges
             **{f"WATCHKEEPER_TOPIC_{name.upper()}": f"{topic_prefix}{name}" for name in TOPICS},
         }
         settings = Settings(**{k.removeprefix("WATCHKEEPER_").lower(): v for k, v in env.items()})

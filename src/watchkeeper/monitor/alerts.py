@@ -13,6 +13,13 @@ repeated every ``repeat_interval`` seconds of event time. Every transition is st
 with the window end (event time), so the same input gives the same alerts, in the worker
 and in an offline replay.
 
+Windows can be judged out of order (a CUSUM alarm is attributed to the window of its
+bucket, label windows are re-judged as late labels arrive), so one fingerprint can fire,
+resolve and fire again in the same window. :class:`AlertBook` therefore numbers the alerts
+it publishes per fingerprint (``Alert.sequence``: 1, 2, ...; kept in its state, repeats
+included); the CloudEvent id hashes that number with the fingerprint, status and window
+end, so it is unique per transition and the same for the same events.
+
 Example:
     >>> rule = AlertRule(for_windows=2, resolve_windows=1)
     >>> state = AlertState()
@@ -141,6 +148,7 @@ class AlertBook:
     rule: AlertRule
     links: dict[str, str] = field(default_factory=dict)
     states: dict[str, AlertState] = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)  # alerts published per fingerprint
 
     def observe(self, evaluation: Evaluation) -> Alert | None:
         key = evaluation.fingerprint
@@ -160,14 +168,18 @@ class AlertBook:
             self.states[key] = new
         if transition is None:
             return None
+        sequence = self.sequences[key] = self.sequences.get(key, 0) + 1
         starts_at = new.starts_at if transition != "resolved" else state.starts_at
-        return self._alert(evaluation, transition, starts_at if starts_at is not None else evaluation.window_end)
+        return self._alert(
+            evaluation, transition, starts_at if starts_at is not None else evaluation.window_end, sequence
+        )
 
-    def _alert(self, evaluation: Evaluation, transition: Transition, starts_at: float) -> Alert:
+    def _alert(self, evaluation: Evaluation, transition: Transition, starts_at: float, sequence: int) -> Alert:
         resolved = transition == "resolved"
         interval = evaluation.interval
         return Alert(
             fingerprint=evaluation.fingerprint,
+            sequence=sequence,
             status="resolved" if resolved else "firing",
             severity=evaluation.severity,
             model_id=evaluation.model_id,
@@ -189,9 +201,14 @@ class AlertBook:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"states": {k: asdict(v) for k, v in self.states.items()}}
+        return {
+            "states": {k: asdict(v) for k, v in self.states.items()},
+            "sequences": dict(sorted(self.sequences.items())),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], rule: AlertRule, links: dict[str, str]) -> AlertBook:
+        """Restore a book; a record written before ``sequences`` existed counts from 0 again."""
         states = {k: AlertState(**v) for k, v in data.get("states", {}).items()}
-        return cls(rule=rule, links=links, states=states)
+        sequences = {k: int(v) for k, v in data.get("sequences", {}).items()}
+        return cls(rule=rule, links=links, states=states, sequences=sequences)

@@ -30,6 +30,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from watchkeeper.redact import redact, register_secrets
+
 __all__ = [
     "DeliveryResult",
     "HttpResponse",
@@ -37,22 +39,12 @@ __all__ = [
     "RetryPolicy",
     "deliver",
     "post_json",
-    "redact",
 ]
 
 log = logging.getLogger("watchkeeper.notify")
 
 USER_AGENT = "watchkeeper-notify/0.1"
 BODY_LIMIT = 1024
-
-
-def redact(text: str, secrets: Iterable[SecretStr | None]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for secret in secrets:
-        value = secret.get_secret_value() if secret is not None else ""
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 @dataclass(frozen=True)
@@ -82,9 +74,13 @@ def post_json(
     secrets: Iterable[SecretStr | None] = (),
     headers: dict[str, str] | None = None,
 ) -> HttpResponse:
-    """POST JSON; raises :class:`TransportError` (with the URL and secrets redacted) on no answer."""
+    """POST JSON; raises :class:`TransportError` on no answer.
+
+    A :class:`SecretStr` ``url`` and ``secrets`` are registered with the redactor first; the
+    answer's body and any error text are redacted (:mod:`watchkeeper.redact`).
+    """
     secret_url = url if isinstance(url, SecretStr) else SecretStr(url)
-    hidden = [secret_url, *secrets] if isinstance(url, SecretStr) else list(secrets)
+    register_secrets(*secrets, url if isinstance(url, SecretStr) else None)
     try:
         request = urllib.request.Request(
             secret_url.get_secret_value(),
@@ -94,13 +90,13 @@ def post_json(
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read(64 * 1024).decode("utf-8", errors="replace")
-            return HttpResponse(response.status, redact(text, hidden))
+            return HttpResponse(response.status, redact(text))
     except urllib.error.HTTPError as exc:
         text = exc.read(64 * 1024).decode("utf-8", errors="replace")
-        return HttpResponse(exc.code, redact(text, hidden), _retry_after(exc.headers.get("Retry-After")))
+        return HttpResponse(exc.code, redact(text), _retry_after(exc.headers.get("Retry-After")))
     except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad URL
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise TransportError(f"{type(reason).__name__}: {redact(str(reason), hidden)}") from None
+        raise TransportError(f"{type(reason).__name__}: {redact(str(reason))}") from None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +29,7 @@ __all__ = [
     "FakeReceiver",
     "Recorded",
     "Reply",
+    "hostile_echo",
     "pagerduty_invalid",
     "rate_limited",
     "sample_alert",
@@ -43,6 +44,8 @@ class Reply:
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    reason: str | None = None  # the status line's reason phrase (default: the standard one)
+    raw: bytes | None = None  # sent instead of an HTTP answer (a broken or hostile server)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Recorded:
     path: str
     body: bytes
     at: float  # time.monotonic() when received
+    host: str = ""  # the Host header
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -72,6 +76,32 @@ def rate_limited(retry_after: float | None = None, body: str = "rate_limited") -
 def pagerduty_invalid(*errors: str) -> Reply:
     body = {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)}
     return Reply(400, json.dumps(body), {"Content-Type": "application/json"})
+
+
+def hostile_echo(statuses: Iterable[int], *quoted: str) -> Callable[[Recorded], Reply]:
+    """A receiver that echoes the request back in every way it can, answering ``statuses`` in turn.
+
+    The full URL, the path, the query and the body (verbatim and JSON-escaped), plus the
+    ``quoted`` strings (credentials a proxy or upstream might quote, e.g. an Authorization
+    header) go into the body, the reason phrase and the response headers; status 0 answers
+    with a malformed status line holding the path instead of HTTP.
+    """
+    cycle: Iterator[int] = iter(statuses)
+
+    def reply(request: Recorded) -> Reply:
+        status = next(cycle, 500)
+        url = f"http://{request.host}{request.path}"
+        query = request.path.partition("?")[2]
+        body = request.body.decode("utf-8", errors="replace")
+        echoes = [url, request.path, query, body, *quoted]
+        text = json.dumps({"error": "invalid_token", "url": url, "echo": echoes}) + "\n" + "\n".join(echoes)
+        if status == 0:
+            return Reply(0, raw=f"HTTP/1.1 {request.path} {' '.join(quoted)}\r\n\r\n".encode())
+        one_line = json.dumps(echoes)  # ASCII: header values and the reason phrase are Latin-1
+        headers = {"Retry-After": "0", "Location": url, "X-Echo": one_line, "WWW-Authenticate": f"Bearer {query}"}
+        return Reply(status, text, headers, reason=f"Bad {request.path} {one_line}")
+
+    return reply
 
 
 def _pagerduty_accepted(request: Recorded) -> Reply:
@@ -143,12 +173,16 @@ class FakeReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                request = Recorded(self.path, self.rfile.read(length), time.monotonic())
+                request = Recorded(self.path, self.rfile.read(length), time.monotonic(), self.headers.get("Host", ""))
                 reply = fake._reply(request)
                 if reply.delay or fake.delay:
                     time.sleep(reply.delay or fake.delay)
+                if reply.raw is not None:
+                    self.wfile.write(reply.raw)
+                    self.close_connection = True
+                    return
                 data = reply.body.encode()
-                self.send_response(reply.status)
+                self.send_response(reply.status, reply.reason)
                 for name, value in {"Content-Type": "text/plain", **reply.headers}.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))

@@ -1,6 +1,7 @@
 """Structured logs for the notifiers: ``key=value`` (logfmt) or JSON lines, via stdlib logging.
 
-Callers pass their fields as ``extra={"fields": {...}}``; secrets are never passed.
+Callers pass their fields as ``extra={"fields": {...}}``; secrets are never passed, and the
+handler redacts every record anyway (:mod:`watchkeeper.redact`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Literal
+
+from watchkeeper.redact import install_log_redaction
 
 __all__ = ["LogFormatter", "setup_logging"]
 
@@ -36,17 +39,21 @@ class LogFormatter(logging.Formatter):
             "event": record.getMessage(),
             **getattr(record, "fields", {}),
         }
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            fields["exc"] = record.exc_text
         if self.style_name == "json":
             return json.dumps(fields, default=str, ensure_ascii=False)
         return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
 
 
 def setup_logging(level: str = "INFO", style: Literal["logfmt", "json"] = "logfmt") -> None:
+    """One stderr handler for the ``watchkeeper`` loggers, with the redaction filter on it."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogFormatter(style))
     root = logging.getLogger("watchkeeper")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    install_log_redaction(root)

@@ -30,12 +30,13 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from watchkeeper.config import Settings
 from watchkeeper.events import ALERT_TYPE, Alert, CloudEvent
 from watchkeeper.notify.delivery import BODY_LIMIT, Delivery, DeliveryResult, HttpResponse, deliver
 from watchkeeper.notify.routing import Receiver
+from watchkeeper.redact import redact, register_secrets
 
 __all__ = ["Aborted", "InvalidEvent", "Notifier", "NotifyRunner", "RunStats", "parse_alert_event"]
 
@@ -79,6 +80,7 @@ class Notifier:
     def __init__(self, receivers: list[Receiver], targets: dict[str, Any], delivery: Delivery) -> None:
         self.receivers = receivers
         self.targets = targets  # receiver name -> what send() needs (secrets as SecretStr)
+        register_secrets(*(t for t in targets.values() if isinstance(t, SecretStr)))
         self.delivery = delivery
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
 
@@ -240,19 +242,25 @@ class NotifyRunner:
     def _deadletter(
         self, producer: Producer, msg: Message, reason: str, receiver: str, result: DeliveryResult | None
     ) -> bool:
-        """Write the original bytes to the dead-letter topic and wait until Kafka has them."""
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("reason", reason.encode()),
-            ("source.topic", str(msg.topic()).encode()),
-            ("source.partition", str(msg.partition()).encode()),
-            ("source.offset", str(msg.offset()).encode()),
-            ("receiver", receiver.encode()),
+        """Write the original bytes to the dead-letter topic and wait until Kafka has them.
+
+        Header values are redacted (a receiver's answer or an error text can echo a secret).
+        """
+        texts = [
+            ("reason", reason),
+            ("source.topic", str(msg.topic())),
+            ("source.partition", str(msg.partition())),
+            ("source.offset", str(msg.offset())),
+            ("receiver", receiver),
         ]
         if result is not None:
-            headers.append(("http.status", str(result.status or "").encode()))
-            headers.append(("http.body", result.body[:BODY_LIMIT].encode()))
+            texts.append(("http.status", str(result.status or "")))
+            texts.append(("http.body", result.body))
             if result.error:
-                headers.append(("error", result.error[:BODY_LIMIT].encode()))
+                texts.append(("error", result.error))
+        headers: list[tuple[str, str | bytes | None]] = [
+            (name, redact(text)[:BODY_LIMIT].encode()) for name, text in texts
+        ]
         attempt = 0
         while True:
             attempt += 1

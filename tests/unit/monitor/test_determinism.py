@@ -2,8 +2,8 @@
 
 The worker's stage 1 reads partitions in whatever order and batch sizes Kafka gives it;
 ``watchkeeper replay`` reads one file. Both must give the same drift, CUSUM and
-data-quality alerts (fingerprint, status, window and numbers) and the same window
-statistics, also while the model learns its reference from its first windows.
+data-quality alerts (fingerprint, status, window, numbers and CloudEvent id) and the same
+window statistics, also while the model learns its reference from its first windows.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watchkeeper.config import parse_config
+from watchkeeper.events import alert_cloudevent
 from watchkeeper.monitor.engine import AlertRaised, Output, WindowClosed
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
@@ -75,6 +76,7 @@ def _summary(outputs: list[Output]) -> tuple[list[Any], list[Any]]:
             o.alert.metric,
             o.alert.subject,
             round(o.alert.observed or 0.0, 9),
+            alert_cloudevent(o.alert, "watchkeeper").id,
         )
         for o in outputs
         if isinstance(o, AlertRaised)
@@ -104,6 +106,13 @@ def test_the_stream_raises_alerts_at_all() -> None:
     assert len(windows) >= 6
     assert any(a[3] == "cusum" and a[4] == "x1" and a[1] == "firing" for a in alerts)
     assert any(a[3] == "psi" and a[4] == "c1" and a[1] == "firing" for a in alerts)
+
+
+def test_every_alert_id_is_unique_and_the_same_at_any_batch_size() -> None:
+    ids = [a[-1] for a in REFERENCE[0]]
+    assert len(set(ids)) == len(ids)
+    for batch_size in (50, 5000):
+        assert [a[-1] for a in _replay(batch_size)[0]] == ids
 
 
 def test_replay_batch_size_does_not_change_alerts_windows_or_the_learned_reference() -> None:

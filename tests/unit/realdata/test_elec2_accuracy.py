@@ -17,6 +17,7 @@ import orjson
 from sklearn.linear_model import LogisticRegression
 
 from watchkeeper.config import parse_config
+from watchkeeper.events import alert_cloudevent
 from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated
 from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
@@ -84,6 +85,8 @@ def test_accuracy_alert_fires_as_the_market_drifts(data_dir: Path) -> None:
     assert first.observed is not None and first.observed < first.threshold  # baseline minus the tolerance
     assert first.confidence_interval is not None and first.confidence_interval.high < first.threshold
     assert any(a.status == "resolved" and a.fingerprint == first.fingerprint for a in alerts)  # and recovers
+    ids = [alert_cloudevent(o.alert, "watchkeeper").id for o in outputs if isinstance(o, AlertRaised)]
+    assert len(ids) > 100 and len(set(ids)) == len(ids)  # every transition its own id (docs/events.md#alert-ids)
 
 
 def test_adwin_on_the_error_stream_fires_before_the_weekly_verdict(data_dir: Path) -> None:
