@@ -136,6 +136,13 @@ class WindowConfig(_Strict):
         description="reject events stamped further ahead of the worker's clock (one bad clock "
         "would otherwise push the watermark and close every window)",
     )
+    max_past: Duration = Field(
+        default="30d",
+        validate_default=True,
+        description="reject events stamped further behind the latest event time of the model in their "
+        "input partition (a stray old timestamp would otherwise open a window years ago, or be dropped "
+        "as late without a trace)",
+    )
 
 
 class ReferenceConfig(_Strict):

@@ -173,6 +173,8 @@ class MonitorRuntime:
                 predictions = self._not_ahead(predictions, wall_clock)
             if outcomes.events and outcomes.times.max() > nearest:
                 outcomes = self._not_ahead(outcomes, wall_clock)
+        predictions = self._plausible(predictions, [sources[where_p[i]] for i in predictions.indices])
+        outcomes = self._plausible(outcomes, None)
         rejected = [Rejected(where_p[r.index], r.reason) for r in predictions.rejected]
         rejected += [Rejected(where_o[r.index], r.reason) for r in outcomes.rejected]
         p_index = [where_p[i] for i in predictions.indices]
@@ -354,6 +356,48 @@ class MonitorRuntime:
         for partial in partials.values():
             self._stamp(partial)
         return list(partials.values())
+
+    def _plausible(self, batch: ParsedBatch, sources: Sequence[str] | None) -> ParsedBatch:
+        """Reject events stamped at or before the Unix epoch and, for predictions (``sources``
+        given), those more than the model's ``window.max_past`` behind the latest event time
+        of that model in the same input partition, counting earlier events of this batch (so
+        the verdict does not depend on where batches are cut).
+        """
+        if not batch.events:
+            return batch
+        times = batch.times
+        newest = max([*self.watermarks.values(), float(times.max())])
+        shortest = min(m.window.max_past for m in self.models.values())
+        oldest = float(times.min())
+        if oldest > 0 and (sources is None or oldest >= newest - shortest):
+            return batch  # the usual batch: every event plausible, nothing to look at one by one
+        reasons: dict[int, str] = {}
+        running: dict[tuple[str, str], float] = {}
+        for i, (event, t) in enumerate(zip(batch.events, times.tolist(), strict=True)):
+            if not t > 0:
+                reasons[i] = f"timestamp: {event.get('timestamp')!r}: expected a time after 1970-01-01T00:00:00Z"
+            elif sources is not None:
+                key = (event["model_id"], sources[i])
+                latest = running.get(key, self.watermarks.get(key, float("-inf")))
+                max_past = self.models[event["model_id"]].window.max_past
+                if t < latest - max_past:
+                    reasons[i] = (
+                        f"timestamp: {event.get('timestamp')!r}: more than {max_past:g} s behind the latest "
+                        f"event time of model {event['model_id']!r} in its partition ({latest:.3f}); "
+                        "expected within window.max_past"
+                    )
+                else:
+                    running[key] = max(latest, t)
+        if not reasons:
+            return batch
+        keep = np.ones(len(batch.events), dtype=bool)
+        keep[list(reasons)] = False
+        return ParsedBatch(
+            [e for e, k in zip(batch.events, keep, strict=True) if k],
+            times[keep],
+            [i for i, k in zip(batch.indices, keep, strict=True) if k],
+            list(batch.rejected) + [Rejected(batch.indices[i], reason) for i, reason in sorted(reasons.items())],
+        )
 
     def _not_ahead(self, batch: ParsedBatch, wall_clock: float | None) -> ParsedBatch:
         if wall_clock is None or not batch.events:
