@@ -23,14 +23,20 @@ demo: install
 test: install system-deps lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Alertmanager (Debian package) for the Alertmanager notifier's integration test; the test
-# skips with a reason where it cannot be installed (not root, no apt).
+# Alertmanager and Prometheus (Debian packages): the Alertmanager notifier's integration
+# test, and promtool for the alert rules' tests (tests/unit/test_deploy.py). Their tests
+# skip with a reason where they cannot be installed (not root, no apt).
+SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus
+
 system-deps:
-	@command -v prometheus-alertmanager >/dev/null 2>&1 || { \
+	@for pair in $(SYSTEM_PACKAGES); do \
+	  command=$${pair%%:*}; package=$${pair#*:}; \
+	  command -v $$command >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null) \
-	      || echo "warning: could not install prometheus-alertmanager; its test will be skipped"; \
-	  else echo "note: prometheus-alertmanager not installed; its test will be skipped"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package >/dev/null) \
+	      || echo "warning: could not install $$package; its tests will be skipped"; \
+	  else echo "note: $$package not installed; its tests will be skipped"; fi; \
+	done
 
 lint: install
 	$(BIN)/ruff check src tests load-tests

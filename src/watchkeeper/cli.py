@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+import shlex
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
 
+from watchkeeper import __version__
 from watchkeeper.config import ConfigError, Settings, load_config
 from watchkeeper.notify.cli import notify_app
+from watchkeeper.tail import alerts_app, deadletter_app
 
 app = typer.Typer(help="Streaming drift, accuracy and fairness monitoring for ML models on Kafka.")
 dev_app = typer.Typer(help="Development helpers.")
@@ -27,19 +32,65 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(notify_app, name="notify")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(deadletter_app, name="deadletter")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")]
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers", help="Kafka bootstrap servers [$WATCHKEEPER_BOOTSTRAP_SERVERS or localhost:9092]"
+    ),
+]
+KafkaTimeoutOption = Annotated[
+    float, typer.Option("--kafka-timeout", min=0.1, help="seconds to wait for a broker to answer before giving up")
+]
 
 
-def _fail(message: str) -> None:
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"watchkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Streaming drift, accuracy and fairness monitoring for ML models on Kafka."""
+
+
+def _fail(message: str) -> NoReturn:
     typer.secho(message, err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
 
 
-def _load(config: Path) -> Any:
+def _load(config: Path, profiles: bool = False) -> Any:
+    """The models config; with ``profiles``, also check that every reference profile file exists."""
     try:
-        return load_config(config)
+        models = load_config(config)
     except ConfigError as exc:
+        _fail(str(exc))
+    for i, model in enumerate(models.models if profiles else []):
+        path = model.reference.profile
+        if path is not None and not path.is_file():
+            build = (
+                f"watchkeeper profile build TRAINING.csv --model {shlex.quote(model.model_id)} "
+                f"-c {shlex.quote(str(config))} -o {shlex.quote(str(path))}"
+            )
+            _fail(f"{config}: models[{i}].reference.profile: {path.resolve()} does not exist; build it with: {build}")
+    return models
+
+
+def _check_broker(settings: Settings, flag: str | None, timeout: float) -> None:
+    """Exit with a one-line error naming address, its origin and the wait when no broker answers."""
+    from watchkeeper.broker import BrokerUnreachable, bootstrap_origin, check_broker
+
+    try:
+        check_broker(settings, bootstrap_origin(flag), timeout)
+    except BrokerUnreachable as exc:
         _fail(str(exc))
 
 
@@ -91,18 +142,27 @@ def kafka_status(
 
 # -- topics and worker ---------------------------------------------------------------
 @topics_app.command("create")
-def topics_create() -> None:
+def topics_create(bootstrap_servers: BootstrapOption = None, kafka_timeout: KafkaTimeoutOption = 15.0) -> None:
     """Create watchkeeper's topics (idempotent); names and partitions from WATCHKEEPER_*."""
+    from confluent_kafka import KafkaException
+
     from watchkeeper.stream.topics import ensure_topics
 
-    created = ensure_topics(Settings())
+    settings = Settings()
+    if bootstrap_servers:
+        settings = settings.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    _check_broker(settings, bootstrap_servers, kafka_timeout)
+    try:
+        created = ensure_topics(settings, timeout=kafka_timeout)
+    except KafkaException as exc:
+        _fail(f"creating topics on {settings.bootstrap_servers}: {exc}")
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
 @app.command()
 def worker(
     config: ConfigOption = Path("watchkeeper.yaml"),
-    bootstrap_servers: Annotated[str | None, typer.Option(envvar="WATCHKEEPER_BOOTSTRAP_SERVERS")] = None,
+    bootstrap_servers: BootstrapOption = None,
     metrics_port: Annotated[int | None, typer.Option(envvar="WATCHKEEPER_METRICS_PORT")] = None,
     metrics_address: Annotated[
         str | None,
@@ -113,7 +173,11 @@ def worker(
     ] = None,
     loglevel: Annotated[str, typer.Option(help="critical, error, warning, info or debug")] = "warning",
 ) -> None:
-    """Run a stream worker (stage 1 and stage 2, exactly once) with Prometheus metrics on /metrics."""
+    """Run a stream worker (stage 1 and stage 2, exactly once) with Prometheus metrics on /metrics.
+
+    While no broker answers, it logs one warning (then one a minute) and keeps trying.
+    """
+    from watchkeeper.broker import bootstrap_origin, wait_for_broker
     from watchkeeper.metrics import WorkerMetrics
     from watchkeeper.metrics_server import start_metrics_server
     from watchkeeper.stream.app import Worker
@@ -130,8 +194,9 @@ def worker(
     if instance_id:
         overrides["instance_id"] = instance_id
     settings = Settings(**overrides)
-    models = _load(settings.config)
+    models = _load(settings.config, profiles=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    wait_for_broker(settings, bootstrap_origin(bootstrap_servers), logging.getLogger("watchkeeper.worker"))
     ensure_topics(settings)
     metrics = WorkerMetrics(group_labels=settings.metrics_group_labels)
     if settings.metrics_port:
@@ -156,6 +221,16 @@ def _numeric_or_none(text: str) -> float | None:
         return None
 
 
+def _numeric_column(data: Path, what: str, values: list[str], fix: str) -> list[float | None]:
+    """The numbers of a CSV column; a one-line error naming it and a value when none is a finite number."""
+    parsed = [_numeric_or_none(v) for v in values]
+    if not any(x is not None and math.isfinite(x) for x in parsed):
+        example = next((v for v in values if v.strip()), None)
+        found = f"(e.g. {example!r})" if example is not None else "(it is empty)"
+        _fail(f"{data}: {what} has no numeric value {found}; {fix}")
+    return parsed
+
+
 @profile_app.command("build")
 def profile_build(
     data: Annotated[Path, typer.Argument(help="training / reference data, CSV with a header")],
@@ -173,6 +248,9 @@ def profile_build(
     from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 
     header, rows = _read_csv(data)
+    for flag, column in (("--score-column", score_column), ("--label-column", label_column)):
+        if column is not None and column not in header:
+            _fail(f"{data}: {flag} {column!r} is not a column; the CSV's columns: {header}")
     kinds: dict[str, str]
     caps: dict[str, int] = {}
     bucket_size = 50
@@ -201,10 +279,15 @@ def profile_build(
     columns: dict[str, tuple[str, list[Any]]] = {}
     for name, kind in kinds.items():
         raw = [r[name] for r in rows]
-        parsed: list[Any] = [_numeric_or_none(v) for v in raw] if kind == "numeric" else [v or None for v in raw]
-        columns[name] = (kind, parsed)
+        if kind == "numeric":
+            what = f"column {name!r} is numeric in the models config but"
+            columns[name] = (kind, _numeric_column(data, what, raw, "fix it or declare the feature categorical"))
+        else:
+            columns[name] = (kind, [v or None for v in raw])
     if score_column:
-        columns[PREDICTION_SCORE] = ("numeric", [_numeric_or_none(r[score_column]) for r in rows])
+        scores = [r[score_column] for r in rows]
+        fix = "the score is a number (use --label-column for a predicted label)"
+        columns[PREDICTION_SCORE] = ("numeric", _numeric_column(data, f"--score-column {score_column!r}", scores, fix))
     if label_column:
         columns[PREDICTION_LABEL] = ("categorical", [r[label_column] or None for r in rows])
     profile = ReferenceProfile.build(
@@ -236,8 +319,12 @@ def replay(
     from watchkeeper.monitor.output_records import dumps, evaluation_record
     from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
-    runtime = MonitorRuntime(_load(config))
+    try:
+        runtime = MonitorRuntime(_load(config, profiles=True))
+    except ValueError as exc:  # a profile file that cannot be read or parsed
+        _fail(f"{config}: {exc}")
     windows = alerts = triggers = labelled = rejected = 0
+    reasons: Counter[str] = Counter()
     size = events.stat().st_size
     with (
         events.open("rb") as source,
@@ -252,6 +339,7 @@ def replay(
 
         for outputs, bad, _ in replay_lines(runtime, lines(), batch_size=batch_size):
             rejected += len(bad)
+            reasons.update(r.reason for r in bad)
             for out in outputs:
                 record = evaluation_record(out)
                 if record is not None:
@@ -270,6 +358,14 @@ def replay(
         f"{rejected} rejected events"
     )
     typer.echo(f"{summary} -> {output}", err=True)
+    if reasons:
+        top = reasons.most_common(5)
+        typer.echo("top rejection reasons:", err=True)
+        for reason, count in top:
+            typer.echo(f"{count:>9}  {reason}", err=True)
+        if len(reasons) > len(top):
+            others = len(reasons) - len(top)
+            typer.echo(f"{rejected - sum(c for _, c in top):>9}  ({others} other reason{'s' * (others > 1)})", err=True)
 
 
 @schemas_app.command("write")
@@ -288,12 +384,25 @@ def demo(
     drift_after: Annotated[float, typer.Option(help="seconds before drift is injected")] = 45.0,
     drift_for: Annotated[float, typer.Option(help="seconds of drifted traffic (then it recovers)")] = 75.0,
     metrics_port: Annotated[int, typer.Option()] = 9464,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option("--bootstrap-servers", help="use this Kafka instead of starting the local broker")
+    ] = None,
+    kafka_timeout: KafkaTimeoutOption = 15.0,
 ) -> None:
     """Broker, topics, worker, a demo model's traffic with drift part-way, alerts as they come."""
     from watchkeeper.demo import run_demo
 
+    if bootstrap_servers:
+        _check_broker(Settings(bootstrap_servers=bootstrap_servers), bootstrap_servers, kafka_timeout)
     raise typer.Exit(
-        run_demo(duration=duration, rate=rate, drift_after=drift_after, drift_for=drift_for, metrics_port=metrics_port)
+        run_demo(
+            duration=duration,
+            rate=rate,
+            drift_after=drift_after,
+            drift_for=drift_for,
+            metrics_port=metrics_port,
+            bootstrap_servers=bootstrap_servers,
+        )
     )
 
 

@@ -6,12 +6,16 @@ Model configuration errors name the field path, the value and what was expected,
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -45,6 +49,7 @@ __all__ = [
     "FairnessConfig",
     "FairnessMetric",
     "FeatureSpec",
+    "KafkaLogThrottle",
     "MetricSpec",
     "MonitorConfig",
     "ModelConfig",
@@ -64,7 +69,7 @@ _ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h|d|w)?\s*$")
 log = logging.getLogger("watchkeeper.config")
 
 KAFKA_CLIENT_LOGGER = "watchkeeper.kafka"
-"""The Python logger librdkafka's output goes to when ``kafka_debug`` is set."""
+"""The Python logger librdkafka's output goes to (its warnings and errors throttled, see KafkaLogThrottle)."""
 LIBRDKAFKA_DEBUG_CONTEXTS = frozenset(
     {"generic", "broker", "topic", "metadata", "feature", "queue", "msg", "protocol", "cgrp", "security", "fetch"}
     | {"interceptor", "plugin", "consumer", "admin", "eos", "mock", "assignor", "conf", "telemetry", "all"}
@@ -76,6 +81,43 @@ DAY = 86400.0
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names field, value and expectation."""
+
+
+class KafkaLogThrottle(logging.Filter):
+    """Let a librdkafka warning or error through at most once per ``interval`` per client and kind.
+
+    A client that cannot reach its brokers logs every failed connection attempt (``FAIL``),
+    several a second; the first passes, the others of the next ``interval`` seconds are
+    counted and the next one that passes says how many were not shown. Debug output
+    (``kafka_debug``) passes whole. confluent-kafka logs ``"%s [%s] %s"`` with the kind
+    (facility), the client's name and the text.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._passed: dict[tuple[Any, ...], tuple[float, int]] = {}  # key → (when one last passed, held back since)
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = tuple(args[:2]) if len(args) >= 2 else (record.msg,)
+        now = time.monotonic()
+        with self._lock:
+            passed_at, held = self._passed.get(key, (None, 0))
+            if passed_at is not None and now - passed_at < self.interval:
+                self._passed[key] = (passed_at, held + 1)
+                return False
+            self._passed[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} (%d similar lines in the last %.0f s not shown)"
+            record.args = (*args, held, now - (passed_at or now))
+        return True
+
+
+logging.getLogger(KAFKA_CLIENT_LOGGER).addFilter(KafkaLogThrottle())
 
 
 def parse_duration(value: Any) -> float:
@@ -535,14 +577,54 @@ class WatchkeeperConfig(_Strict):
         return next((m for m in self.models if m.model_id == model_id), None)
 
 
-def format_validation_errors(error: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per error: ``source: field.path: value: what was expected``."""
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X`` from ``X | None``; other annotations as they are."""
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    return members[0] if get_origin(annotation) in (Union, UnionType) and len(members) == 1 else annotation
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys of the mapping at ``loc`` under ``model`` (empty when that is not a model)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap_optional(current)
+        if isinstance(part, int):
+            members = get_args(current)
+            current = members[0] if get_origin(current) is list and members else None
+        elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        else:
+            return []
+    current = _unwrap_optional(current)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """``did you mean `window`?`` for a key close to a real one, else the keys expected there."""
+    keys = _keys_at(model, loc[:-1])
+    if not keys:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean `{close[0]}`?"
+    return f"; expected one of {', '.join(f'`{k}`' for k in keys)}"
+
+
+def format_validation_errors(
+    error: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
+    """One line per error: ``source: field.path: value: what was expected``.
+
+    With the validated ``model``, an unknown key also gets the closest real key
+    ("did you mean `window`?") or, if none is close, the keys allowed there.
+    """
     lines = []
     for item in error.errors():
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-        lines.append(f"{source}: {prefix}{path or '<root>'}: {shown}: {item['msg']}")
+        hint = _unknown_key_hint(model, item["loc"]) if model is not None and item["type"] == "extra_forbidden" else ""
+        lines.append(f"{source}: {prefix}{path or '<root>'}: {shown}: {item['msg']}{hint}")
     return "\n".join(lines)
 
 
@@ -568,7 +650,7 @@ def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = Non
     try:
         config = WatchkeeperConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_errors(exc, source)) from exc
+        raise ConfigError(format_validation_errors(exc, source, model=WatchkeeperConfig)) from exc
     if base_dir is None:
         return config
     models = []
@@ -621,6 +703,9 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description="fairness group names (input data) exported as label values per model and attribute; 0 = none",
+    )
+    metrics_ready_windows: int = Field(
+        default=2, ge=1, description="/readyz: stage 1 at most this many windows (shortest window.size) behind"
     )
     data_dir: Path = Path(".watchkeeper/worker")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
@@ -697,11 +782,12 @@ class Settings(BaseSettings):
         return ",".join(contexts)
 
     def kafka_client_config(self) -> dict[str, Any]:
-        """librdkafka (confluent-kafka) settings for bootstrap, security and (if asked) debug output.
+        """librdkafka (confluent-kafka) settings for bootstrap, security, logging and (if asked) debug output.
 
-        The SASL password is registered with the redactor before it is handed out; debug
-        output, when ``kafka_debug`` is set, goes to the ``watchkeeper.kafka`` Python logger
-        (and so through the log redaction) instead of straight to stderr.
+        The SASL password is registered with the redactor before it is handed out.
+        librdkafka's output goes to the ``watchkeeper.kafka`` Python logger (and so through
+        the log redaction and :class:`KafkaLogThrottle`) instead of straight to stderr; a
+        client hands it over when it is polled.
         """
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
@@ -718,5 +804,5 @@ class Settings(BaseSettings):
             config["ssl.ca.location"] = str(self.ssl_cafile)
         if self.kafka_debug:
             config["debug"] = self.kafka_debug
-            config["logger"] = logging.getLogger(KAFKA_CLIENT_LOGGER)
+        config["logger"] = logging.getLogger(KAFKA_CLIENT_LOGGER)
         return config

@@ -30,6 +30,7 @@ from watchkeeper.dev.kafka import LocalKafka
 from watchkeeper.dev.processes import stop_process
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 from watchkeeper.stream.topics import ensure_topics
+from watchkeeper.tail import format_alert
 
 __all__ = ["DemoModel", "run_demo"]
 
@@ -132,31 +133,29 @@ def _send_traffic(
         stop.wait(max(0.0, tick - (time.monotonic() - started)))
 
 
-def _format_alert(value: bytes) -> str:
-    event = orjson.loads(value)
-    alert = event["data"]
-    status = alert["status"].upper()
-    observed = alert["observed"]
-    shown = f"{observed:.3f}" if isinstance(observed, float) else "-"
-    start = alert["window"]["start"][11:19]
-    end = alert["window"]["end"][11:19]
-    return (
-        f"  ALERT {status:<8} {alert['severity']:<8} {alert['model_id']} {alert['monitor']}/{alert['metric']} "
-        f"subject={alert['subject']} observed={shown} {alert['comparator']} {alert['threshold']:.4g} "
-        f"window={start}-{end} n={alert['window']['n']}"
-    )
-
-
-def run_demo(duration: float, rate: float, drift_after: float, drift_for: float, metrics_port: int) -> int:
+def run_demo(
+    duration: float,
+    rate: float,
+    drift_after: float,
+    drift_for: float,
+    metrics_port: int,
+    bootstrap_servers: str | None = None,
+) -> int:
+    """The demo on ``bootstrap_servers``, or on the local broker (started if need be, then stopped)."""
     from confluent_kafka import Consumer
 
     workdir = Path(".watchkeeper/demo")
     workdir.mkdir(parents=True, exist_ok=True)
     kafka = LocalKafka()
-    print(f"starting the local Kafka broker on {kafka.bootstrap} (first run downloads it with Maven)...")
-    outcome = kafka.up()
-    print(f"kafka {outcome} on {kafka.bootstrap}")
-    settings = Settings(bootstrap_servers=kafka.bootstrap)
+    if bootstrap_servers is None:
+        print(f"starting the local Kafka broker on {kafka.bootstrap} (first run downloads it with Maven)...")
+        outcome = kafka.up()
+        bootstrap = kafka.bootstrap
+        print(f"kafka {outcome} on {bootstrap}")
+    else:
+        outcome, bootstrap = "given", bootstrap_servers
+        print(f"using Kafka at {bootstrap}")
+    settings = Settings(bootstrap_servers=bootstrap)
     ensure_topics(settings)
 
     model = DemoModel()
@@ -168,7 +167,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
 
     env = {
         **os.environ,
-        "WATCHKEEPER_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "WATCHKEEPER_BOOTSTRAP_SERVERS": bootstrap,
         "WATCHKEEPER_APP_ID": f"watchkeeper-demo-{int(time.time())}",
         "WATCHKEEPER_AUTO_OFFSET_RESET": "latest",
         "WATCHKEEPER_DATA_DIR": str(workdir / "worker"),
@@ -192,7 +191,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
     )
     consumer = Consumer(
         {
-            "bootstrap.servers": kafka.bootstrap,
+            "bootstrap.servers": bootstrap,
             "group.id": f"watchkeeper-demo-printer-{os.getpid()}",
             "auto.offset.reset": "latest",
             "isolation.level": "read_committed",
@@ -204,7 +203,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.time()
     sent = [0]
-    client = WatchkeeperClient(kafka.bootstrap)
+    client = WatchkeeperClient(bootstrap)
     traffic = threading.Thread(
         target=_send_traffic,
         args=(client, model, rate, (started + drift_after, started + drift_after + drift_for), stop, sent),
@@ -212,7 +211,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
     )
     traffic.start()
     print(f"worker pid {worker.pid} (log: {log_path}); metrics: http://localhost:{metrics_port}/metrics")
-    print(f"alerts topic: kcat -C -b {kafka.bootstrap} -t {settings.topic_alerts} -X isolation.level=read_committed")
+    print(f"alerts from another terminal: watchkeeper alerts tail --bootstrap-servers {bootstrap}")
     print(
         f"sending ~{rate:.0f} predictions/s for model {MODEL_ID}; drift in income and region from "
         f"{drift_after:.0f}s to {drift_after + drift_for:.0f}s; stopping after {duration:.0f}s (Ctrl-C stops earlier)"
@@ -225,7 +224,7 @@ def run_demo(duration: float, rate: float, drift_after: float, drift_for: float,
                 return 1
             message = consumer.poll(0.5)
             if message is not None and not message.error():
-                print(_format_alert(message.value() or b"{}"), flush=True)
+                print(f"  {format_alert(orjson.loads(message.value() or b'{}'))}", flush=True)
             elapsed = time.time() - started
             if elapsed - last_status >= 15:
                 last_status = elapsed

@@ -6,21 +6,130 @@ data, with one exception: fairness **group names** are values of the events' att
 They are exported only when ``group_labels`` (setting ``metrics_group_labels``) is above 0,
 at most that many distinct groups per model and attribute, the rest folded into
 ``__other__``; with 0 the per-group gauges stay empty (the disparities have no group label).
+
+Once the worker hands its stages over (:meth:`WorkerMetrics.watch_stages`), the registry also
+exports each stage's assigned partitions and per-partition consumer lag (asked of the broker
+when scraped), and the process's ``/readyz`` check is set (:mod:`watchkeeper.metrics_server`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from watchkeeper.metrics_server import readiness
 from watchkeeper.monitor.drift import DriftReport
 from watchkeeper.monitor.label_windows import LabelReport
 
-__all__ = ["OTHER_GROUP", "WorkerMetrics"]
+if TYPE_CHECKING:
+    from watchkeeper.config import Settings
+    from watchkeeper.monitor.runtime import MonitorRuntime
+
+__all__ = ["OTHER_GROUP", "ConsumingStage", "IngestStage", "WorkerMetrics", "consumer_lag", "stage1_not_ready"]
 
 OTHER_GROUP = "__other__"
+
+
+class ConsumingStage(Protocol):
+    """What the metrics read of a worker stage (:class:`watchkeeper.stream.kafka.TransactionalStage`).
+
+    Never its consumer: a call on it from another thread waits until the stage's poll returns,
+    which a busy stage may not let happen for seconds."""
+
+    name: str
+    settings: Settings
+    assignment: set[tuple[str, int]]
+
+
+class IngestStage(ConsumingStage, Protocol):
+    """Stage 1 (:class:`watchkeeper.stream.ingest.Ingester`): also which prediction partitions it read to the end."""
+
+    caught_up: set[int]
+
+
+def consumer_lag(
+    probe: Consumer, partitions: Sequence[tuple[str, int]], timeout: float = 2.0
+) -> dict[tuple[str, int], int]:
+    """Records of each partition that its group has not committed yet: the high watermark minus the
+    group's committed offset, both asked of the broker through ``probe`` (a consumer with the group's
+    id that never joins it). Partitions without a committed offset are left out; so is everything
+    when the broker does not answer within ``timeout`` seconds."""
+    if not partitions:
+        return {}
+    try:
+        lags: dict[tuple[str, int], int] = {}
+        for committed in probe.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout):
+            if committed.offset < 0:
+                continue
+            place = TopicPartition(committed.topic, committed.partition)
+            _, high = probe.get_watermark_offsets(place, timeout=timeout)
+            lags[(committed.topic, committed.partition)] = max(0, high - committed.offset)
+        return lags
+    except KafkaException:
+        return {}
+
+
+def stage1_not_ready(stage1: IngestStage, runtime: MonitorRuntime, max_windows: int, now: float) -> str | None:
+    """Why stage 1 is not caught up, or None: each assigned predictions partition must be read to
+    its end, or the newest event read from it be at most ``max_windows`` windows old (the shortest
+    ``window.size`` of the models)."""
+    window = min((model.window.size for model in runtime.models.values()), default=0.0)
+    topic = stage1.settings.topic_predictions
+    for name, partition in sorted(tuple(stage1.assignment)):
+        if name != topic or partition in stage1.caught_up:
+            continue
+        source = f"{topic}:{partition}"  # as stage 1 names its prediction sources
+        newest = max((t for (_, s), t in tuple(runtime.watermarks.items()) if s == source), default=None)
+        if newest is not None and now - newest <= max_windows * window:
+            continue
+        read = "nothing read yet" if newest is None else f"its newest event read is {now - newest:.0f} s old"
+        return f"stage1 is behind on {topic}[{partition}]: {read} (limit {max_windows} windows of {window:g} s)"
+    return None
+
+
+class _StageCollector(Collector):
+    """Assigned partitions and consumer lag of the watched stages, read at scrape time (the lag
+    from the broker, through one probe consumer per stage's group, made on the first scrape)."""
+
+    def __init__(self) -> None:
+        self.stages: Sequence[ConsumingStage] = ()
+        self._probes: dict[str, Consumer] = {}
+        self._lock = threading.Lock()  # one scrape at a time asks the broker
+
+    def _probe(self, stage: ConsumingStage) -> Consumer:
+        probe = self._probes.get(stage.name)
+        if probe is None:
+            settings = stage.settings
+            group = f"{settings.app_id}-{stage.name}"  # the stage's group (stream/kafka.py)
+            probe = Consumer({**settings.kafka_client_config(), "group.id": group, "enable.auto.commit": False})
+            self._probes[stage.name] = probe
+        return probe
+
+    def collect(self) -> Iterator[Metric]:
+        assigned = GaugeMetricFamily(
+            "watchkeeper_partitions_assigned", "Input partitions assigned to this process's stage", labels=["stage"]
+        )
+        lag = GaugeMetricFamily(
+            "watchkeeper_consumer_lag",
+            "Records of an assigned input partition not yet committed by the stage (high watermark - committed)",
+            labels=["stage", "topic", "partition"],
+        )
+        with self._lock:
+            for stage in self.stages:
+                places = sorted(tuple(stage.assignment))
+                assigned.add_metric([stage.name], len(places))
+                for (topic, partition), records in consumer_lag(self._probe(stage), places).items():
+                    lag.add_metric([stage.name, topic, str(partition)], records)
+        yield assigned
+        yield lag
 
 
 class WorkerMetrics:
@@ -52,6 +161,9 @@ class WorkerMetrics:
         self.window_events = self._gauge("watchkeeper_window_events", "Events in the last closed window", ["model_id"])
         self.window_end = self._gauge(
             "watchkeeper_window_end_timestamp_seconds", "End of the last closed window", ["model_id"]
+        )
+        self.window_size = self._gauge(
+            "watchkeeper_window_size_seconds", "Length of the last closed window (window.size)", ["model_id"]
         )
         self.late_events = self._gauge(
             "watchkeeper_late_events", "Events that arrived after their window closed", ["model_id"]
@@ -107,6 +219,28 @@ class WorkerMetrics:
         self.state_record_bytes = Gauge(
             "watchkeeper_state_record_max_bytes", "Largest stage-2 state record this process wrote", registry=r
         )
+        self._stages = _StageCollector()
+        r.register(self._stages)
+
+    def watch_stages(
+        self,
+        stage1: IngestStage,
+        stage2: ConsumingStage,
+        runtime: MonitorRuntime,
+        max_windows: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Export the stages' assigned partitions and consumer lag, and answer ``/readyz`` from now
+        on: ready when both stages have partitions and stage 1 is caught up (:func:`stage1_not_ready`)."""
+        self._stages.stages = (stage1, stage2)
+
+        def not_ready() -> str | None:
+            for stage in (stage1, stage2):
+                if not stage.assignment:
+                    return f"{stage.name} has no partitions assigned"
+            return stage1_not_ready(stage1, runtime, max_windows, clock())
+
+        readiness(self.registry).set_check(not_ready)
 
     def _group_label(self, model: str, attribute: str, group: str) -> str | None:
         """The label value for a group: its name while under the cap, then ``__other__``;
@@ -156,6 +290,7 @@ class WorkerMetrics:
         self.windows.labels(model).inc()
         self.window_events.labels(model).set(report.n)
         self.window_end.labels(model).set(report.window_end)
+        self.window_size.labels(model).set(report.window_end - report.window_start)
         self.late_events.labels(model).set(late_events)
         for column in report.columns:
             pairs: Iterable[tuple[Gauge, float]] = (

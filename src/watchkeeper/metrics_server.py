@@ -1,10 +1,15 @@
-"""The Prometheus ``/metrics`` endpoint: listen address, optional TLS, optional HTTP basic auth.
+"""The Prometheus ``/metrics`` endpoint and the health endpoints: listen address, optional TLS,
+optional HTTP basic auth.
 
 prometheus-client's WSGI app, served by a threading wsgiref server in a daemon thread (as
-``prometheus_client.start_http_server`` does), with two additions it lacks: a basic-auth
-check in front of the app and TLS on the listening socket. Settings: ``metrics_port`` (0:
-no endpoint), ``metrics_address``, ``metrics_certfile`` + ``metrics_keyfile``,
-``metrics_username`` + ``metrics_password`` (docs/configuration.md, docs/operations.md).
+``prometheus_client.start_http_server`` does), with three additions it lacks: a basic-auth
+check in front of the app, TLS on the listening socket, and ``/healthz`` (200 while the
+process serves) and ``/readyz`` (200 when the process's :class:`Readiness` check passes,
+else 503 ``not ready: <why>``). The health endpoints are not behind basic auth (probes
+carry no credentials; they reveal no metric), but are behind TLS when it is on. Settings:
+``metrics_port`` (0: no endpoint), ``metrics_address``, ``metrics_certfile`` +
+``metrics_keyfile``, ``metrics_username`` + ``metrics_password`` (docs/configuration.md,
+docs/operations.md).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+from weakref import WeakKeyDictionary
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -26,7 +32,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from watchkeeper.config import Settings
 from watchkeeper.redact import register_secrets
 
-__all__ = ["MetricsServer", "basic_auth", "start_metrics_server"]
+__all__ = ["MetricsServer", "Readiness", "basic_auth", "readiness", "start_metrics_server", "with_health"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,54 @@ def basic_auth(app: WSGIApp, username: str, password: str) -> WSGIApp:
         return [b"401 Unauthorized: metrics_username / metrics_password required\n"]
 
     return guarded
+
+
+class Readiness:
+    """What ``/readyz`` answers: the process registers a check (:meth:`set_check`) once it can
+    tell; until then it is not ready. A check returns why the process is not ready, or None."""
+
+    def __init__(self) -> None:
+        self._check: Callable[[], str | None] | None = None
+
+    def set_check(self, check: Callable[[], str | None]) -> None:
+        self._check = check
+
+    def not_ready(self) -> str | None:
+        """Why the process is not ready; None when it is."""
+        if self._check is None:
+            return "starting: no readiness check registered yet"
+        return self._check()
+
+
+_READINESS: WeakKeyDictionary[CollectorRegistry, Readiness] = WeakKeyDictionary()
+
+
+def readiness(registry: CollectorRegistry) -> Readiness:
+    """The readiness of the process that exports ``registry`` (one per registry, made on first use),
+    shared by the endpoint serving the registry and the code that knows the process's state."""
+    return _READINESS.setdefault(registry, Readiness())
+
+
+def _text(start_response: StartResponse, status: str, text: str) -> Iterable[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")])
+    return [text.encode()]
+
+
+def with_health(app: WSGIApp, ready: Readiness) -> WSGIApp:
+    """``app`` with ``/healthz`` and ``/readyz`` in front of it (every other path goes to ``app``)."""
+
+    def routed(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            why = ready.not_ready()
+            if why is None:
+                return _text(start_response, "200 OK", "ready\n")
+            return _text(start_response, "503 Service Unavailable", f"not ready: {why}\n")
+        return app(environ, start_response)
+
+    return routed
 
 
 class _Handler(WSGIRequestHandler):
@@ -104,7 +158,8 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
 
 
 def start_metrics_server(settings: Settings, registry: CollectorRegistry) -> MetricsServer:
-    """Serve ``registry`` on ``metrics_address``:``metrics_port`` as the settings say.
+    """Serve ``registry`` on ``metrics_address``:``metrics_port`` as the settings say, with
+    ``/healthz`` and ``/readyz`` (``readiness(registry)``) outside basic auth.
 
     Raises ValueError naming the settings when the address cannot be bound or the TLS files
     cannot be loaded.
@@ -115,6 +170,7 @@ def start_metrics_server(settings: Settings, registry: CollectorRegistry) -> Met
         app = basic_auth(app, settings.metrics_username, settings.metrics_password.get_secret_value())
         if settings.metrics_certfile is None:
             log.warning("metrics basic auth without TLS: the password crosses the network in clear text")
+    app = with_health(app, readiness(registry))
     context = _tls_context(settings) if settings.metrics_certfile is not None else None
     address, port = settings.metrics_address, settings.metrics_port
     try:

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from watchkeeper.broker import bootstrap_origin, wait_for_broker
 from watchkeeper.config import Settings
+from watchkeeper.metrics_server import readiness, start_metrics_server
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
 from watchkeeper.notify.logs import setup_logging
 from watchkeeper.notify.routing import NotifyConfig, Receiver, ReceiverType, RoutingError, load_routes
@@ -47,6 +50,16 @@ SessionOpt = Annotated[
 ]
 LogFormatOpt = Annotated[str, typer.Option("--log-format", help="logfmt or json")]
 LogLevelOpt = Annotated[str, typer.Option("--log-level")]
+MetricsPortOpt = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        envvar="WATCHKEEPER_NOTIFY_METRICS_PORT",
+        min=0,
+        max=65535,
+        help="serve /metrics, /healthz and /readyz on this port (WATCHKEEPER_METRICS_* TLS and auth); 0: none",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class _Common:
     log_level: str
     session_timeout: float = 10.0
     rebuild: bool = False
+    metrics_port: int = 0
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> _Common:
@@ -124,6 +138,14 @@ def _run(kind: str, c: _Common, build: Any) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    registry = CollectorRegistry()
+    if c.metrics_port:  # before the broker answers: /healthz is up, /readyz says why it is not ready
+        try:
+            start_metrics_server(settings.model_copy(update={"metrics_port": c.metrics_port}), registry)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    if not wait_for_broker(settings, bootstrap_origin(c.bootstrap), log, stop.is_set):
+        return
     # poll() is not called while a message is being delivered: allow all retries of all receivers
     longest = (c.max_elapsed + c.timeout) * max(1, len(notifier.receivers)) + 60
     runner = NotifyRunner(
@@ -135,7 +157,9 @@ def _run(kind: str, c: _Common, build: Any) -> None:
         idle_exit=c.idle_exit,
         session_timeout=c.session_timeout,
         max_poll_interval=longest,
+        registry=registry,
     )
+    readiness(registry).set_check(runner.not_ready)
     if c.rebuild and hasattr(notifier, "restore"):
         from watchkeeper.notify.alertmanager import rebuild_firing
 
@@ -164,6 +188,7 @@ def slack(
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
     session_timeout: SessionOpt = 10.0,
+    metrics_port: MetricsPortOpt = 0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
@@ -202,6 +227,7 @@ def pagerduty(
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
     session_timeout: SessionOpt = 10.0,
+    metrics_port: MetricsPortOpt = 0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
@@ -241,6 +267,7 @@ def alertmanager(
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
     session_timeout: SessionOpt = 10.0,
+    metrics_port: MetricsPortOpt = 0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
 ) -> None:

@@ -163,7 +163,7 @@ def parse_routes(raw: Any, source: str = "<notify>") -> NotifyConfig:
     try:
         return NotifyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise RoutingError(format_validation_errors(exc, source, prefix="notify.")) from None
+        raise RoutingError(format_validation_errors(exc, source, prefix="notify.", model=NotifyConfig)) from None
 
 
 def load_routes(path: str | Path) -> NotifyConfig:

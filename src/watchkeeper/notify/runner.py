@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import SecretStr, ValidationError
 
 from watchkeeper.config import Settings
@@ -148,8 +149,10 @@ class NotifyRunner:
         session_timeout: float = 10.0,
         max_poll_interval: float = 900.0,
         consumer_overrides: dict[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        """``max_poll_interval`` must exceed the longest delivery (all retries of all receivers)."""
+        """``max_poll_interval`` must exceed the longest delivery (all retries of all receivers);
+        the counters go to ``registry`` (a new one if None)."""
         self.settings = settings
         self.notifier = notifier
         self.group_id = group_id
@@ -157,6 +160,17 @@ class NotifyRunner:
         self.max_messages = max_messages
         self.idle_exit = idle_exit
         self.stats = RunStats()
+        self.registry = registry or CollectorRegistry()
+        self.processed = Counter(
+            "watchkeeper_notify_processed", "Alert messages processed and committed", ["kind"], registry=self.registry
+        )
+        self.deadlettered = Counter(
+            "watchkeeper_notify_deadlettered",
+            "Alert messages written to the dead-letter topic instead of reaching a receiver",
+            ["kind", "receiver"],
+            registry=self.registry,
+        )
+        self.assigned: set[int] = set()  # partitions of the alerts topic
         self._last_activity: float | None = None
         kafka = settings.kafka_client_config()
         self.consumer_config: dict[str, Any] = {
@@ -187,9 +201,11 @@ class NotifyRunner:
 
         def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self._last_activity = time.monotonic()  # idle time counts from the (re)assignment
+            self.assigned.update(p.partition for p in partitions)
             log.info("assigned", extra={"fields": {"partitions": [p.partition for p in partitions]}})
 
         def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            self.assigned.difference_update(p.partition for p in partitions)
             log.info("revoked", extra={"fields": {"partitions": [p.partition for p in partitions]}})
 
         consumer.subscribe([self.settings.topic_alerts], on_assign=on_assign, on_revoke=on_revoke)
@@ -215,6 +231,7 @@ class NotifyRunner:
                     break  # aborted: leave the offset uncommitted
                 consumer.commit(message=msg, asynchronous=False)
                 self.stats.processed += 1
+                self.processed.labels(self.notifier.kind).inc()
                 if self.max_messages is not None and self.stats.processed >= self.max_messages:
                     break
         finally:
@@ -222,6 +239,10 @@ class NotifyRunner:
             producer.flush(10)
             log.info("stopped", extra={"fields": {**fields, **self.stats.__dict__}})
         return self.stats
+
+    def not_ready(self) -> str | None:
+        """``/readyz``: ready while the group gave this process partitions of the alerts topic."""
+        return None if self.assigned else f"no partition of {self.settings.topic_alerts} assigned"
 
     def _process(self, msg: Message, producer: Producer) -> bool:
         """Deliver or dead-letter one message; False when stop interrupted it."""
@@ -279,6 +300,7 @@ class NotifyRunner:
             if self.stop.wait(min(30.0, 2.0**attempt)):
                 return False
         self.stats.deadlettered += 1
+        self.deadlettered.labels(self.notifier.kind, receiver).inc()
         log.warning(
             "deadlettered",
             extra={

@@ -93,6 +93,7 @@ class Worker:
         settings = self.settings
         stage1 = Ingester(settings, self.runtime, self.metrics)
         stage2 = Aggregator(settings, self.runtime, self.metrics)
+        self.metrics.watch_stages(stage1, stage2, self.runtime, settings.metrics_ready_windows)  # lag, /readyz
         threads = [
             threading.Thread(target=self._follow_references, name="references", daemon=True),
             threading.Thread(

@@ -1,0 +1,42 @@
+"""`watchkeeper replay` says why events were rejected: the top reasons with their counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from watchkeeper.cli import app
+
+runner = CliRunner()
+
+
+def test_replay_prints_the_top_rejection_reasons(tmp_path: Path) -> None:
+    good = [
+        {"event_id": str(i), "model_id": "m", "timestamp": 1e9 + i, "features": {"a": float(i % 7)}} for i in range(300)
+    ]
+    unknown = [{"event_id": f"u{i}", "model_id": "other", "timestamp": 1e9, "features": {"a": 1.0}} for i in range(3)]
+    bad_time = {"event_id": "t", "model_id": "m", "timestamp": "yesterday", "features": {"a": 1.0}}
+    no_features = {"event_id": "f", "model_id": "m", "timestamp": 1e9}
+    no_id = {"event_id": "", "model_id": "m", "timestamp": 1e9, "features": {"a": 1.0}}
+    bad = [*[orjson.dumps(e) for e in [*unknown, bad_time, no_features, no_id]], *[b"garbage", b"garbage", b"[1]"] * 2]
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join([*map(orjson.dumps, good), *bad]) + b"\n")
+    (tmp_path / "m.yaml").write_text(
+        "models:\n- model_id: m\n  features: {a: numeric}\n  reference: {learn_from_first: 100}\n"
+        "  window: {size: 60s}\n"
+    )
+    result = runner.invoke(
+        app, ["replay", str(tmp_path / "events.jsonl"), "-c", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "o.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "12 rejected events" in result.output
+    assert result.output.splitlines()[-7:] == [
+        "top rejection reasons:",
+        "        4  invalid JSON: JSON is malformed: invalid character (byte 0)",
+        "        3  model_id: 'other': not a configured model",
+        "        2  event: list: expected a JSON object",
+        "        1  timestamp: 'yesterday': expected an RFC 3339 date-time with offset",
+        "        1  features: missing: expected an object of numbers, strings, bools or nulls",
+        "        1  (1 other reason)",
+    ]
