@@ -231,6 +231,28 @@ def _numeric_column(data: Path, what: str, values: list[str], fix: str) -> list[
     return parsed
 
 
+_USUAL_SCORE_COLUMNS = ("score", "prediction_score", "proba", "probability", "y_score")
+_USUAL_LABEL_COLUMNS = ("prediction", "prediction_label", "predicted_label", "y_pred")
+
+
+def _prediction_columns(
+    data: Path, header: list[str], features: set[str], score: str | None, label: str | None
+) -> tuple[str | None, str | None]:
+    """The score and label columns: as given, else columns under a usual name (said so), else None.
+
+    ``monitor_prediction`` is on by default, but without these columns in the profile
+    ``prediction.score`` / ``prediction.label`` would silently never be monitored.
+    """
+    given = score is not None or label is not None
+    if not given:
+        score = next((c for c in _USUAL_SCORE_COLUMNS if c in header and c not in features), None)
+        label = next((c for c in _USUAL_LABEL_COLUMNS if c in header and c not in features), None)
+        for flag, column in (("--score-column", score), ("--label-column", label)):
+            if column is not None:
+                typer.echo(f"{data}: using column {column!r} as the prediction's (pass {flag} to choose another)")
+    return score, label
+
+
 @profile_app.command("build")
 def profile_build(
     data: Annotated[Path, typer.Argument(help="training / reference data, CSV with a header")],
@@ -251,11 +273,13 @@ def profile_build(
     for flag, column in (("--score-column", score_column), ("--label-column", label_column)):
         if column is not None and column not in header:
             _fail(f"{data}: {flag} {column!r} is not a column; the CSV's columns: {header}")
+    model_config = _load(config).model(model) if config is not None else None
+    features = {f.name for f in model_config.features} if model_config is not None else set()
+    score_column, label_column = _prediction_columns(data, header, features, score_column, label_column)
     kinds: dict[str, str]
     caps: dict[str, int] = {}
     bucket_size = 50
     if config is not None:
-        model_config = _load(config).model(model)
         if model_config is None:
             _fail(f"--model: {model!r}: not in {config}")
         kinds = {f.name: f.type for f in model_config.features}
@@ -302,6 +326,13 @@ def profile_build(
     )
     output.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
     typer.echo(f"profile of {model}: {profile.n_rows} rows, {len(profile.columns)} columns -> {output}")
+    if score_column is None and label_column is None:
+        typer.echo(
+            f"warning: {data}: no --score-column or --label-column (and no column named "
+            f"{' / '.join(_USUAL_SCORE_COLUMNS[:2])} or {' / '.join(_USUAL_LABEL_COLUMNS[:2])}): "
+            "prediction.score and prediction.label will not be monitored",
+            err=True,
+        )
 
 
 @app.command()

@@ -70,3 +70,23 @@ def test_replay_writes_windows_and_alerts(tmp_path: Path) -> None:
     ]
     assert windows[3]["drifted"] == ["a"] and windows[2]["drifted"] == []
     assert "6 windows, 0 label evaluations, 3 alerts, 0 retraining triggers, 1 rejected events" in result.output
+
+
+def test_profile_build_takes_score_and_label_from_their_usual_names_and_says_so(tmp_path: Path) -> None:
+    rows = "".join(f"{i / 100},{(i % 10) / 10},{int(i % 10 >= 5)}\n" for i in range(200))
+    (tmp_path / "d.csv").write_text("x,score,prediction\n" + rows)
+    command = ["profile", "build", str(tmp_path / "d.csv"), "-m", "m", "-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "using column 'score' as the prediction's (pass --score-column to choose another)" in result.output
+    profile = ReferenceProfile.from_dict(json.loads((tmp_path / "p.json").read_text()))
+    assert set(profile.columns) == {"x", "prediction.score", "prediction.label"}
+
+
+def test_profile_build_warns_when_the_prediction_will_not_be_monitored(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("x,y\n" + "".join(f"{i},{i % 3}\n" for i in range(100)))
+    command = ["profile", "build", str(tmp_path / "d.csv"), "-m", "m", "-o", str(tmp_path / "p.json")]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0
+    assert "prediction.score and prediction.label will not be monitored" in result.stderr
+    assert set(ReferenceProfile.from_dict(json.loads((tmp_path / "p.json").read_text())).columns) == {"x", "y"}

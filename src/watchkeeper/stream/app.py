@@ -20,7 +20,7 @@ from types import FrameType
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from watchkeeper.config import Settings, WatchkeeperConfig
+from watchkeeper.config import ModelConfig, Settings, WatchkeeperConfig
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
@@ -31,6 +31,31 @@ from watchkeeper.stream.kafka import TransactionalStage, run_forever
 __all__ = ["Worker"]
 
 log = logging.getLogger("watchkeeper.worker")
+
+
+def describe_model(config: ModelConfig) -> str:
+    """One start-up line saying what is monitored for a model and against what."""
+    reference = (
+        f"profile {config.reference.profile}"
+        if config.reference.profile is not None
+        else f"learned from the first {config.reference.learn_from_first} events"
+    )
+    monitors = [
+        name
+        for name, on in (
+            ("drift", config.drift.enabled),
+            ("CUSUM", config.drift.enabled and config.drift.sequential),
+            ("data quality", config.data_quality.enabled),
+            ("accuracy", config.accuracy.enabled),
+            ("fairness", config.fairness.enabled and bool(config.sensitive_attributes)),
+        )
+        if on
+    ]
+    return (
+        f"model {config.model_id} ({config.task}): {len(config.features)} features, reference {reference}, "
+        f"windows of {config.window.size:g} s (lateness {config.window.allowed_lateness:g} s), "
+        f"monitors: {', '.join(monitors) or 'none'}"
+    )
 
 
 class Worker:
@@ -107,6 +132,8 @@ class Worker:
             "worker started",
             extra={"models": sorted(self.runtime.models), "instance": settings.instance_id, "app_id": settings.app_id},
         )
+        for config in self.runtime.models.values():
+            log.warning("%s", describe_model(config))
         while not self._stopping.is_set():
             time.sleep(0.2)
         for thread in threads:
