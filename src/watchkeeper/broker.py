@@ -37,6 +37,12 @@ class BrokerUnreachable(Exception):
     """No broker answered in time; the message names the address, its origin, the wait and the cause."""
 
 
+def settings_for(flag: str | None) -> Settings:
+    """The settings from the environment, with a command's ``--bootstrap-servers`` (if given) over them."""
+    settings = Settings()
+    return settings.model_copy(update={"bootstrap_servers": flag}) if flag else settings
+
+
 def bootstrap_origin(flag: str | None) -> str:
     """Where the bootstrap servers came from: the command's flag, the environment, or the default."""
     if flag:

@@ -146,11 +146,10 @@ def topics_create(bootstrap_servers: BootstrapOption = None, kafka_timeout: Kafk
     """Create watchkeeper's topics (idempotent); names and partitions from WATCHKEEPER_*."""
     from confluent_kafka import KafkaException
 
+    from watchkeeper.broker import settings_for
     from watchkeeper.stream.topics import ensure_topics
 
-    settings = Settings()
-    if bootstrap_servers:
-        settings = settings.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    settings = settings_for(bootstrap_servers)
     _check_broker(settings, bootstrap_servers, kafka_timeout)
     try:
         created = ensure_topics(settings, timeout=kafka_timeout)

@@ -17,7 +17,7 @@ import orjson
 import typer
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
-from watchkeeper.broker import BrokerUnreachable, bootstrap_origin, check_broker
+from watchkeeper.broker import BrokerUnreachable, bootstrap_origin, check_broker, settings_for
 from watchkeeper.config import Settings
 
 __all__ = [
@@ -187,9 +187,7 @@ def tail_topic(
 
 def _settings(bootstrap_servers: str | None) -> Settings:
     """The settings with ``--bootstrap-servers`` applied, once a broker answers (else exit 2, one line)."""
-    settings = Settings()
-    if bootstrap_servers:
-        settings = settings.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    settings = settings_for(bootstrap_servers)
     try:
         check_broker(settings, bootstrap_origin(bootstrap_servers), BROKER_TIMEOUT)
     except BrokerUnreachable as exc:

@@ -18,7 +18,7 @@ import typer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from watchkeeper.broker import bootstrap_origin, wait_for_broker
+from watchkeeper.broker import bootstrap_origin, settings_for, wait_for_broker
 from watchkeeper.config import Settings
 from watchkeeper.metrics_server import readiness, start_metrics_server
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
@@ -88,13 +88,6 @@ class _Common:
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
-def _settings(bootstrap: str | None) -> Settings:
-    settings = Settings()
-    if bootstrap:
-        settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
-    return settings
-
-
 def _routes(config: Path | None, routes: Path | None, settings: Settings) -> NotifyConfig:
     if routes is not None:
         return load_routes(routes)
@@ -123,7 +116,7 @@ def _fail(message: str) -> typer.Exit:
 def _run(kind: str, c: _Common, build: Any) -> None:
     """Load routes and secrets, build the notifier with ``build(receivers, delivery)``, run it."""
     setup_logging(c.log_level, "json" if c.log_format == "json" else "logfmt")
-    settings = _settings(c.bootstrap)
+    settings = settings_for(c.bootstrap)
     stop = threading.Event()
     policy = RetryPolicy(base=c.backoff_base, cap=c.backoff_cap, max_attempts=c.max_attempts, max_elapsed=c.max_elapsed)
     delivery = Delivery(policy=policy, stop=stop)
