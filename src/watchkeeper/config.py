@@ -740,21 +740,30 @@ class Settings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM) for mutual TLS")
+    ssl_keyfile: Path | None = Field(
+        default=None, validate_default=True, description="private key (PEM) of ssl_certfile, may be encrypted"
+    )
+    ssl_key_password: SecretStr | None = Field(default=None, description="password of an encrypted ssl_keyfile")
     kafka_debug: str | None = Field(
         default=None,
         description="librdkafka debug contexts, e.g. 'broker,security'; off unless set (output may hold secrets)",
     )
     source: str = Field(default="watchkeeper", description="CloudEvents source attribute")
 
-    @field_validator("metrics_keyfile", "metrics_username")
+    @field_validator("metrics_keyfile", "metrics_username", "ssl_keyfile")
     @classmethod
-    def _metrics_pairs(cls, value: Any, info: ValidationInfo) -> Any:
+    def _pairs(cls, value: Any, info: ValidationInfo) -> Any:
         """TLS needs a certificate and its key, basic auth a username and a password.
 
         Checked on the key file and the username (declared after their partners), so that an
         error shows their values, never the password.
         """
-        partner = {"metrics_keyfile": "metrics_certfile", "metrics_username": "metrics_password"}[str(info.field_name)]
+        partner = {
+            "metrics_keyfile": "metrics_certfile",
+            "metrics_username": "metrics_password",
+            "ssl_keyfile": "ssl_certfile",
+        }[str(info.field_name)]
         if (value is None) != (info.data.get(partner) is None):
             given, missing = (partner, info.field_name) if value is None else (info.field_name, partner)
             raise ValueError(f"{given} is set but {missing} is not: expected both or neither")
@@ -784,7 +793,7 @@ class Settings(BaseSettings):
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) settings for bootstrap, security, logging and (if asked) debug output.
 
-        The SASL password is registered with the redactor before it is handed out.
+        The SASL and key passwords are registered with the redactor before they are handed out.
         librdkafka's output goes to the ``watchkeeper.kafka`` Python logger (and so through
         the log redaction and :class:`KafkaLogThrottle`) instead of straight to stderr; a
         client hands it over when it is polled.
@@ -802,6 +811,13 @@ class Settings(BaseSettings):
             config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_cafile:
             config["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            config["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            config["ssl.key.location"] = str(self.ssl_keyfile)
+        if self.ssl_key_password:
+            register_secrets(self.ssl_key_password)
+            config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         if self.kafka_debug:
             config["debug"] = self.kafka_debug
         config["logger"] = logging.getLogger(KAFKA_CLIENT_LOGGER)

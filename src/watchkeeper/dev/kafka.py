@@ -5,11 +5,18 @@ Central (``mvn dependency:copy-dependencies`` on the bundled ``kafka-pom.xml``) 
 cache directory, the storage is formatted once, and the broker runs as a background JVM
 whose pid, log and data live under the data directory. ``up`` reuses a broker that is
 already answering on the port, so tests, demo and benchmarks can share one.
+
+By default the broker has one PLAINTEXT listener. Extra client listeners (e.g. SASL_SSL,
+SSL with client certificates), extra ``server.properties`` and SCRAM users let a test run a
+secured broker next to it; the PLAINTEXT listener stays for the health check and between
+the broker and its controller.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -17,13 +24,15 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["LocalKafka", "KafkaError"]
+__all__ = ["KafkaError", "Listener", "LocalKafka"]
 
 KAFKA_VERSION = "4.1.1"
+SCRAM_ITERATIONS = 4096
+"""PBKDF2 iterations of the SCRAM credentials written at format time (Kafka's minimum)."""
 
 _LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -43,6 +52,15 @@ _LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 
 class KafkaError(RuntimeError):
     """The local broker could not be fetched, formatted or started."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An extra client listener on localhost: ``name`` (as in ``listener.name.<name>.*``), port, protocol."""
+
+    name: str
+    port: int
+    protocol: str  # SSL, SASL_SSL, SASL_PLAINTEXT or PLAINTEXT
 
 
 def _default_cache() -> Path:
@@ -76,6 +94,11 @@ class LocalKafka:
     data_dir: Path = Path(os.environ.get("WATCHKEEPER_KAFKA_DATA", ".watchkeeper/kafka"))
     cache_dir: Path = Path(os.environ.get("WATCHKEEPER_KAFKA_CACHE", str(_default_cache())))
     heap: str = os.environ.get("WATCHKEEPER_KAFKA_HEAP", "768m")
+    listeners: tuple[Listener, ...] = ()
+    properties: dict[str, str] = field(default_factory=dict)
+    """``server.properties`` entries added to (or replacing) the defaults, e.g. TLS key stores."""
+    scram_users: dict[str, str] = field(default_factory=dict)
+    """user -> password, stored as SCRAM-SHA-256 and SCRAM-SHA-512 credentials when the storage is formatted."""
 
     @property
     def bootstrap(self) -> str:
@@ -121,14 +144,16 @@ class LocalKafka:
     def _write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        extra = "".join(f",{x.name}://localhost:{x.port}" for x in self.listeners)
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@localhost:{self.controller_port}",
-            "listeners": f"PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://localhost:{self.port}",
+            "listeners": f"PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}{extra}",
+            "advertised.listeners": f"PLAINTEXT://localhost:{self.port}{extra}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            + "".join(f",{x.name}:{x.protocol}" for x in self.listeners),
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str((self.data_dir / "data").resolve()),
             "num.partitions": "1",
@@ -143,6 +168,7 @@ class LocalKafka:
             "auto.create.topics.enable": "true",
             "log.retention.hours": "24",
             "log.segment.bytes": str(64 * 1024 * 1024),
+            **self.properties,
         }
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -168,7 +194,8 @@ class LocalKafka:
         if (self.data_dir / "data" / "meta.properties").exists():
             return
         cluster_id = _kafka_uuid()
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
+        scram = [arg for user, password in self.scram_users.items() for arg in _scram_arguments(user, password)]
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *scram)
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise KafkaError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
@@ -257,6 +284,16 @@ def _reap(pid: int) -> None:
 
 def _kafka_uuid() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    import base64
-
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _scram_arguments(user: str, password: str) -> list[str]:
+    """``--add-scram`` arguments for ``user``: salted (RFC 5802), so the password is not on a command line."""
+    arguments = []
+    for mechanism, digest in (("SCRAM-SHA-256", "sha256"), ("SCRAM-SHA-512", "sha512")):
+        salt = os.urandom(16)
+        salted = hashlib.pbkdf2_hmac(digest, password.encode(), salt, SCRAM_ITERATIONS)
+        salt64, salted64 = base64.b64encode(salt).decode(), base64.b64encode(salted).decode()
+        credential = f'name={user},iterations={SCRAM_ITERATIONS},salt="{salt64}",saltedpassword="{salted64}"'
+        arguments += ["--add-scram", f"{mechanism}=[{credential}]"]
+    return arguments
