@@ -24,9 +24,10 @@ test: install system-deps lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Alertmanager and Prometheus (Debian packages): the Alertmanager notifier's integration
-# test, and promtool for the alert rules' tests (tests/unit/test_deploy.py). Their tests
-# skip with a reason where they cannot be installed (not root, no apt).
-SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus
+# test, and promtool for the alert rules' tests (tests/unit/test_deploy.py); Chromium opens
+# the HTML report headless (tests/unit/report). Their tests skip with a reason where they
+# cannot be installed (not root, no apt).
+SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus chromium:chromium
 
 system-deps:
 	@for pair in $(SYSTEM_PACKAGES); do \

@@ -18,6 +18,7 @@ import typer
 from watchkeeper import __version__
 from watchkeeper.config import ConfigError, Settings, load_config
 from watchkeeper.notify.cli import notify_app
+from watchkeeper.report.command import report
 from watchkeeper.tail import alerts_app, deadletter_app
 
 app = typer.Typer(help="Streaming drift, accuracy and fairness monitoring for ML models on Kafka.")
@@ -34,6 +35,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(notify_app, name="notify")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(deadletter_app, name="deadletter")
+app.command("report")(report)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")]
 BootstrapOption = Annotated[
