@@ -389,6 +389,10 @@ def replay(
         f"{windows} windows, {labelled} label evaluations, {alerts} alerts, {triggers} retraining triggers, "
         f"{rejected} rejected events"
     )
+    late = {m: monitor.late_events for m, monitor in sorted(runtime.monitors.items()) if monitor.late_events}
+    summary += f", {sum(late.values())} late events" + (
+        f" ({', '.join(f'{m}: {n}' for m, n in late.items())})" if late else ""
+    )
     typer.echo(f"{summary} -> {output}", err=True)
     if reasons:
         top = reasons.most_common(5)

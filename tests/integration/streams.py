@@ -42,8 +42,14 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def loan_stream(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
-    """(topic kind "predictions"/"outcomes", key, value) in arrival order."""
+def loan_stream(
+    n: int, seed: int = 1, max_delay: float = 6 * 3600, worse_after: float | None = None
+) -> list[tuple[str, bytes, bytes]]:
+    """(topic kind "predictions"/"outcomes", key, value) in arrival order.
+
+    Outcomes arrive 0–``max_delay`` s after their prediction; from the ``worse_after``
+    fraction of the stream on, a fifth of the labels are flipped (the model got worse).
+    """
     rng = np.random.default_rng(seed)
     numeric = rng.normal(size=(n, 12))
     drifted = np.arange(n) >= int(0.7 * n)
@@ -58,9 +64,11 @@ def loan_stream(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
     group = rng.choice(["A", "B", "C"], size=n, p=[0.7, 0.25, 0.05])
     score = 1 / (1 + np.exp(-(numeric[:, 0] + 0.5 * numeric[:, 2])))
     truth = rng.uniform(size=n) < score
+    if worse_after is not None:
+        truth ^= (np.arange(n) >= int(worse_after * n)) & (rng.uniform(size=n) < 0.2)
     times = T0 + np.arange(n) * 0.05 + rng.uniform(0, 0.5, size=n)
     labelled = rng.uniform(size=n) < 0.97
-    delays = rng.uniform(0, 6 * 3600, size=n)
+    delays = rng.uniform(0, max_delay, size=n)
     records: list[tuple[float, int, str, bytes, bytes]] = []
     for i in range(n):
         pid = f"p{seed}-{i}"

@@ -3,8 +3,10 @@
 On the real broker, a 15-feature model that learns its reference from its first 10,000
 events, with delayed outcomes and a fairness attribute:
 
-* two worker processes over four partitions publish the same drift, CUSUM and
-  data-quality alerts, and the same window statistics, as ``replay`` of the same records;
+* two worker processes over four partitions publish the same drift, CUSUM,
+  data-quality, accuracy and fairness alerts, and the same window statistics and label
+  checkpoint reports, as ``replay`` of the same records (outcomes 0–10 min late, a 15 min
+  label horizon, the model worse from half-way);
 * a worker killed with SIGKILL at five random moments and restarted each time publishes
   exactly what an uninterrupted run would (every window's ``n`` and statistics, every
   alert once), and its committed offsets reach the end of the input.
@@ -22,50 +24,79 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from tests.rounding import rounded
 from watchkeeper.config import Settings, parse_config
-from watchkeeper.monitor.engine import AlertRaised
+from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated
 from watchkeeper.monitor.output_records import evaluation_record
-from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
+from watchkeeper.monitor.runtime import MonitorRuntime
 
 from .conftest import RunningWorker, read_topic
 from .streams import loan_config, loan_stream, produce
 
-DRIFT_MONITORS = {"drift", "data_quality"}  # label alerts: see the label-checkpoint issue
+DRIFT_MONITORS = {"drift", "data_quality"}
+LABEL_MONITORS = {"accuracy", "fairness"}
 
 
-def _replay(config: dict[str, Any], stream: list[tuple[str, bytes, bytes]]) -> tuple[list[Any], list[Any]]:
+def _replay(
+    config: dict[str, Any], stream: list[tuple[str, bytes, bytes]], monitors: set[str] = DRIFT_MONITORS
+) -> tuple[list[Any], list[Any]]:
+    """Replay's window records and alerts of ``monitors``, as a worker publishes them.
+
+    Drift windows still open at the end are closed as a worker closes them once every
+    partition is idle (replay's flush). Label checkpoints are taken as far as the data
+    carries them: an idle worker evaluates those before the latest prediction time, and so
+    does replay before its flush, which evaluates all the rest (the end of the file): those
+    are left out.
+    """
     runtime = MonitorRuntime(parse_config(config))
-    outputs = [o for batch, _, _ in replay_lines(runtime, [v for _, _, v in stream], batch_size=2000) for o in batch]
-    windows = [r for o in outputs if (r := evaluation_record(o)) is not None and r["kind"] == "window"]
+    values = [v for _, _, v in stream]
+    outputs = [
+        o for k in range(0, len(values), 2000) for o in runtime.run_batch(values[k : k + 2000], "replay:0", k)[0]
+    ]
+    outputs += [o for o in runtime.flush() if not _label_checkpoint(o)]
+    kinds = {"window", "labels"} if monitors & LABEL_MONITORS else {"window"}
+    windows = [r for o in outputs if (r := evaluation_record(o)) is not None and r["kind"] in kinds]
     alerts = [o.alert.model_dump(mode="json") for o in outputs if isinstance(o, AlertRaised)]
-    return _windows(windows), _alerts(alerts)
+    return _windows(windows), _alerts(alerts, monitors)
+
+
+def _label_checkpoint(output: Any) -> bool:
+    """A label checkpoint's report or alert (not a drift window closing)."""
+    if isinstance(output, AlertRaised):
+        return output.alert.monitor in LABEL_MONITORS
+    return isinstance(output, LabelsEvaluated) and output.report.checkpoint is not None
 
 
 def _windows(records: list[dict[str, Any]]) -> list[Any]:
-    return sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in records)
-
-
-def _alerts(alerts: list[dict[str, Any]]) -> list[Any]:
+    """Records comparable across runs: floats of label reports (sums) to 10 digits."""
     return sorted(
-        (a["fingerprint"], a["status"], a["window"]["start"][:19], a["metric"], a["subject"], a["observed"])
-        for a in alerts
-        if a["monitor"] in DRIFT_MONITORS
+        orjson.dumps(rounded(r) if r["kind"] == "labels" else r, option=orjson.OPT_SORT_KEYS) for r in records
     )
 
 
-def _published(settings: Settings, n_windows: int, timeout: float) -> tuple[list[Any], list[Any], list[str]]:
-    """Window records and alerts on the output topics, once ``n_windows`` windows are there."""
+def _alerts(alerts: list[dict[str, Any]], monitors: set[str] = DRIFT_MONITORS) -> list[Any]:
+    return sorted(
+        (a["fingerprint"], a["status"], a["window"]["start"][:19], a["metric"], a["subject"], rounded(a["observed"]))
+        for a in alerts
+        if a["monitor"] in monitors
+    )
+
+
+def _published(
+    settings: Settings, n_records: int, timeout: float, monitors: set[str] = DRIFT_MONITORS
+) -> tuple[list[Any], list[Any], list[str]]:
+    """Window (and, for label monitors, label) records and alerts, once ``n_records`` are there."""
+    kinds = {"window", "labels"} if monitors & LABEL_MONITORS else {"window"}
     windows = read_topic(
         settings,
         settings.topic_windows,
-        lambda m: sum(orjson.loads(x.value())["kind"] == "window" for x in m) >= n_windows,
+        lambda m: sum(orjson.loads(x.value())["kind"] in kinds for x in m) >= n_records,
         timeout=timeout,
     )
-    records = [orjson.loads(m.value()) for m in windows]
+    records = [r for m in windows if (r := orjson.loads(m.value()))["kind"] in kinds]
     alerts = [orjson.loads(m.value()) for m in read_topic(settings, settings.topic_alerts, timeout=8)]
     ids = [a["id"] for a in alerts]
-    drift = [r for r in records if r["kind"] == "window"]
-    return _windows(drift), _alerts([a["data"] for a in alerts]), ids
+    return _windows(records), _alerts([a["data"] for a in alerts], monitors), ids
 
 
 def _accepted(worker: RunningWorker) -> float:
@@ -80,15 +111,17 @@ def _accepted(worker: RunningWorker) -> float:
 def test_two_workers_over_four_partitions_publish_what_replay_writes(
     start_worker: Callable[..., RunningWorker],
 ) -> None:
-    config = loan_config()
-    stream = loan_stream(60_000, seed=2)
-    expected_windows, expected_alerts = _replay(config, stream)
-    assert expected_alerts and any(a[3] == "cusum" for a in expected_alerts)
+    config = loan_config(accuracy={"label_horizon": "15m", "baseline_windows": 1, "min_labeled": 100})
+    stream = loan_stream(60_000, seed=2, max_delay=600, worse_after=0.5)
+    monitors = DRIFT_MONITORS | LABEL_MONITORS
+    expected_windows, expected_alerts = _replay(config, stream, monitors)
+    assert any(a[3] == "cusum" for a in expected_alerts)
+    assert any(a[3] == "accuracy" and a[1] == "firing" for a in expected_alerts)
     first = start_worker(config, partitions=4, spawn=False)
     produce(first.settings, stream)  # a backlog: no partition looks idle while another is read
     first.spawn()
     second = start_worker(config, partitions=4)
-    windows, alerts, ids = _published(first.settings, len(expected_windows), timeout=300)
+    windows, alerts, ids = _published(first.settings, len(expected_windows), timeout=300, monitors=monitors)
     for worker in (first, second):
         assert worker.process.poll() is None, worker.log_tail()
 

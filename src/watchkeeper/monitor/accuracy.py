@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +45,7 @@ import numpy.typing as npt
 from watchkeeper.config import METRICS, AccuracyConfig, Direction, Task
 from watchkeeper.events import Comparator
 from watchkeeper.monitor.alerts import Evaluation
+from watchkeeper.stats.calibration_shift import calibration_shift
 from watchkeeper.stats.classification import ClassificationAggregate
 from watchkeeper.stats.intervals import z_value
 from watchkeeper.stats.regression import RegressionAggregate
@@ -133,13 +135,17 @@ def confusion_delta_se(
     return value, math.sqrt(max(var, 0.0))
 
 
-def _normal(mean: float, sum_sq: float | None, n: int, z: float) -> Interval | None:
-    """mean ± z·s/√n from Σx² (s² = (Σx² − n·mean²)/(n−1)); None without the sum of squares."""
-    if sum_sq is None or n < 2:
+def _mean_se(mean: float | None, sum_sq: float, n: int) -> float | None:
+    """s/√n of a mean from Σx² (s² = (Σx² − n·mean²)/(n−1)); None without data or the sum of
+    squares (an aggregate stored before it kept them)."""
+    if mean is None or n < 2 or (sum_sq <= 0.0 and mean > 0.0):
         return None
-    var = max(sum_sq - n * mean * mean, 0.0) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return mean - half, mean + half
+    return math.sqrt(max(sum_sq - n * mean * mean, 0.0) / (n - 1) / n)
+
+
+def _proportion_se(p: float | None, n: int) -> float | None:
+    """Wald standard error sqrt(p(1−p)/n) of a proportion (the z statistic's scale)."""
+    return math.sqrt(p * (1.0 - p) / n) if p is not None and n > 0 else None
 
 
 def _clip(low: float, high: float, lo: float = 0.0, hi: float = 1.0) -> Interval:
@@ -151,44 +157,49 @@ class _Value:
     value: float | None
     interval: Interval | None
     n: int
+    se: float | None = None  # standard error: the scale of the degradation test
+
+
+def _around(value: float | None, se: float | None, z: float, n: int, clip: bool = True) -> _Value:
+    """A value with its normal interval value ± z·se."""
+    if value is None or se is None:
+        return _Value(value, None, n, se)
+    low, high = value - z * se, value + z * se
+    return _Value(value, _clip(low, high) if clip else (low, high), n, se)
 
 
 def _classification_values(agg: ClassificationAggregate, confidence: float) -> dict[str, _Value]:
     m = agg.compute(confidence, ece_bins=min(10, agg.score_bins))
     z = z_value(confidence)
     n_lab, n_scored = m.n_labeled, m.n_scored
-    out: dict[str, _Value] = {"accuracy": _Value(m.accuracy, m.accuracy_interval, n_lab)}
+    out: dict[str, _Value] = {
+        "accuracy": _Value(m.accuracy, m.accuracy_interval, n_lab, _proportion_se(m.accuracy, n_lab))
+    }
     for name in ("macro_f1", "macro_precision", "macro_recall"):
         if n_lab:
             value, se = confusion_delta_se(agg.confusion, name.removeprefix("macro_"))  # type: ignore[arg-type]
-            out[name] = _Value(value, _clip(value - z * se, value + z * se), n_lab)
+            out[name] = _around(value, se, z, n_lab)
         else:
             out[name] = _Value(None, None, 0)
-    log_sq = getattr(agg, "log_loss_sq_sum", None)
-    brier_sq = getattr(agg, "brier_sq_sum", None)
-    out["log_loss"] = _Value(
-        m.log_loss, _normal(m.log_loss, log_sq, n_scored, z) if m.log_loss is not None else None, n_scored
-    )
-    out["brier"] = _Value(
-        m.brier_score, _normal(m.brier_score, brier_sq, n_scored, z) if m.brier_score is not None else None, n_scored
-    )
+    out["log_loss"] = _around(m.log_loss, _mean_se(m.log_loss, agg.log_loss_sq_sum, n_scored), z, n_scored, False)
+    out["brier"] = _around(m.brier_score, _mean_se(m.brier_score, agg.brier_sq_sum, n_scored), z, n_scored, False)
     if not agg.is_binary:
         return out
     (tn, fp), (fn, tp) = m.confusion_matrix
-    out["precision"] = _Value(m.positive_precision, m.positive_precision_interval, tp + fp)
-    out["recall"] = _Value(m.tpr, m.tpr_interval, tp + fn)
-    out["fpr"] = _Value(m.fpr, m.fpr_interval, fp + tn)
-    f1_interval = None
-    if m.positive_f1 is not None:
-        half = z * f1_delta_se(tp, fp, fn)
-        f1_interval = _clip(m.positive_f1 - half, m.positive_f1 + half)
-    out["f1"] = _Value(m.positive_f1, f1_interval, n_lab)
+    out["precision"] = _Value(
+        m.positive_precision, m.positive_precision_interval, tp + fp, _proportion_se(m.positive_precision, tp + fp)
+    )
+    out["recall"] = _Value(m.tpr, m.tpr_interval, tp + fn, _proportion_se(m.tpr, tp + fn))
+    out["fpr"] = _Value(m.fpr, m.fpr_interval, fp + tn, _proportion_se(m.fpr, fp + tn))
+    f1_se = f1_delta_se(tp, fp, fn) if m.positive_f1 is not None else None
+    out["f1"] = _around(m.positive_f1, f1_se, z, n_lab)
     n_neg, n_pos = (int(v) for v in agg.score_counts.sum(axis=0).tolist())
-    auc_interval = None
+    auc_interval, auc_se = None, None
     if m.roc_auc is not None:
-        half = z * hanley_mcneil_se(m.roc_auc, n_pos, n_neg) + (m.roc_auc_max_error or 0.0)
+        auc_se = hanley_mcneil_se(m.roc_auc, n_pos, n_neg)
+        half = z * auc_se + (m.roc_auc_max_error or 0.0)
         auc_interval = _clip(m.roc_auc - half, m.roc_auc + half)
-    out["roc_auc"] = _Value(m.roc_auc, auc_interval, n_pos + n_neg)
+    out["roc_auc"] = _Value(m.roc_auc, auc_interval, n_pos + n_neg, auc_se)
     out["ece"] = _Value(m.ece, None, n_pos + n_neg)
     out["positive_rate"] = _Value(m.positive_rate, None, m.n)  # reported, never alerts
     out["roc_auc_max_error"] = _Value(m.roc_auc_max_error, None, n_pos + n_neg)
@@ -198,13 +209,18 @@ def _classification_values(agg: ClassificationAggregate, confidence: float) -> d
 def _regression_values(agg: RegressionAggregate, confidence: float) -> dict[str, _Value]:
     m = agg.compute(confidence)
     n = m.n
+    z = z_value(confidence)
+
+    def half_width(interval: Interval | None) -> float | None:
+        return (interval[1] - interval[0]) / (2 * z) if interval is not None else None
+
     return {
-        "mae": _Value(m.mae, m.mae_interval, n),
+        "mae": _Value(m.mae, m.mae_interval, n, half_width(m.mae_interval)),
         "rmse": _Value(m.rmse, None, n),
         "mse": _Value(m.mse, None, n),
         "r2": _Value(m.r2, None, n),
         "mape": _Value(m.mape, None, n),
-        "bias": _Value(m.bias, m.bias_interval, n),
+        "bias": _Value(m.bias, m.bias_interval, n, half_width(m.bias_interval)),
     }
 
 
@@ -258,6 +274,8 @@ class AccuracyVerdict:
                     "breached": e.breached,
                     "cleared": e.cleared,
                     "n": e.n,
+                    "z": e.details.get("z"),
+                    "z_critical": e.details.get("z_critical"),
                 }
                 for e in self.evaluations
             ],
@@ -265,18 +283,19 @@ class AccuracyVerdict:
         }
 
 
-def _judge(
-    direction: Direction, observed: float, interval: Interval | None, baseline: float, tol: float
-) -> tuple[float, Comparator, bool, bool]:
-    """(threshold, comparator, breached, cleared) of one metric; see the module docstring."""
+def _degradation(direction: Direction, observed: float, baseline: float) -> float:
+    """How much worse than the baseline the observed value is (negative: better)."""
+    if direction == "lower":
+        return observed - baseline
+    if direction == "higher":
+        return baseline - observed
+    return abs(observed - baseline)
+
+
+def _comparator(direction: Direction, observed: float, baseline: float) -> tuple[Comparator, int]:
+    """(comparator, sign of the threshold's offset from the baseline) for the worse side."""
     worse_high = direction == "lower" or (direction == "both" and observed >= baseline)
-    if worse_high:
-        threshold = baseline + tol
-        evidence = interval[0] if interval is not None else observed
-        return threshold, ">", evidence > threshold, observed <= baseline + 0.5 * tol
-    threshold = baseline - tol
-    evidence = interval[1] if interval is not None else observed
-    return threshold, "<", evidence < threshold, observed >= baseline - 0.5 * tol
+    return (">", 1) if worse_high else ("<", -1)
 
 
 _STATE_VERSION = 1
@@ -312,6 +331,7 @@ class AccuracyMonitor:
         self.learned_metrics: dict[str, float] | None = (
             {str(k): float(v) for k, v in learned.items()} if learned is not None else None
         )
+        self._baseline_values: dict[str, _Value] | None = None  # (with standard errors; derived)
 
     # -- state ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -353,6 +373,7 @@ class AccuracyMonitor:
         else:
             self.baseline_aggregate.merge(copy)  # type: ignore[arg-type]
         self.baseline_windows.append(window)
+        self._baseline_values = None
         if len(self.baseline_windows) >= self.config.baseline_windows:
             values = self._values(self.baseline_aggregate)
             self.learned_metrics = {
@@ -369,12 +390,17 @@ class AccuracyMonitor:
         aggregate: Aggregate,
         n_predictions: int,
         final: bool,
+        z_critical: float | None = None,
     ) -> AccuracyVerdict:
-        """Verdict of one window; call on close, on late labels, and once with ``final=True``.
+        """Verdict of one window at one label checkpoint; ``final=True`` at the last one.
 
         ``final`` means the label horizon has passed: only then may the window join the
         learned baseline. ``n_predictions`` is the window's prediction count (coverage).
+        ``z_critical`` is the one-sided level of each degradation test (module doc); without
+        it, each test is made at the two-sided ``confidence`` quantile (1.96 at 95 %).
         """
+        if z_critical is None:
+            z_critical = z_value(self.config.confidence)
         expected = RegressionAggregate if self.task == "regression" else ClassificationAggregate
         if not isinstance(aggregate, expected):
             raise TypeError(f"aggregate={type(aggregate).__name__}: expected {expected.__name__} for {self.task}")
@@ -433,27 +459,50 @@ class AccuracyMonitor:
             if name not in baseline:
                 skipped[name] = "no baseline value"
                 continue
-            evaluations.append(
-                self._evaluation(model_id, model_version, window, name, item, baseline[name], n_labeled, n_predictions)
-            )
+            test = _Test(name, item, baseline[name], self._baseline_se(name), z_critical)
+            if name == "ece" and isinstance(aggregate, ClassificationAggregate):
+                test = replace(test, z=self._calibration_z(aggregate))
+            evaluations.append(self._evaluation(model_id, model_version, window, test, n_labeled, n_predictions))
         return verdict("evaluated", evaluations, skipped)
+
+    def _baseline_se(self, name: str) -> float:
+        """Standard error of the learned baseline's value (0 for configured baseline metrics)."""
+        if self.baseline_aggregate is None or self.config.baseline == "reference":
+            return 0.0
+        if self._baseline_values is None:
+            self._baseline_values = self._values(self.baseline_aggregate)
+        item = self._baseline_values.get(name)
+        return item.se if item is not None and item.se is not None else 0.0
+
+    def _calibration_z(self, aggregate: ClassificationAggregate) -> float | None:
+        """The calibration-shift test against the baseline, as a one-sided z (None without a baseline aggregate)."""
+        base = self.baseline_aggregate
+        if not isinstance(base, ClassificationAggregate) or self.config.baseline == "reference":
+            return None
+        shift = calibration_shift(aggregate.score_counts, aggregate.score_sums, base.score_counts, base.score_sums)
+        return -NormalDist().inv_cdf(min(max(shift.p_value, 1e-300), 1.0 - 1e-16)) if shift.bins else None
 
     def _evaluation(
         self,
         model_id: str,
         model_version: str,
         window: tuple[float, float],
-        name: str,
-        item: _Value,
-        base: float,
+        test: _Test,
         n_labeled: int,
         n_predictions: int,
     ) -> Evaluation:
+        name, item, base = test.name, test.value, test.baseline
         assert item.value is not None
         spec = METRICS[name]
         tol, tol_kind = self.config.effective_tolerance(name, base)
-        threshold, comparator, breached, cleared = _judge(spec.direction, item.value, item.interval, base, tol)
+        comparator, sign = _comparator(spec.direction, item.value, base)
+        threshold = base + sign * tol
+        worse = _degradation(spec.direction, item.value, base)
+        z = test.z
+        breached = worse > tol and (z is None or z > test.z_critical)
+        cleared = worse <= 0.5 * tol or (z is not None and z < z_value(self.config.confidence))
         method = spec.method if item.interval is not None else "point"
+        evidence = f"degradation test z = {z:.2f} (alert above {test.z_critical:.2f})" if z is not None else "no test"
         ci = (
             f" ({self.config.confidence:.0%} CI {item.interval[0]:.4f}-{item.interval[1]:.4f})" if item.interval else ""
         )
@@ -464,8 +513,9 @@ class AccuracyMonitor:
         )
         description = (
             f"{name} = {item.value:.4f}{ci} on {item.n} rows ({n_labeled} labelled of {n_predictions} "
-            f"predictions); alert threshold {comparator} {threshold:.4f} (baseline {base:.4f} "
-            f"{'+' if comparator == '>' else '-'} {tol_kind} tolerance {tol:.4f}); interval method: {method}."
+            f"predictions); alert when {comparator} {threshold:.4f} (baseline {base:.4f} "
+            f"{'+' if sign > 0 else '-'} {tol_kind} tolerance {tol:.4f}) and the {evidence}; "
+            f"interval method: {method}."
         )
         return Evaluation(
             model_id=model_id,
@@ -489,10 +539,33 @@ class AccuracyMonitor:
                 "baseline": base,
                 "tolerance": tol,
                 "tolerance_kind": tol_kind,
-                "clear_threshold": base + 0.5 * tol if comparator == ">" else base - 0.5 * tol,
+                "clear_threshold": base + sign * 0.5 * tol,
                 "n_labeled": n_labeled,
                 "label_coverage": n_labeled / n_predictions if n_predictions > 0 else None,
                 "interval_method": method,
                 "confidence": self.config.confidence,
+                "z": z,
+                "z_critical": test.z_critical,
+                "baseline_se": test.baseline_se,
             },
         )
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One metric's degradation test: value, baseline, and the z statistic against the level."""
+
+    name: str
+    value: _Value
+    baseline: float
+    baseline_se: float
+    z_critical: float
+    z: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.z is None and self.value.se is not None and self.value.value is not None:
+            spec = METRICS[self.name]
+            worse = _degradation(spec.direction, self.value.value, self.baseline)
+            scale = math.hypot(self.value.se, self.baseline_se)
+            if scale > 0:
+                object.__setattr__(self, "z", worse / scale)

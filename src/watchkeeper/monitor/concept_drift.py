@@ -2,7 +2,8 @@
 
 Window verdicts on accuracy need a window's worth of labels; ADWIN (Bifet & Gavaldà 2007,
 "Learning from Time-Changing Data with Adaptive Windowing", SDM) watches the 0/1 error of
-every labelled prediction as outcomes arrive and cuts its window when the error rate of
+every labelled prediction, fed at each label checkpoint in prediction-time order (so that it
+does not depend on the order labels were read), and cuts its window when the error rate of
 the recent part differs from the older part beyond a Hoeffding-style bound (δ = 0.002,
 River's default). A cut where the error rate went *up* is a concept-drift verdict at once;
 a window of predictions with no such cut counts as cleared, so the alert resolves after
@@ -29,7 +30,7 @@ __all__ = ["ErrorStreamDetector"]
 
 
 class ErrorStreamDetector:
-    """ADWIN over a model's 0/1 errors in outcome-arrival order."""
+    """ADWIN over a model's 0/1 errors, in label-checkpoint order (see ``ModelMonitor._error_stream``)."""
 
     def __init__(self, config: ModelConfig, state: Mapping[str, Any] | None = None) -> None:
         self.config = config
@@ -74,7 +75,7 @@ class ErrorStreamDetector:
             severity=accuracy.severity,
             summary=summary,
             description=(
-                "ADWIN (delta 0.002) on the 0/1 errors of labelled predictions, in outcome-arrival order, "
+                "ADWIN (delta 0.002) on the 0/1 errors of labelled predictions, in label-checkpoint order, "
                 "cut its window with a higher recent error rate."
                 if breached
                 else "ADWIN saw no rise of the error rate."

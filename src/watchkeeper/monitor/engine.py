@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from watchkeeper import __version__
 from watchkeeper.config import ModelConfig
 from watchkeeper.events import Alert, RetrainingTrigger, alert_cloudevent, deterministic_id
@@ -120,6 +122,8 @@ class ModelMonitor:
         self.applied: dict[str, int] = {k: int(v) for k, v in meta.get("applied", {}).items()}
         self.watermarks: dict[str, float] = {k: float(v) for k, v in meta.get("watermarks", {}).items()}
         self.idle: dict[str, bool] = {k: bool(v) for k, v in meta.get("idle", {}).items()}
+        self.outcome_watermarks: dict[str, float] = {k: float(v) for k, v in meta.get("outcome_watermarks", {}).items()}
+        self.outcomes_idle: dict[str, bool] = {k: bool(v) for k, v in meta.get("outcomes_idle", {}).items()}
         self.partitions: int | None = meta.get("partitions")
         self.closed_until: float | None = meta.get("closed_until")
         self.late_events = int(meta.get("late_events", 0))
@@ -179,6 +183,8 @@ class ModelMonitor:
                 "applied": self.applied,
                 "watermarks": self.watermarks,
                 "idle": self.idle,
+                "outcome_watermarks": self.outcome_watermarks,
+                "outcomes_idle": self.outcomes_idle,
                 "partitions": self.partitions,
                 "closed_until": self.closed_until,
                 "late_events": self.late_events,
@@ -213,13 +219,10 @@ class ModelMonitor:
         for src, (_, last) in sources.items():
             self.applied[src] = max(last, self.applied.get(src, -1))
         self._observe_watermarks(partial)
+        self.late_events += partial.get("late", 0)
         outputs: list[Output] = []
         for entry in partial.get("labels", ()):
             self.labels.add(entry)
-        for start, count in partial.get("expired", {}).items():
-            self.labels.add_expired(float(start), int(count))
-        if partial.get("errors") and self.config.accuracy.enabled:
-            outputs += self._error_stream(partial)
         if partial["kind"] == "sample":
             self._add_samples(partial["windows"])
         elif partial["kind"] == "stats" and self.profile is not None and self._current(partial):
@@ -235,6 +238,10 @@ class ModelMonitor:
             self.watermarks[src] = max(self.watermarks.get(src, float("-inf")), float(event_time))
         for src, idle in partial.get("idle", {}).items():
             self.idle[src] = bool(idle)
+        for number, event_time in partial.get("outcome_watermarks", {}).items():
+            self.outcome_watermarks[number] = max(self.outcome_watermarks.get(number, float("-inf")), event_time)
+        for number, idle in partial.get("outcomes_idle", {}).items():
+            self.outcomes_idle[number] = bool(idle)
         if partial.get("partitions"):
             self.partitions = int(partial["partitions"])
 
@@ -260,15 +267,6 @@ class ModelMonitor:
         if self.sequential is not None and slices:
             self.sequential.add_slices(slices)
 
-    def _error_stream(self, partial: Partial) -> list[Output]:
-        """Concept drift verdicts from the 0/1 errors, attributed to the open drift window."""
-        starts = [float(e["start"]) for e in partial.get("labels", ())] + list(self.windows)
-        start = self.closed_until if self.closed_until is not None else max(starts, default=0.0)
-        outputs: list[Output] = []
-        for evaluation in self.error_stream.update(partial["errors"], start, "unversioned"):
-            outputs += self._observe(evaluation)
-        return outputs
-
     # -- closing --------------------------------------------------------------------
     def watermark(self) -> float | None:
         """Least latest-event-time over the input partitions that are not idle (see module doc).
@@ -288,13 +286,26 @@ class ModelMonitor:
             return None
         return min(active)
 
-    def _event_time(self) -> float | None:
-        """The watermark for label windows: never infinite, since labels keep arriving for
-        the label horizon after the predictions stop (all partitions idle)."""
+    def label_watermark(self) -> float | None:
+        """The event time up to which every label has been joined: label checkpoints before it are due.
+
+        The slower of the prediction watermark (never infinite here: labels keep arriving for
+        the label horizon after the predictions stop) and the outcome watermark, the least
+        latest outcome time over the input partitions whose outcomes are not idle. ``None``
+        until every partition has sent outcomes or been reported idle; when all are idle
+        the prediction watermark alone decides.
+        """
         watermark = self.watermark()
-        if watermark is None or watermark < float("inf"):
-            return watermark
-        return max(self.watermarks.values(), default=None)
+        if watermark is not None and watermark == float("inf"):
+            watermark = max(self.watermarks.values(), default=None)
+        if watermark is None:
+            return None
+        idle = {p for p, flag in self.outcomes_idle.items() if flag}
+        reported = set(self.outcome_watermarks) | idle
+        if not reported or (self.partitions is not None and len(reported) < self.partitions):
+            return None
+        active = [t for p, t in self.outcome_watermarks.items() if p not in idle]
+        return min([watermark, *active])
 
     def _limit(self) -> float | None:
         watermark = self.watermark()
@@ -364,15 +375,35 @@ class ModelMonitor:
     def _label_tick(self) -> list[Output]:
         """Re-evaluate label windows that got labels; finalize those past the horizon."""
         outputs: list[Output] = []
-        for report, evaluations in self.labels.tick(self._event_time()):
+        for report, evaluations in self.labels.tick(self.label_watermark()):
             outputs += self._label_outputs(report, evaluations)
         return outputs
 
     def _label_outputs(self, report: LabelReport, evaluations: list[Evaluation]) -> list[Output]:
         outputs: list[Output] = [LabelsEvaluated(report)]
+        if report.checkpoint is not None and self.config.accuracy.enabled and self.config.task != "regression":
+            evaluations = evaluations + self._error_stream(report)
         for evaluation in evaluations:
             outputs += self._observe(evaluation)
         return outputs
+
+    def _error_stream(self, report: LabelReport) -> list[Evaluation]:
+        """Concept drift verdicts from the errors of the labels first counted at a checkpoint.
+
+        They are fed slot by slot of prediction time, each slot's k errors among n labels as
+        an evenly spread 0/1 sequence (bit i = floor((i+1)k/n) − floor(ik/n)), so that ADWIN
+        sees the same stream whatever order the labels were read in. Alarms are attributed to
+        the label window, cleared at its last checkpoint.
+        """
+        bits: list[int] = []
+        slots = report.new_errors.tolist() if report.new_errors is not None else []
+        for wrong, labelled in slots:
+            if labelled:
+                bits += np.diff(np.arange(labelled + 1) * wrong // labelled).tolist()
+        evaluations = self.error_stream.update(bits, report.window_start, report.model_version) if bits else []
+        if report.final:
+            evaluations += self.error_stream.window_closed(report.window_start, report.model_version)
+        return evaluations
 
     def _observe(self, evaluation: Evaluation) -> list[Output]:
         """Advance the alert state; a transition becomes an Alert and informs retraining."""
@@ -393,16 +424,11 @@ class ModelMonitor:
             evaluations += data_quality_evaluations(self.config, report, self.profile)
             for evaluation in evaluations:
                 outputs += self._observe(evaluation)
-        if self.config.accuracy.enabled and self.config.task != "regression":
-            for evaluation in self.error_stream.window_closed(window.start, report.model_version):
-                outputs += self._observe(evaluation)
         n_labeled = 0
         if uses_labels(self.config):
-            label_report, label_evaluations = self.labels.drift_window_closed(
-                window.start, window.n, report.model_version
-            )
+            label_report = self.labels.drift_window_closed(window.start, window.n, report.model_version)
             n_labeled = label_report.n_labeled
-            outputs += self._label_outputs(label_report, label_evaluations)
+            outputs.append(LabelsEvaluated(label_report))
         triggers = self.planner.observe_window(
             (report.window_start, report.window_end, report.n, n_labeled),
             reference_id=self.profile.reference_id,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from statistics import NormalDist
 from typing import Any
 
 from watchkeeper.config import FairnessConfig
@@ -34,6 +35,7 @@ from watchkeeper.stats.fairness import Disparity, FairnessReport, Gap, GroupFair
 __all__ = [
     "disparate_impact_interval",
     "fairness_evaluations",
+    "fairness_tests",
 ]
 
 CLEAR_FRACTION = 0.75
@@ -98,16 +100,34 @@ def _extreme_gap(report: FairnessReport, members: list[GroupMetrics], rate: str)
     return report.compare(rate, top.group, bottom.group)
 
 
-def _compute(subject: str, aggregate: GroupFairnessAggregate, config: FairnessConfig) -> tuple[FairnessReport, str]:
+def _compute(
+    subject: str, aggregate: GroupFairnessAggregate, config: FairnessConfig, confidence: float
+) -> tuple[FairnessReport, str]:
     """The report, with the configured reference group when it is present (else most favoured)."""
     reference = config.reference_group.get(subject)
     if reference is not None:
         try:
-            return aggregate.compute(config.min_support, config.confidence, reference), "configured"
+            return aggregate.compute(config.min_support, confidence, reference), "configured"
         except ValueError:
             pass  # not seen in this window
     note = "most_favoured" if reference is None else f"most_favoured (configured {reference!r} absent)"
-    return aggregate.compute(config.min_support, config.confidence, None), note
+    return aggregate.compute(config.min_support, confidence, None), note
+
+
+def fairness_tests(aggregates: Mapping[str, GroupFairnessAggregate], config: FairnessConfig) -> int:
+    """How many tests the window's fairness verdicts make (for the family-wise level).
+
+    Per subject: one per difference metric (equalized odds: two, its TPR and FPR gaps) and,
+    for disparate impact, one per group but the reference.
+    """
+    if not config.enabled:
+        return 0
+    per_metric = {"demographic_parity_difference": 1, "equalized_odds_difference": 2, "equal_opportunity_difference": 1}
+    total = 0
+    for aggregate in aggregates.values():
+        for metric in config.metrics:
+            total += max(aggregate.n_groups - 1, 0) if metric == "disparate_impact" else per_metric[metric]
+    return total
 
 
 def _report(subject: str, report: FairnessReport, reference_note: str) -> dict[str, Any]:
@@ -179,7 +199,7 @@ def _difference_evaluation(
         description = (
             f"{gap.rate} of '{gap.group_max}' ({details['rate_max']:.4f}, n={details['n_max']}) minus "
             f"'{gap.group_min}' ({details['rate_min']:.4f}, n={details['n_min']}) = {gap.difference:.4f}, "
-            f"{report.confidence:.0%} Newcombe interval [{gap.low:.4f}, {gap.high:.4f}]; alert when the "
+            f"{report.confidence:.6g} Newcombe interval [{gap.low:.4f}, {gap.high:.4f}]; alert when the "
             f"interval is entirely above {tol}. Groups with fewer than {report.min_support} rows are left out: "
             f"{list(report.insufficient_groups) or 'none'}."
         )
@@ -284,21 +304,28 @@ def fairness_evaluations(
     window_end: float,
     aggregates: Mapping[str, GroupFairnessAggregate],
     config: FairnessConfig,
+    z_critical: float | None = None,
 ) -> tuple[dict[str, Any], list[Evaluation]]:
     """The window's fairness report (JSON-able, keyed by attribute) and its evaluations.
 
     ``aggregates`` maps the subject (``"race"``, ``"race|sex"``) to the merged aggregate
     of the window. Evaluations: one per (attribute, difference metric), one per
     (attribute, sufficient non-reference group) for disparate impact. None when disabled.
+    The report's intervals are at ``config.confidence``; the verdicts use intervals at the
+    one-sided level ``z_critical`` (the family-wise split of the label false-alarm rate,
+    :func:`fairness_tests`) when given.
     """
     window = (model_id, model_version, float(window_start), float(window_end))
     reports: dict[str, Any] = {}
     evaluations: list[Evaluation] = []
+    decision_confidence = None if z_critical is None else 1.0 - 2.0 * NormalDist().cdf(-z_critical)
     for subject in sorted(aggregates):
-        report, note = _compute(subject, aggregates[subject], config)
+        report, note = _compute(subject, aggregates[subject], config, config.confidence)
         reports[subject] = _report(subject, report, note)
         if not config.enabled:
             continue
+        if decision_confidence is not None:
+            report, _ = _compute(subject, aggregates[subject], config, decision_confidence)
         for metric in config.metrics:
             if metric == "disparate_impact":
                 evaluations += _impact_evaluations(subject, report, config, window)

@@ -32,8 +32,12 @@ One key space; the first byte of a key is its kind, the rest is the ``prediction
 its UTF-8 bytes under the lower-case kinds ``p``/``o``/``j`` or, when the id is a UUID
 in canonical lower-case form (``8-4-4-4-12`` hex digits), its 16 binary bytes under the
 upper-case kinds ``P``/``O``/``J`` (17-byte keys instead of 37, and no clash with a text
-id that happens to be 16 bytes long). Every value starts with the format version byte
-(:data:`FORMAT_VERSION`); a value of another version raises ``ValueError`` naming it.
+id that happens to be 16 bytes long). An id of more than 256 UTF-8 bytes is stored as
+``0xFF`` + its SHA-256 digest under the lower-case kinds (no UTF-8 text starts with
+``0xFF``): a batch's index chunk lists its keys, and ids of hundreds of kilobytes would
+make a chunk larger than a Kafka record may be. Every value starts with the format
+version byte (:data:`FORMAT_VERSION`); a value of another version raises ``ValueError``
+naming it.
 Numbers are little-endian ``struct`` fields; a length-prefixed *str* is one length byte
 ``n < 255`` (or ``0xFF`` and a ``uint32`` length) then ``n`` bytes::
 
@@ -70,6 +74,7 @@ or rewritten since is skipped (every rewrite is listed again under its new due b
 from __future__ import annotations
 
 import array
+import hashlib
 import heapq
 import math
 import re
@@ -100,6 +105,7 @@ _BUCKET = 60.0  # expiry index granularity (seconds of event time)
 _J, _P, _O, _X = 0, 1, 2, 3  # kinds: joined marker, waiting prediction, waiting outcome, index chunk
 _KINDS = {b"j": _J, b"J": _J, b"p": _P, b"P": _P, b"o": _O, b"O": _O, b"x": _X}  # first key byte -> kind
 _EMPTY: Mapping[str, Any] = {}
+_LONGEST_ID = 256  # UTF-8 bytes of the longest prediction_id kept as it is in a key (longer: hashed)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEAD_P = {n: struct.Struct("<BdB" + "d" * n) for n in (1, 2, 3)}  # version, due, flags, time, score?, value?
 _HEAD_O = struct.Struct("<Bdd")  # version, due, outcome time
@@ -367,6 +373,8 @@ def _store_keys(prediction_id: str) -> tuple[bytes, bytes, bytes]:
         ident = bytes.fromhex(prediction_id.replace("-", ""))
         return b"J" + ident, b"P" + ident, b"O" + ident
     ident = prediction_id.encode()
+    if len(ident) > _LONGEST_ID:
+        ident = b"\xff" + hashlib.sha256(ident).digest()
     return b"j" + ident, b"p" + ident, b"o" + ident
 
 

@@ -6,8 +6,10 @@ event time:
 * at prediction time (:func:`prediction_entries`): every prediction adds itself unlabelled
   (``n``, predicted class, score; per group selections for fairness);
 * at label time (:func:`label_entries`): each joined outcome completes its prediction with
-  ``late=True`` (only the labelled counters move), plus its label delay; predictions whose
-  horizon passed without an outcome are counted as expired.
+  ``late=True`` (only the labelled counters move), plus its label delay. Each label is filed under the
+  first *checkpoint* of its window at or after the outcome's event time (window end plus
+  ``LABEL_CHECKPOINTS`` × the label horizon), so that which labels a checkpoint counts is a
+  function of the events' timestamps, never of when they were read.
 
 So ``n`` counts predictions once, ``n_labeled`` counts outcomes once, and label coverage is
 their ratio. All aggregates are the mergeable ones of :mod:`watchkeeper.stats`.
@@ -32,7 +34,26 @@ from watchkeeper.stats.delays import delay_counts
 from watchkeeper.stats.fairness import GroupFairnessAggregate, group_values, intersection_values
 from watchkeeper.stats.regression import RegressionAggregate
 
-__all__ = ["expired_entries", "label_entries", "new_classification", "prediction_entries", "uses_labels"]
+__all__ = [
+    "LABEL_CHECKPOINTS",
+    "checkpoint_times",
+    "label_entries",
+    "new_classification",
+    "prediction_entries",
+    "uses_labels",
+]
+
+LABEL_CHECKPOINTS: tuple[float, ...] = (0.25, 0.5, 1.0)
+"""Where a label window is evaluated: its end plus these fractions of the label horizon."""
+
+ERROR_SLOTS = 64
+"""Prediction-time slots of a window in which labelled errors are counted (the error stream's order)."""
+
+
+def checkpoint_times(config: ModelConfig, start: float) -> list[float]:
+    """Event times of the checkpoints of the label window starting at ``start``."""
+    end = start + config.window.size
+    return [end + fraction * config.accuracy.label_horizon for fraction in LABEL_CHECKPOINTS]
 
 
 def uses_labels(config: ModelConfig) -> bool:
@@ -121,17 +142,22 @@ def prediction_entries(
     return out
 
 
-def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[LabelEntry], int, list[int]]:
-    """Labelled contributions per prediction window.
+def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[LabelEntry], int]:
+    """Labelled contributions per prediction window and checkpoint (see the module doc).
 
-    Returns (entries, rows with unusable labels, 0/1 errors of the usable rows in arrival
-    order — classification only — for the error-stream detector).
+    Returns (entries, rows with unusable labels).
     """
     if not rows:
-        return [], 0, []
+        return [], 0
     times = np.asarray([r.prediction_time for r in rows])
-    delays = np.asarray([r.outcome_time - r.prediction_time for r in rows])
+    outcome_times = np.asarray([r.outcome_time for r in rows])
+    delays = outcome_times - times
     starts = window_starts(times, config.window.size)
+    ends = starts + config.window.size
+    horizon = config.accuracy.label_horizon
+    checkpoints = np.zeros(len(rows), dtype=np.int64)
+    for fraction in LABEL_CHECKPOINTS[:-1]:  # the first checkpoint at or after the outcome's time
+        checkpoints += outcome_times > ends + fraction * horizon
     invalid = 0
     if config.task == "regression":
         truth = np.asarray([np.nan if r.true_value is None else r.true_value for r in rows])
@@ -144,12 +170,13 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
         truth = np.asarray([lookup.get(r.true_label, -1) if r.true_label is not None else -1 for r in rows])
         usable = (truth >= 0) & (predicted >= 0)
     invalid = int((~usable).sum())
-    errors = [] if config.task == "regression" else (predicted[usable] != truth[usable]).astype(int).tolist()
     entries = []
-    for start in np.unique(starts[usable]):
-        mask = usable & (starts == start)
+    pairs = zip(starts[usable].tolist(), checkpoints[usable].tolist(), strict=True)
+    for start, checkpoint in sorted(set(pairs)):
+        mask = usable & (starts == start) & (checkpoints == checkpoint)
         entry: LabelEntry = {
-            "start": float(start),
+            "start": start,
+            "checkpoint": checkpoint,
             "n_labeled": int(mask.sum()),
             "delays": delay_counts(delays[mask]).tolist(),
             "fairness": {},
@@ -162,16 +189,16 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
             aggregate = new_classification(config)
             aggregate.update(truth[mask], predicted[mask], scores[mask] if config.task == "binary" else None, late=True)
             entry["classification"] = aggregate.to_dict()
+            slots = np.minimum(
+                ((times[mask] - start) / config.window.size * ERROR_SLOTS).astype(np.int64), ERROR_SLOTS - 1
+            )
+            wrong = np.bincount(slots, weights=predicted[mask] != truth[mask], minlength=ERROR_SLOTS)
+            counts = np.bincount(slots, minlength=ERROR_SLOTS)
+            entry["errors"] = [[int(k), int(wrong[k]), int(counts[k])] for k in np.flatnonzero(counts)]
             selected = [r.attributes for r, keep in zip(rows, mask, strict=True) if keep]
             for subject in _subjects(config):
                 groups = GroupFairnessAggregate(subject, max_groups=config.fairness.max_groups)
                 groups.update(_group_column(subject, selected), predicted[mask], scores[mask], truth[mask], late=True)
                 entry["fairness"][subject] = groups.to_dict()
         entries.append(entry)
-    return entries, invalid, errors
-
-
-def expired_entries(config: ModelConfig, prediction_times: Sequence[float]) -> dict[float, int]:
-    """Predictions whose horizon passed unlabelled, counted per window start."""
-    starts, counts = np.unique(window_starts(np.asarray(prediction_times), config.window.size), return_counts=True)
-    return {float(s): int(c) for s, c in zip(starts, counts, strict=True)}
+    return entries, invalid

@@ -43,7 +43,7 @@ __all__ = [
     "stats_windows",
 ]
 
-_SAMPLE_TEXT = 200  # longest category text kept in a learning sample
+_SAMPLE_TEXT = 200  # longest category text kept in a learning sample (and model version or id in a partial)
 
 
 def _source_ranges(sources: Sequence[str], offsets: np.ndarray) -> dict[str, list[int]]:
@@ -57,23 +57,25 @@ def _source_ranges(sources: Sequence[str], offsets: np.ndarray) -> dict[str, lis
 
 def _version_names(events: Sequence[dict[str, Any]]) -> list[str]:
     """Each event's model version as text ("unversioned" when there is none), as learning samples carry it."""
-    return [str(e.get("model_version") or "unversioned") for e in events]
+    return [str(e.get("model_version") or "unversioned")[:_SAMPLE_TEXT] for e in events]
 
 
 def _versions(names: Sequence[Any], windows: np.ndarray, n_windows: int) -> list[dict[str, int]]:
     """Events per model version per window, by name.
 
     ``names`` are the versions as sent (None or empty: "unversioned"); a version is named
-    ``str(version)`` as numpy unicode, which drops trailing NULs. Only the distinct
-    versions are named: each event gets an integer code.
+    ``str(version)`` as numpy unicode, which drops trailing NULs, cut at 200 characters (a
+    huge version string would otherwise make partials and window state records too large
+    for Kafka). Only the distinct versions are named: each event gets an integer code.
     """
     distinct = list(dict.fromkeys(names))
     if not all(type(name) is str or name is None for name in distinct):  # (1 and True: one key, two names)
         names = [str(name or "unversioned") for name in names]
         distinct = list(dict.fromkeys(names))
-    text = {name: str(name or "unversioned").rstrip("\x00") for name in distinct}
+    text = {name: str(name or "unversioned")[:_SAMPLE_TEXT].rstrip("\x00") for name in distinct}
     ordered = sorted(set(text.values()))
-    position = {name: ordered.index(named) for name, named in text.items()}
+    index = {named: k for k, named in enumerate(ordered)}
+    position = {name: index[named] for name, named in text.items()}
     codes = np.fromiter(map(position.__getitem__, names), np.int64, count=len(names))
     k = len(ordered)
     counts = np.bincount(windows * k + codes, minlength=n_windows * k).reshape(n_windows, k).tolist()
@@ -217,7 +219,7 @@ def _sample_windows(
     names = list(columns)
     matrix = extract_columns(events, names)
     versions = np.asarray(_version_names(events), dtype=object)
-    ids = np.asarray([str(e.get("prediction_id") or e["event_id"]) for e in events], dtype=object)
+    ids = np.asarray([str(e.get("prediction_id") or e["event_id"])[:_SAMPLE_TEXT] for e in events], dtype=object)
     starts, windows = window_groups(times, size)
     result: list[SampleEntry] = []
     for w, start in enumerate(starts):

@@ -9,7 +9,10 @@ Stage 1 keeps, per input partition, the outcome join (:class:`OutcomeJoiner`, on
 partition, its store given by the shell with :meth:`open_partition`) and, per model and
 partition, the latest prediction event time: every partial carries these watermarks for
 all partitions this process reads, the number of partitions, and which are idle, so that
-stage 2 can close windows by the data alone (:mod:`watchkeeper.monitor.engine`).
+stage 2 can close windows by the data alone (:mod:`watchkeeper.monitor.engine`). For models
+with accuracy or fairness it carries the latest *outcome* event time per partition too
+(and which partitions have had no outcomes of the model lately), so that stage 2 evaluates
+a label checkpoint only once every label it counts has been joined.
 """
 
 from __future__ import annotations
@@ -29,15 +32,15 @@ from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.binning import ColumnBinner
 from watchkeeper.monitor.columns import monitored_columns
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
-from watchkeeper.monitor.grouping import groups_of, pick, reduce_by_key
+from watchkeeper.monitor.grouping import groups_of, key_groups, pick, reduce_by_key, window_starts
 from watchkeeper.monitor.join import JoinModel, JoinStore, LabelledRow, MemoryJoinStore, OutcomeJoiner
-from watchkeeper.monitor.labels import expired_entries, label_entries, prediction_entries, uses_labels
+from watchkeeper.monitor.labels import label_entries, prediction_entries, uses_labels
 from watchkeeper.monitor.parse import ParsedBatch, Rejected, parse_outcomes, parse_predictions
 from watchkeeper.monitor.partials import build_partials
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.wire import PARTIAL_VERSION, Partial, WindowlessPartial
 
-__all__ = ["MonitorRuntime", "Overflow", "Stage1Result", "load_profile", "replay_lines"]
+__all__ = ["Late", "MonitorRuntime", "Overflow", "Stage1Result", "load_profile", "replay_lines"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,15 @@ class Overflow:
     """An event the join could not keep (its partition is at ``max_waiting``); copied to the dead letters."""
 
     index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Late:
+    """A prediction for a window its input partition has already closed: counted, not windowed."""
+
+    index: int
+    model_id: str
     reason: str
 
 
@@ -58,6 +70,7 @@ class Stage1Result:
     outcomes: dict[str, int] = field(default_factory=dict)  # joined / waiting / duplicate / embedded / overflow
     unusable_labels: int = 0  # labels not among the model's classes, or regression rows without values
     overflow: list[Overflow] = field(default_factory=list)
+    late: list[Late] = field(default_factory=list)  # dead-lettered where the model's window.dead_letter_late
 
 
 def load_profile(path: Path) -> ReferenceProfile:
@@ -98,6 +111,9 @@ class MonitorRuntime:
         self.sources: dict[str, float] = {}  # prediction sources read here → wall time they were opened
         self.last_event_at: dict[tuple[str, str], float] = {}  # (model, source) → wall time of its last event
         self.reported_idle: dict[tuple[str, str], bool] = {}
+        self.outcome_times: dict[tuple[str, int], float] = {}  # (model, partition) → latest outcome event time
+        self.outcome_at: dict[tuple[str, int], float] = {}  # (model, partition) → wall time of its last outcome
+        self.outcomes_idle: dict[tuple[str, int], bool] = {}
         self.partitions = 1  # partitions of the predictions topic
 
     # -- profiles -------------------------------------------------------------------
@@ -138,6 +154,9 @@ class MonitorRuntime:
         for table in (self.watermarks, self.last_event_at, self.reported_idle):
             for key in [k for k in table if k[1] == source]:
                 del table[key]
+        for outcomes in (self.outcome_times, self.outcome_at, self.outcomes_idle):
+            for number in [k for k in outcomes if k[1] == partition]:
+                del outcomes[number]
 
     def _joiner(self, partition: int) -> OutcomeJoiner:
         if partition not in self.joiners:  # replay and tests: an in-memory join per partition
@@ -157,7 +176,8 @@ class MonitorRuntime:
 
         ``sources[i]`` is "topic:partition" of record i. With ``wall_clock`` (the worker's
         clock; not in a replay), events stamped more than the model's ``window.max_future``
-        ahead of it are rejected, and idleness is tracked.
+        ahead of it are rejected, and idleness is tracked. Late predictions (:meth:`_late`) are
+        left out of the windows and counted in their model's partial (``late``).
         """
         flags = list(is_outcome) if is_outcome is not None else []
         if any(flags):
@@ -184,16 +204,25 @@ class MonitorRuntime:
         model_ids = list(map(itemgetter("model_id"), predictions.events))
         groups = groups_of(model_ids)
         models = {m: (self.models[m], self.binner(m)) for m in groups}
+        p_offsets = all_offsets[p_index] if p_index else all_offsets[:0]
+        late = self._late(predictions.times, p_sources, model_ids)
+        on_time = np.setdiff1d(np.arange(len(model_ids)), list(late)) if late else None  # positions windowed
         partials = build_partials(
-            predictions.events,
-            predictions.times,
-            p_sources,
-            all_offsets[p_index] if p_index else all_offsets[:0],
+            pick(predictions.events, on_time),
+            predictions.times if on_time is None else predictions.times[on_time],
+            pick(p_sources, on_time),
+            p_offsets if on_time is None else p_offsets[on_time],
             models,
-            groups,
+            groups if on_time is None else groups_of(pick(model_ids, on_time)),
         )
         by_model = {p["model_id"]: p for p in partials}
         result = Stage1Result(partials, rejected)
+        for k, reason in sorted(late.items()):  # not windowed; still joined (label windows stay open)
+            result.late.append(Late(p_index[k], model_ids[k], reason))
+            partial = by_model.get(model_ids[k]) or self._partial(model_ids[k], "labels", by_model)
+            partial["late"] = partial.get("late", 0) + 1
+            first, last = partial["source"].get(p_sources[k], [int(p_offsets[k])] * 2)
+            partial["source"][p_sources[k]] = [min(first, int(p_offsets[k])), max(last, int(p_offsets[k]))]
         self._track_times(predictions, p_sources, wall_clock, model_ids)
         for model_id, partial in by_model.items():
             config, index = self.models[model_id], groups[model_id]
@@ -207,14 +236,15 @@ class MonitorRuntime:
             result.outcomes["ignored"] = ignored  # no accuracy/fairness
         kept = [k for k, m in enumerate(o_models) if labelled[m]]
         o_keys = [(o_models[k], sources[o_index[k]]) for k in kept]  # (model, source) of each kept outcome
+        self._track_outcome_times(o_keys, outcomes.times[kept], wall_clock)
         o_offsets = all_offsets[[o_index[k] for k in kept]]
         highs = reduce_by_key(o_keys, o_offsets, np.maximum)
         for (model_id, source), low in reduce_by_key(o_keys, o_offsets, np.minimum).items():
             partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
             first, last = partial["source"].get(source, [low, low])
             partial["source"][source] = [min(first, low), max(last, highs[model_id, source])]
-        rows, lapsed = self._join(predictions, p_index, outcomes, o_index, sources, result)
-        self._labels(rows, lapsed, by_model, result)
+        rows = self._join(predictions, p_index, outcomes, o_index, sources, result)
+        self._labels(rows, by_model, result)
         for partial in by_model.values():
             self._stamp(partial)
         result.partials = list(by_model.values())
@@ -241,6 +271,18 @@ class MonitorRuntime:
                 self.last_event_at[key] = wall_clock
             self.reported_idle[key] = False  # data from it: it is not idle, whatever was said before
 
+    def _track_outcome_times(
+        self, keys: Sequence[tuple[str, str]], times: np.ndarray, wall_clock: float | None
+    ) -> None:
+        """Latest outcome event time per (model, input partition), and that its outcomes are not idle."""
+        for (model_id, source), time in reduce_by_key(list(keys), times, np.fmax).items():
+            key = (model_id, _partition(source))
+            if time > self.outcome_times.get(key, float("-inf")):
+                self.outcome_times[key] = time
+            if wall_clock is not None:
+                self.outcome_at[key] = wall_clock
+            self.outcomes_idle[key] = False
+
     def _join(
         self,
         predictions: ParsedBatch,
@@ -249,8 +291,8 @@ class MonitorRuntime:
         o_index: Sequence[int],
         sources: Sequence[str],
         result: Stage1Result,
-    ) -> tuple[dict[str, list[LabelledRow]], dict[str, list[float]]]:
-        """Join per input partition; expire what passed its horizon; count and collect overflow."""
+    ) -> dict[str, list[LabelledRow]]:
+        """Join per input partition; expire what passed its horizon (orphan outcomes: dead letters); count overflow."""
         labelled = {m for m, config in self.models.items() if uses_labels(config)}
         by_partition: dict[int, tuple[list[int], list[int]]] = {}
         for side, (batch, positions) in enumerate(((predictions, p_index), (outcomes, o_index))):
@@ -266,7 +308,6 @@ class MonitorRuntime:
                 if ks:
                     by_partition.setdefault(number, ([], []))[side].extend(ks)
         rows: dict[str, list[LabelledRow]] = {}
-        lapsed: dict[str, list[float]] = {}
         p_times, o_times = predictions.times.tolist(), outcomes.times.tolist()
         for partition in sorted(by_partition):
             p_keys, o_keys = by_partition[partition]
@@ -292,11 +333,8 @@ class MonitorRuntime:
                         latest, self.event_times.get((partition, outcome), latest)
                     )
         for partition, joiner in sorted(self.joiners.items()):
-            expired = joiner.expire(self._join_clock(partition))
-            result.expired_outcomes += expired.outcomes
-            for model_id, _, time in expired.predictions:
-                lapsed.setdefault(model_id, []).append(time)
-        return rows, lapsed
+            result.expired_outcomes += joiner.expire(self._join_clock(partition)).outcomes
+        return rows
 
     def _join_clock(self, partition: int) -> float:
         """Event time that expires the partition's join: the slower of its two streams.
@@ -314,21 +352,16 @@ class MonitorRuntime:
     def _labels(
         self,
         rows: Mapping[str, list[LabelledRow]],
-        lapsed: Mapping[str, list[float]],
         by_model: dict[str, Partial],
         result: Stage1Result,
     ) -> None:
-        """Label entries (joined rows) and expired counts, into each model's partial."""
-        for model_id in sorted(set(rows) | set(lapsed)):
+        """Label entries (joined rows), into each model's partial."""
+        for model_id in sorted(rows):
             config = self.models[model_id]
             partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
-            entries, unusable, errors = label_entries(config, rows.get(model_id, []))
+            entries, unusable = label_entries(config, rows.get(model_id, []))
             partial.setdefault("labels", []).extend(entries)
-            if errors:
-                partial["errors"] = errors
             result.unusable_labels += unusable
-            if model_id in lapsed:
-                partial["expired"] = {repr(k): v for k, v in expired_entries(config, lapsed[model_id]).items()}
 
     def _stamp(self, partial: Partial) -> None:
         """Watermarks of every prediction partition read here, their idleness and the partition count."""
@@ -336,13 +369,23 @@ class MonitorRuntime:
         partial["watermarks"] = {s: t for (m, s), t in sorted(self.watermarks.items()) if m == model_id}
         partial["idle"] = {s: self.reported_idle.get((model_id, s), False) for s in sorted(self.sources)}
         partial["partitions"] = self.partitions
+        if uses_labels(self.models[model_id]):
+            times = {p: t for (m, p), t in self.outcome_times.items() if m == model_id}
+            partial["outcome_watermarks"] = {str(p): t for p, t in sorted(times.items())}
+            partial["outcomes_idle"] = {
+                str(p): self.outcomes_idle.get((model_id, p), False) for p in sorted(map(_partition, self.sources))
+            }
 
-    def heartbeat(self, wall_clock: float, caught_up: Collection[str]) -> list[Partial]:
+    def heartbeat(
+        self, wall_clock: float, caught_up: Collection[str], outcomes_caught_up: Collection[int] = ()
+    ) -> list[Partial]:
         """Partials for models whose partitions fell idle or woke up (worker only).
 
         A prediction partition is idle for a model when this process has read it to the
         end (``caught_up``) and saw none of the model's events there for the model's
-        ``window.idle_close`` seconds; stage 2 then leaves it out of the watermark.
+        ``window.idle_close`` seconds; stage 2 then leaves it out of the watermark. Outcomes
+        likewise, per input partition number (``outcomes_caught_up``), for the label
+        checkpoints' watermark.
         """
         partials: dict[str, Partial] = {}
         for model_id, config in self.models.items():
@@ -352,6 +395,14 @@ class MonitorRuntime:
                 idle = source in caught_up and wall_clock - since >= config.window.idle_close
                 if idle != self.reported_idle.get(key, False):
                     self.reported_idle[key] = idle
+                    partials.setdefault(model_id, self._partial(model_id, "watermark", {}))
+                if not uses_labels(config):
+                    continue
+                partition = _partition(source)
+                since = self.outcome_at.get((model_id, partition), opened)
+                quiet = partition in outcomes_caught_up and wall_clock - since >= config.window.idle_close
+                if quiet != self.outcomes_idle.get((model_id, partition), False):
+                    self.outcomes_idle[model_id, partition] = quiet
                     partials.setdefault(model_id, self._partial(model_id, "watermark", {}))
         for partial in partials.values():
             self._stamp(partial)
@@ -398,6 +449,33 @@ class MonitorRuntime:
             [i for i, k in zip(batch.indices, keep, strict=True) if k],
             list(batch.rejected) + [Rejected(batch.indices[i], reason) for i, reason in sorted(reasons.items())],
         )
+
+    def _late(self, times: np.ndarray, sources: Sequence[str], model_ids: Sequence[str]) -> dict[int, str]:
+        """Why each late prediction is late, by position: its window ended ``window.allowed_lateness``
+        or more before the latest event time of its model in its input partition, counting earlier
+        events of this batch (so the verdict does not depend on where batches are cut).
+
+        Stage 2 closes a window no earlier (its watermark is the least of the partitions'), so
+        such an event could only be counted late there, without its source to dead-letter it.
+        """
+        if not model_ids:
+            return {}
+        reasons: dict[int, str] = {}
+        distinct, order, starts = key_groups(list(zip(model_ids, sources, strict=True)))
+        bounds = [*starts.tolist(), len(model_ids)]
+        for k, key in enumerate(distinct):
+            at = order[bounds[k] : bounds[k + 1]]
+            t = times[at]
+            window = self.models[key[0]].window
+            ends = window_starts(t, window.size) + window.size
+            before = np.maximum.accumulate(np.concatenate(([self.watermarks.get(key, -np.inf)], t[:-1])))
+            for i in np.flatnonzero(ends + window.allowed_lateness <= before).tolist():
+                reasons[int(at[i])] = (
+                    f"late: timestamp {t[i]:.3f}: its window [{ends[i] - window.size:.3f}, {ends[i]:.3f}) of model "
+                    f"{key[0]!r} closed at {ends[i] + window.allowed_lateness:.3f} (end + window.allowed_lateness), "
+                    f"behind the latest event time in its partition ({before[i]:.3f})"
+                )
+        return reasons
 
     def _not_ahead(self, batch: ParsedBatch, wall_clock: float | None) -> ParsedBatch:
         if wall_clock is None or not batch.events:

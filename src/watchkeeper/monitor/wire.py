@@ -44,7 +44,7 @@ __all__ = [
     "WindowlessPartial",
 ]
 
-PARTIAL_VERSION = 2  # the ``v`` of every partial
+PARTIAL_VERSION = 3  # the ``v`` of every partial
 
 Slices: TypeAlias = dict[str, dict[str, list[int]]]
 """CUSUM sufficient statistics: slice index (as text) → column → exact integer sums."""
@@ -94,11 +94,13 @@ class LabelEntry(TypedDict):
 
     start: float
     fairness: dict[str, dict[str, Any]]  # subject → GroupFairnessAggregate.to_dict()
+    checkpoint: NotRequired[int]  # label side: index into LABEL_CHECKPOINTS the labels count at
     classification: NotRequired[dict[str, Any]]  # ClassificationAggregate.to_dict()
     regression: NotRequired[dict[str, Any]]  # RegressionAggregate.to_dict()
     cbpe: NotRequired[list[float]]  # expected [TP, FP, FN, TN] from the scores (binary)
     n_labeled: NotRequired[int]
     delays: NotRequired[list[int]]  # label delay histogram (watchkeeper.stats.delays)
+    errors: NotRequired[list[list[int]]]  # [prediction-time slot, wrong, labelled] (labels.ERROR_SLOTS a window)
 
 
 class _PartialFields(TypedDict):
@@ -110,11 +112,12 @@ class _PartialFields(TypedDict):
     source: dict[str, list[int]]  # "topic:partition" → [first offset, last offset]
     watermarks: NotRequired[dict[str, float]]  # prediction "topic:partition" → latest event time
     idle: NotRequired[dict[str, bool]]  # prediction "topic:partition" → idle for this model
+    outcome_watermarks: NotRequired[dict[str, float]]  # input partition number → latest outcome time of the model
+    outcomes_idle: NotRequired[dict[str, bool]]  # input partition number → no outcomes of the model lately
     partitions: NotRequired[int]  # prediction partitions the watermark waits for
     slices: NotRequired[Slices]  # stats and sample partials (empty for sample)
     labels: NotRequired[list[LabelEntry]]
-    expired: NotRequired[dict[str, int]]  # repr(window start) → predictions whose horizon passed unlabelled
-    errors: NotRequired[list[int]]  # 0/1 errors of the rows labelled in the batch, in arrival order
+    late: NotRequired[int]  # predictions of the batch too late for their window (stage 1): not in ``windows``
 
 
 class StatsPartial(_PartialFields):

@@ -112,6 +112,7 @@ class CategoryEncoder:
         order = np.argsort(keys, kind="mergesort")
         self._keys = keys[order]
         self._codes = codes[order]
+        self._width = self._keys.dtype.itemsize // 4  # characters of the longest key
         # the same lookup as a dict over the normalised keys (the first of equal keys wins, as
         # with searchsorted): exact matches of str values are found without numpy
         self._lookup: dict[str, int] = {}
@@ -175,8 +176,17 @@ class CategoryEncoder:
             rest = [items[i] for i in misses.tolist()]
             if any(isinstance(v, _SEQUENCES) for v in rest):  # numpy would read these as more than one value
                 return self._encode_array(given)
-            codes[misses] = self._encode_array(np.fromiter(rest, dtype=object, count=len(rest)))
+            codes[misses] = self._encode_array(np.fromiter(map(self._short, rest), dtype=object, count=len(rest)))
         return codes
+
+    def _short(self, value: Any) -> Any:
+        """``value`` as numpy compares it (trailing NULs dropped), but never longer than the longest
+        key plus one: numpy sizes an array by its longest string (one 1 MB value among 10,000
+        unseen ones would take 40 GB), and a string longer than every key is unseen anyway."""
+        if not isinstance(value, str) or len(value) <= self._width:
+            return value
+        value = value.rstrip("\x00")
+        return value if len(value) <= self._width else "\x01" * (self._width + 1)
 
     def _encode_array(self, values: Iterable[Any]) -> np.ndarray:
         """:meth:`encode` with numpy only: ``str(value)`` as numpy unicode, searched in the sorted keys."""

@@ -135,6 +135,8 @@ class ClassificationAggregate:
         self.n_scored = 0
         self.log_loss_sum = 0.0
         self.brier_sum = 0.0
+        self.log_loss_sq_sum = 0.0  # Σ per-row loss²: the standard errors of log loss and Brier
+        self.brier_sq_sum = 0.0
         self.score_counts = np.zeros((score_bins, 2), dtype=np.int64)  # [bin][negative, positive]
         self.score_sums = np.zeros(score_bins, dtype=np.float64)
 
@@ -216,7 +218,7 @@ class ClassificationAggregate:
         if self.is_binary:
             pos = yt == 1
             prob_true = np.where(pos, p, 1.0 - p)  # sklearn stacks [1 - s, s] before clipping
-            self.brier_sum += float(np.sum((pos - p) ** 2))
+            row_brier = (pos - p) ** 2
             bins = score_bin_index(p, self.score_bins)
             self.score_counts += np.bincount(bins * 2 + yt, minlength=2 * self.score_bins).reshape(-1, 2)
             self.score_sums += np.bincount(bins, weights=p, minlength=self.score_bins)
@@ -225,8 +227,12 @@ class ClassificationAggregate:
             prob_true = p[rows, yt]
             onehot = np.zeros_like(p)
             onehot[rows, yt] = 1.0
-            self.brier_sum += float(np.sum((onehot - p) ** 2))
-        self.log_loss_sum += float(-np.log(np.clip(prob_true, _EPS, 1.0 - _EPS)).sum())
+            row_brier = np.sum((onehot - p) ** 2, axis=1)
+        row_loss = -np.log(np.clip(prob_true, _EPS, 1.0 - _EPS))
+        self.brier_sum += float(row_brier.sum())
+        self.brier_sq_sum += float(np.sum(row_brier**2))
+        self.log_loss_sum += float(row_loss.sum())
+        self.log_loss_sq_sum += float(np.sum(row_loss**2))
 
     def merge(self, other: ClassificationAggregate) -> ClassificationAggregate:
         """Add `other` into this aggregate (in place) and return self."""
@@ -240,6 +246,8 @@ class ClassificationAggregate:
         self.n_scored += other.n_scored
         self.log_loss_sum += other.log_loss_sum
         self.brier_sum += other.brier_sum
+        self.log_loss_sq_sum += other.log_loss_sq_sum
+        self.brier_sq_sum += other.brier_sq_sum
         self.score_counts += other.score_counts
         self.score_sums += other.score_sums
         return self
@@ -256,6 +264,8 @@ class ClassificationAggregate:
             "n_scored": self.n_scored,
             "log_loss_sum": self.log_loss_sum,
             "brier_sum": self.brier_sum,
+            "log_loss_sq_sum": self.log_loss_sq_sum,
+            "brier_sq_sum": self.brier_sq_sum,
             "score_counts": self.score_counts.tolist() if self.is_binary else None,
             "score_sums": self.score_sums.tolist() if self.is_binary else None,
         }
@@ -283,6 +293,8 @@ class ClassificationAggregate:
         agg.n_scored = int(data["n_scored"])
         agg.log_loss_sum = float(data["log_loss_sum"])
         agg.brier_sum = float(data["brier_sum"])
+        agg.log_loss_sq_sum = float(data.get("log_loss_sq_sum", 0.0))  # (absent in state from before)
+        agg.brier_sq_sum = float(data.get("brier_sq_sum", 0.0))
         return agg
 
     def compute(self, confidence: float = 0.95, ece_bins: int = 10) -> ClassificationMetrics:

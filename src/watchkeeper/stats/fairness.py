@@ -67,18 +67,25 @@ INT_FIELDS = ("n", "selected", "n_scored", "n_labeled", "tp", "fp", "fn", "tn", 
 FLOAT_FIELDS = ("score_sum", "score_sum_labeled")
 SKETCH_SIZE = 256  # bottom-k sketch of pooled values: relative error ~ 1/sqrt(k-2) ~ 6 %
 _HASH_SPACE = 2**53  # hashes are JSON-safe integers in [0, 2^53)
+_GROUP_TEXT = 200  # longest group name kept: names travel in partials and state records (Kafka's 1 MB)
 _FORMAT, _VERSION = "watchkeeper.group_fairness", 1
 
 Counts = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 
 def group_values(values: npt.ArrayLike, name: str = "groups") -> npt.NDArray[np.str_]:
-    """Group values as a unicode array: ``str(v)``, with None and NaN mapped to ``__missing__``."""
+    """Group values as a unicode array: ``str(v)``, with None and NaN mapped to ``__missing__``,
+    cut at 200 characters (before numpy sizes the array by its longest value: one 1 MB string
+    in a batch of 10,000 would take 40 GB)."""
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-d array, got shape {arr.shape}")
     if arr.dtype.kind in "US":
-        return arr.astype(str)
+        out = arr.astype(str)
+        return out if out.dtype.itemsize <= 4 * _GROUP_TEXT else out.astype(f"<U{_GROUP_TEXT}")
+    items = arr.tolist()
+    if any(isinstance(v, str) and len(v) > _GROUP_TEXT for v in items):
+        arr = np.fromiter((v[:_GROUP_TEXT] if isinstance(v, str) else v for v in items), dtype=object, count=len(items))
     obj = arr.astype(object)
     is_none: npt.NDArray[np.bool_] = obj == None  # noqa: E711 - elementwise comparison
     missing = is_none | (obj != obj)
@@ -275,6 +282,11 @@ class GroupFairnessAggregate:
             row.update({f: float(v) for f, v in zip(FLOAT_FIELDS, self._floats[name], strict=True)})
             out[name] = row
         return out
+
+    @property
+    def n_groups(self) -> int:
+        """Groups with their own counts (``__other__`` included when values were pooled)."""
+        return len(self._ints)
 
     @property
     def pooled_distinct(self) -> int:

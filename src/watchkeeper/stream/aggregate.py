@@ -104,11 +104,13 @@ class Aggregator(TransactionalStage):
             _, partition, _ = where(message)
             self.owned[model_id] = touched[model_id] = partition
             monitor = self.runtime.monitor(model_id)
-            skipped = monitor.duplicates_skipped
+            skipped, late = monitor.duplicates_skipped, monitor.late_events
             outputs = monitor.apply(partial)  # a learned profile reaches stage 1 once committed (references topic)
             self.metrics.partials.labels(partial["kind"]).inc()
             if monitor.duplicates_skipped > skipped:
                 self.metrics.duplicates.labels(model_id).inc()
+            if monitor.late_events > late:  # (also set as windows close)
+                self.metrics.late_events.labels(model_id).set(monitor.late_events)
             outgoing += self._publish(outputs, model_id, monitor.late_events)
         for model_id, partition in touched.items():
             for name, value in self.runtime.monitors[model_id].take_changes().items():

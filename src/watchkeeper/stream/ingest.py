@@ -113,6 +113,7 @@ class Ingester(TransactionalStage):
         self.metrics = metrics
         self.stores: dict[int, RecordingStore] = {}
         self.caught_up: set[int] = set()  # prediction partitions read to their end
+        self.outcomes_caught_up: set[int] = set()  # outcome partitions read to their end
         self.changelog = f"{settings.app_id}-join-changelog"
         super().__init__(
             settings,
@@ -148,6 +149,7 @@ class Ingester(TransactionalStage):
         if close is not None:
             close()
         self.caught_up.discard(partition)
+        self.outcomes_caught_up.discard(partition)
 
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.runtime.partitions = self.settings.input_partitions
@@ -167,13 +169,15 @@ class Ingester(TransactionalStage):
     def observe(self, messages: Sequence[Message]) -> None:
         for message in messages:
             partition = message.partition()
-            if message.topic() != self.settings.topic_predictions or partition is None:
+            topic = message.topic()
+            if partition is None or topic not in (self.settings.topic_predictions, self.settings.topic_outcomes):
                 continue
+            caught_up = self.caught_up if topic == self.settings.topic_predictions else self.outcomes_caught_up
             error = message.error()
             if error is None:
-                self.caught_up.discard(partition)
+                caught_up.discard(partition)
             elif error.code() == KafkaError._PARTITION_EOF:
-                self.caught_up.add(partition)
+                caught_up.add(partition)
 
     # -- batches ------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> list[Outgoing]:
@@ -187,6 +191,8 @@ class Ingester(TransactionalStage):
         outgoing: list[Outgoing] = []
         failed = [(r.index, r.reason, reason_kind(r.reason)) for r in result.rejected]
         failed += [(o.index, o.reason, "outcome join") for o in result.overflow]
+        models = self.runtime.models
+        failed += [(x.index, x.reason, "late") for x in result.late if models[x.model_id].window.dead_letter_late]
         for index, reason, kind in failed:
             place = places[index]
             outgoing.append(dead_letter(place[0], raw[index], reason, place, settings.topic_deadletter))
@@ -201,17 +207,17 @@ class Ingester(TransactionalStage):
             n = sum(window["n"] for window in partial["windows"])
             if n:
                 self.metrics.events.labels(partial["model_id"], "accepted").inc(n)
+            if partial.get("late"):
+                self.metrics.events.labels(partial["model_id"], "late").inc(partial["late"])
         if result.rejected:
             self.metrics.events.labels("-", "rejected").inc(len(result.rejected))
         outgoing += self._partials(result.partials)
-        outgoing += self._partials(self.runtime.heartbeat(time.time(), self._caught_up_sources()))
+        outgoing += self.idle()
         return outgoing + self._changelog()
 
     def idle(self) -> list[Outgoing]:
-        return self._partials(self.runtime.heartbeat(time.time(), self._caught_up_sources()))
-
-    def _caught_up_sources(self) -> set[str]:
-        return {self._source(p) for p in self.caught_up}
+        caught_up = {self._source(p) for p in self.caught_up}
+        return self._partials(self.runtime.heartbeat(time.time(), caught_up, self.outcomes_caught_up))
 
     def _partials(self, partials: Sequence[Partial]) -> list[Outgoing]:
         topic = self.settings.topic_partials

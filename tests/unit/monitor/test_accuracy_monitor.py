@@ -67,13 +67,18 @@ def test_accuracy_drop_to_075_breaches_and_drop_to_088_does_not() -> None:
     assert not acc.breached and acc.cleared  # 0.88 >= 0.9 - 0.05/2
 
 
-def test_point_estimate_beyond_tolerance_but_interval_overlapping_does_not_breach() -> None:
+def test_a_drop_beyond_tolerance_that_sampling_noise_explains_does_not_breach() -> None:
     monitor = _learned()
-    # 0.84 < 0.85 but the Wilson interval on 1000 rows reaches above 0.85: no evidence yet
-    verdict = monitor.evaluate("m", "v1", 600.0, 660.0, _binary(0.84), 1000, final=False)
+    # 0.86 on 200 rows is 4 points under 0.90 (tolerance 2), but its standard error is 2.5 points
+    verdict = monitor.evaluate("m", "v1", 600.0, 660.0, _binary(0.86, n=200), 1000, final=False, z_critical=4.0)
     acc = _by_metric(verdict)["accuracy"]
     assert acc.observed is not None and acc.observed < acc.threshold
-    assert not acc.breached and not acc.cleared  # inside the hysteresis band
+    se, se_baseline = math.sqrt(0.86 * 0.14 / 200), math.sqrt(0.9 * 0.1 / 3000)
+    assert acc.details["z"] == pytest.approx(0.04 / math.hypot(se, se_baseline))
+    assert not acc.breached
+    # the same drop on 3,000 rows is evidence
+    verdict = monitor.evaluate("m", "v1", 660.0, 720.0, _binary(0.86, n=3000), 3000, final=False, z_critical=4.0)
+    assert _by_metric(verdict)["accuracy"].breached
 
 
 def test_alert_book_fires_and_resolves_from_verdicts() -> None:
@@ -151,19 +156,27 @@ def test_reference_baseline_uses_profile_metrics_and_skips_missing_ones() -> Non
     assert verdict.skipped["f1"] == "no baseline value"
 
 
-def test_score_metrics_without_second_moment_use_the_point_estimate() -> None:
+def test_log_loss_and_brier_are_tested_on_per_row_standard_errors() -> None:
     monitor = _learned()
     agg = _binary(0.7)
     verdict = monitor.evaluate("m", "v1", 600.0, 660.0, agg, 1000, False)
-    log_loss = _by_metric(verdict)["log_loss"]
-    assert log_loss.interval is None and log_loss.details["interval_method"] == "point"
-    assert log_loss.details["tolerance_kind"] == "relative"
-    base = log_loss.details["baseline"]
-    assert log_loss.threshold == pytest.approx(base * 1.2) and log_loss.comparator == ">"
-    # when the aggregate keeps Σ(per-row loss)², a normal interval is used
-    setattr(agg, "log_loss_sq_sum", agg.log_loss_sum**2 / agg.n_scored * 1.5)  # noqa: B010
-    with_sq = _by_metric(monitor.evaluate("m", "v1", 600.0, 660.0, agg, 1000, False))["log_loss"]
-    assert with_sq.interval is not None and with_sq.details["interval_method"] == "normal"
+    n = 1000
+    y = np.arange(n) % 2
+    pred = np.where(np.arange(n) < 700, y, 1 - y)
+    scores = np.where(pred == 1, 0.8, 0.2) + np.where(np.arange(n) % 4 < 2, 0.05, -0.05)
+    rows = {"log_loss": -np.log(np.where(y == 1, scores, 1 - scores)), "brier": (y - scores) ** 2}
+    for name, losses in rows.items():
+        evaluation = _by_metric(verdict)[name]
+        assert evaluation.details["interval_method"] == "normal" and evaluation.details["tolerance_kind"] == "relative"
+        assert evaluation.threshold == pytest.approx(evaluation.details["baseline"] * 1.1)
+        assert evaluation.interval is not None
+        half = (evaluation.interval[1] - evaluation.interval[0]) / 2
+        assert half == pytest.approx(1.959964 * losses.std(ddof=1) / math.sqrt(n), rel=1e-5)
+    # an aggregate stored before it kept Σ loss² is judged on its point estimate
+    old = {k: v for k, v in agg.to_dict().items() if not k.endswith("_sq_sum")}
+    restored = ClassificationAggregate.from_dict(old)
+    point = _by_metric(monitor.evaluate("m", "v1", 600.0, 660.0, restored, 1000, False))["log_loss"]
+    assert point.interval is None and point.details["interval_method"] == "point" and point.details["z"] is None
 
 
 def test_regression_mae_relative_tolerance_and_two_sided_bias() -> None:
@@ -215,7 +228,7 @@ def test_config_validation() -> None:
     config = AccuracyConfig(relative_tolerance={"accuracy": 0.1})
     tol, kind = config.effective_tolerance("accuracy", 0.8)
     assert tol == pytest.approx(0.08) and kind == "relative"
-    assert config.effective_tolerance("roc_auc", 0.8) == (0.05, "absolute")
+    assert config.effective_tolerance("roc_auc", 0.8) == (0.02, "absolute")
 
 
 # -- interval methods against direct formulas --------------------------------------------

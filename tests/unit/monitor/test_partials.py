@@ -45,7 +45,15 @@ def test_fine_counts_equal_bin_counts_per_column_and_window(a: np.ndarray, b: np
 
 def _config() -> object:
     return parse_config(
-        {"models": [{"model_id": "m", "features": {"x": "numeric", "c": "categorical"}, "window": {"size": "10s"}}]}
+        {
+            "models": [
+                {
+                    "model_id": "m",
+                    "features": {"x": "numeric", "c": "categorical"},
+                    "window": {"size": "10s", "allowed_lateness": "1m"},  # events come up to 35 s out of order
+                }
+            ]
+        }
     )
 
 
@@ -97,9 +105,7 @@ def test_a_model_without_profile_sends_bounded_samples() -> None:
     config = _config()
     models = {"m": (config.models[0], None)}  # type: ignore[attr-defined]
     events = _events(50, 1)
-    partials = build_partials(
-        events, np.array([e["timestamp"] for e in events]), ["in:0"] * 50, np.arange(50), models
-    )
+    partials = build_partials(events, np.array([e["timestamp"] for e in events]), ["in:0"] * 50, np.arange(50), models)
     assert [p["kind"] for p in partials] == ["sample"]
     assert sum(w["n"] for w in partials[0]["windows"]) == 50
     assert partials[0]["source"] == {"in:0": [0, 49]}
