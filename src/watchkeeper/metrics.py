@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -206,6 +206,11 @@ class WorkerMetrics:
             "1 when the group has the minimum labelled support, 0 = insufficient data",
             ["model_id", "attribute", "group"],
         )
+        self.label_window_end = self._gauge(
+            "watchkeeper_label_window_end_timestamp_seconds",
+            "End (event time) of the label window the accuracy or fairness gauges describe",
+            ["model_id", "monitor"],
+        )
         self.estimated = self._gauge(
             "watchkeeper_estimated_metric",
             "Label-free estimate (CBPE, calibrated binary models) of the newest window",
@@ -213,6 +218,7 @@ class WorkerMetrics:
         )
         self._newest_label_window: dict[str, float] = {}
         self._newest_estimate: dict[str, float] = {}
+        self._fairness_shown: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}
         self.references = Counter(
             "watchkeeper_references_learned", "Reference profiles learned", ["model_id"], registry=r
         )
@@ -282,6 +288,7 @@ class WorkerMetrics:
                 gauge.remove(*labelvalues)
         self._newest_label_window.pop(model_id, None)
         self._newest_estimate.pop(model_id, None)
+        self._fairness_shown.pop(model_id, None)
         for key in [key for key in self._groups if key[0] == model_id]:
             del self._groups[key]
 
@@ -314,32 +321,47 @@ class WorkerMetrics:
         if report.estimated and report.window_start >= self._newest_estimate.get(model, float("-inf")):
             self._newest_estimate[model] = report.window_start
             for metric, value in report.estimated.items():
-                if value is not None:
-                    self.estimated.labels(model, metric).set(value)
+                self.estimated.labels(model, metric).set(_defined(value))
         if not report.ready or report.window_start < self._newest_label_window.get(model, float("-inf")):
             return
         self._newest_label_window[model] = report.window_start
-        if report.coverage is not None:
-            self.coverage.labels(model).set(report.coverage)
+        self.coverage.labels(model).set(_defined(report.coverage))
         for quantile, value in (("0.5", report.delay_p50), ("0.9", report.delay_p90), ("0.99", report.delay_p99)):
-            if value is not None:
-                self.label_delay.labels(model, quantile).set(value)
+            self.label_delay.labels(model, quantile).set(_defined(value))
         if report.accuracy is not None:
+            self.label_window_end.labels(model, "accuracy").set(report.window_end)
             for metric, value in report.accuracy.metrics.items():
-                if isinstance(value, int | float) and math.isfinite(value):
-                    self.accuracy.labels(model, metric).set(value)
-        for attribute, data in report.fairness.get("attributes", {}).items():
+                self.accuracy.labels(model, metric).set(_defined(value))
+        if report.fairness.get("attributes"):
+            self.label_window_end.labels(model, "fairness").set(report.window_end)
+            self._fairness_gauges(model, report.fairness["attributes"])
+
+    def _fairness_gauges(self, model: str, attributes: dict[str, Any]) -> None:
+        """Per-group rates and disparities of the newest window; groups it lacks are removed."""
+        shown: set[tuple[Gauge, tuple[str, ...]]] = set()
+
+        def put(gauge: Gauge, labels: tuple[str, ...], value: object) -> None:
+            gauge.labels(*labels).set(_defined(value))
+            shown.add((gauge, labels))
+
+        for attribute, data in attributes.items():
             for group, rates in data.get("groups", {}).items():
                 label = self._group_label(model, attribute, group)
                 if label is None:
                     continue
-                self.fairness_sufficient.labels(model, attribute, label).set(float(bool(rates.get("sufficient"))))
+                put(self.fairness_sufficient, (model, attribute, label), float(bool(rates.get("sufficient"))))
                 for metric in ("selection_rate", "tpr", "fpr", "precision", "accuracy"):
-                    value = (rates.get(metric) or {}).get("value")
-                    if isinstance(value, int | float) and math.isfinite(value):
-                        self.fairness_rate.labels(model, attribute, label, metric).set(value)
+                    rate = rates.get(metric) or {}
+                    value = rate.get("value") if rate.get("n") else None  # 0 of 0 is undefined, not 0
+                    put(self.fairness_rate, (model, attribute, label, metric), value)
             for metric, disparity in data.get("disparities", {}).items():
                 for groups, key in (("sufficient", "difference"), ("all", "difference_all_groups")):
-                    value = disparity.get(key)
-                    if isinstance(value, int | float) and math.isfinite(value):
-                        self.fairness_disparity.labels(model, attribute, metric, groups).set(value)
+                    put(self.fairness_disparity, (model, attribute, metric, groups), disparity.get(key))
+        for gauge, labels in self._fairness_shown.get(model, set()) - shown:
+            gauge.remove(*labels)
+        self._fairness_shown[model] = shown
+
+
+def _defined(value: object) -> float:
+    """A gauge value: the number, or NaN where the newest window leaves it undefined (never an older value)."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan

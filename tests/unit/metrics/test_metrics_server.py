@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import shutil
 import socket
 import ssl
@@ -175,10 +176,40 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in repr(settings)
 
 
-def _report(groups: list[str]) -> LabelReport:
-    rates = {"sufficient": True, "selection_rate": {"value": 0.5}}
-    fairness = {"attributes": {"race": {"groups": {g: rates for g in groups}, "disparities": {}}}}
-    return LabelReport("credit", "1", 0.0, 60.0, True, None, fairness, 100, 100, 0, None, None, None, ready=True)
+def _report(groups: list[str], start: float = 0.0, tpr_n: int = 10) -> LabelReport:
+    rates = {"sufficient": True, "selection_rate": {"value": 0.5, "n": 50}, "tpr": {"value": 0.0, "n": tpr_n}}
+    disparities = {"equal_opportunity_difference": {"difference": None, "difference_all_groups": 0.1}}
+    fairness = {"attributes": {"race": {"groups": {g: rates for g in groups}, "disparities": disparities}}}
+    return LabelReport(
+        "credit", "1", start, start + 60.0, True, None, fairness, 100, 100, 0, 30.0, None, None, ready=True
+    )
+
+
+def _value(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_label_gauges_describe_the_newest_window_and_nothing_older() -> None:
+    metrics = WorkerMetrics(group_labels=10)
+    metrics.observe_labels(_report(["a", "b"]))
+    rate = {"model_id": "credit", "attribute": "race", "metric": "tpr"}
+    assert _value(metrics, "watchkeeper_fairness_group_rate", group="b", **rate) == 0.0
+    assert (
+        _value(metrics, "watchkeeper_label_window_end_timestamp_seconds", model_id="credit", monitor="fairness") == 60
+    )
+    newer = _report(["a"], start=60.0, tpr_n=0)  # group b absent; a's TPR is 0 of 0
+    metrics.observe_labels(newer)
+    assert _value(metrics, "watchkeeper_fairness_group_rate", group="b", **rate) is None  # removed, not stale
+    assert math.isnan(_value(metrics, "watchkeeper_fairness_group_rate", group="a", **rate) or 0.0)
+    disparity = {"model_id": "credit", "attribute": "race", "metric": "equal_opportunity_difference"}
+    assert math.isnan(_value(metrics, "watchkeeper_fairness_disparity", groups="sufficient", **disparity) or 0.0)
+    assert _value(metrics, "watchkeeper_fairness_disparity", groups="all", **disparity) == 0.1
+    assert math.isnan(_value(metrics, "watchkeeper_label_delay_seconds", model_id="credit", quantile="0.9") or 0.0)
+    assert (
+        _value(metrics, "watchkeeper_label_window_end_timestamp_seconds", model_id="credit", monitor="fairness") == 120
+    )
+    metrics.observe_labels(_report(["a", "b"]))  # an older window does not move them back
+    assert _value(metrics, "watchkeeper_fairness_group_rate", group="b", **rate) is None
 
 
 def _groups(metrics: WorkerMetrics) -> set[str]:
