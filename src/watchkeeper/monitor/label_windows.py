@@ -85,6 +85,12 @@ class Contribution:
         }
 
     @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Contribution:
+        made = cls()
+        made.add(data)
+        return made
+
+    @classmethod
     def merged(cls, parts: list[Contribution]) -> Contribution:
         """A new contribution holding the sum of ``parts`` (which are left untouched)."""
         total = cls()
@@ -138,14 +144,9 @@ class LabelWindow:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabelWindow:
-        def contribution(part: Mapping[str, Any]) -> Contribution:
-            made = Contribution()
-            made.add(part)
-            return made
-
         # a record from before checkpoints held one merged aggregate: it becomes the prediction side
-        predicted = contribution(data.get("predicted", data))
-        labelled = [contribution(part) for part in data.get("labelled", [])] or [
+        predicted = Contribution.from_dict(data.get("predicted", data))
+        labelled = [Contribution.from_dict(part) for part in data.get("labelled", [])] or [
             Contribution() for _ in LABEL_CHECKPOINTS
         ]
         return cls(
@@ -225,6 +226,10 @@ class LabelWindows:
         finalized = state.get("final_through")  # the latest start finalized
         self.final_through: float = float(finalized) if finalized is not None else float("-inf")
         self.late_labels = int(state.get("late_labels", 0))  # labels of windows already finalized
+        kept = state.get("previous")  # the last finalized window: start, version, its labels
+        self.previous: tuple[float, str, dict[str, Any]] | None = (
+            (float(kept[0]), str(kept[1]), dict(kept[2])) if kept else None
+        )
         self.accuracy = AccuracyMonitor(config.accuracy, config.task, state.get("accuracy"))
         self._loaded: dict[float, LabelWindow] = {}
         self._changed: set[str] = set()
@@ -251,6 +256,7 @@ class LabelWindows:
             "progress": sorted([s, done] for s, done in self.progress.items()),
             "final_through": self.final_through if self.final_through > float("-inf") else None,
             "late_labels": self.late_labels,
+            "previous": list(self.previous) if self.previous else None,
             "accuracy": self.accuracy.to_dict(),
         }
 
@@ -288,39 +294,37 @@ class LabelWindows:
         )
         return report, data
 
-    def _evaluate(self, window: LabelWindow, checkpoint: int) -> tuple[LabelReport, list[Evaluation]]:
-        """Verdicts at one checkpoint; only the observations the alert rules take (module doc)."""
+    def _verdicts(
+        self, window: LabelWindow, data: Contribution, n_predictions: int, final: bool, z_critical: float
+    ) -> tuple[AccuracyVerdict | None, dict[str, Any], list[Evaluation]]:
+        """Accuracy verdict, fairness report and their evaluations of ``data`` (the window's, or pooled)."""
         config = self.config
-        report, data = self._report(window, checkpoint)
-        final = report.final
+        end = window.start + config.window.size
         aggregate: Any = data.regression if config.task == "regression" else data.classification
-        z_critical = self._z_critical(data)
         verdict = None
         evaluations: list[Evaluation] = []
         if config.accuracy.enabled and aggregate is not None:
             verdict = self.accuracy.evaluate(
-                config.model_id,
-                window.version,
-                window.start,
-                report.window_end,
-                aggregate,
-                report.n_predictions,
-                final,
-                z_critical,
+                config.model_id, window.version, window.start, end, aggregate, n_predictions, final, z_critical
             )
             evaluations += verdict.evaluations
         fairness: dict[str, Any] = {}
         if data.fairness and config.fairness.enabled:
             fairness, fair_evaluations = fairness_evaluations(
-                config.model_id,
-                window.version,
-                window.start,
-                report.window_end,
-                data.fairness,
-                config.fairness,
-                z_critical,
+                config.model_id, window.version, window.start, end, data.fairness, config.fairness, z_critical
             )
             evaluations += fair_evaluations
+        return verdict, fairness, evaluations
+
+    def _evaluate(self, window: LabelWindow, checkpoint: int) -> tuple[LabelReport, list[Evaluation]]:
+        """Verdicts at one checkpoint; only the observations the alert rules take (module doc)."""
+        config = self.config
+        report, data = self._report(window, checkpoint)
+        final = report.final
+        z_critical = self._z_critical(data)
+        verdict, fairness, evaluations = self._verdicts(window, data, report.n_predictions, final, z_critical)
+        if final:
+            evaluations = self._with_previous(window, data, report.n_predictions, evaluations, z_critical)
         # fairness alone needs only enough labels for its groups; accuracy sets its own minimum
         minimum = config.accuracy.min_labeled if config.accuracy.enabled else 2 * config.fairness.min_support
         ready = report.n_labeled >= minimum or final
@@ -331,13 +335,53 @@ class LabelWindows:
         window.observed += [e.fingerprint for e in taken]
         return report, taken
 
+    def _with_previous(
+        self,
+        window: LabelWindow,
+        data: Contribution,
+        n_predictions: int,
+        evaluations: list[Evaluation],
+        z_critical: float,
+    ) -> list[Evaluation]:
+        """At the final checkpoint, also judge the window pooled with the previous final one.
+
+        A sustained degradation too small for one window's labels (a group's FPR gap just past
+        the tolerance) shows in two: the pooled evaluation replaces the window's own for a
+        metric it breaches and the window's own does not. Then this window becomes the
+        previous one. Only adjacent windows of the same model version are pooled.
+        """
+        previous, self.previous = self.previous, (window.start, window.version, data.to_dict())
+        if previous is None:
+            return evaluations
+        start, version, stored = previous
+        if start != window.start - self.config.window.size or version != window.version:
+            return evaluations
+        pooled = Contribution.merged([Contribution.from_dict(stored), data])
+        extra = [c.classification.n for c in (pooled, data) if c.classification is not None]
+        n_pooled = n_predictions + (extra[0] - extra[1] if len(extra) == 2 else 0)
+        _, _, candidates = self._verdicts(window, pooled, n_pooled, False, z_critical)
+        by_fingerprint = {e.fingerprint: e for e in candidates if e.breached}
+        out = []
+        for evaluation in evaluations:
+            stronger = by_fingerprint.get(evaluation.fingerprint)
+            if stronger is not None and not evaluation.breached:
+                evaluation = replace(
+                    stronger,
+                    description=f"{stronger.description} Windows {start:g} and {window.start:g} pooled.",
+                    details={**stronger.details, "pooled_with_window_start": start},
+                )
+            out.append(evaluation)
+        return out
+
     def _z_critical(self, data: Contribution) -> float:
         """One-sided level of each label test: ``alerts.label_false_alarm_rate`` split over the
-        window's tests (accuracy metrics, fairness tests) and its checkpoints (Bonferroni)."""
+        window's tests (accuracy metrics, fairness tests) and its looks (Bonferroni): the
+        checkpoints, and the final one pooled with the previous window."""
         config = self.config
         tests = len(self.accuracy.alerting) if config.accuracy.enabled else 0
         tests += fairness_tests(data.fairness, config.fairness)
-        alpha = config.alerts.label_false_alarm_rate / (max(tests, 1) * len(LABEL_CHECKPOINTS))
+        looks = len(LABEL_CHECKPOINTS) + 1
+        alpha = config.alerts.label_false_alarm_rate / (max(tests, 1) * looks)
         return NormalDist().inv_cdf(1.0 - alpha)
 
     def drift_window_closed(self, start: float, n: int, version: str) -> LabelReport:
