@@ -347,8 +347,9 @@ class LabelWindows:
 
         A sustained degradation too small for one window's labels (a group's FPR gap just past
         the tolerance) shows in two: the pooled evaluation replaces the window's own for a
-        metric it breaches and the window's own does not. Then this window becomes the
-        previous one. Only adjacent windows of the same model version are pooled.
+        metric it breaches and the window's own neither breaches nor clears (a window that
+        recovered is not held back by its predecessor). Then this window becomes the previous
+        one. Only adjacent windows of the same model version are pooled.
         """
         previous, self.previous = self.previous, (window.start, window.version, data.to_dict())
         if previous is None:
@@ -364,7 +365,7 @@ class LabelWindows:
         out = []
         for evaluation in evaluations:
             stronger = by_fingerprint.get(evaluation.fingerprint)
-            if stronger is not None and not evaluation.breached:
+            if stronger is not None and not evaluation.breached and not evaluation.cleared:
                 evaluation = replace(
                     stronger,
                     description=f"{stronger.description} Windows {start:g} and {window.start:g} pooled.",
