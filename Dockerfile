@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/watchkeeper
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . \
+RUN pip install '.[server]' \
     && useradd --system --uid 10001 --home-dir /var/lib/watchkeeper --create-home watchkeeper
 
 USER watchkeeper

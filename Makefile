@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[server,test]'
 	touch $@
 
 demo: install
@@ -25,9 +25,10 @@ test: install system-deps lint typecheck
 
 # Alertmanager and Prometheus (Debian packages): the Alertmanager notifier's integration
 # test, and promtool for the alert rules' tests (tests/unit/test_deploy.py); Chromium opens
-# the HTML report headless (tests/unit/report). Their tests skip with a reason where they
+# the HTML report headless (tests/unit/report); kcat runs the README's kcat examples
+# (tests/integration/test_readme_commands.py). Their tests skip with a reason where they
 # cannot be installed (not root, no apt).
-SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus chromium:chromium
+SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus chromium:chromium kcat:kcat
 
 system-deps:
 	@for pair in $(SYSTEM_PACKAGES); do \

@@ -1,3 +1,21 @@
-from watchkeeper.cli import main
+"""The ``watchkeeper`` command and ``python -m watchkeeper``: the CLI, or which install it needs."""
 
-main()
+import sys
+
+
+def main() -> None:
+    """Run the CLI; in the light install (the SDK only) say how to install the service, not a traceback."""
+    try:
+        from watchkeeper.cli import main as cli
+    except ModuleNotFoundError as exc:
+        print(
+            f"watchkeeper: the command needs the service installed: pip install 'watchkeeper[server]' "
+            f"(module {exc.name!r} is missing; `pip install watchkeeper` alone is the producer SDK)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
 import typer
@@ -173,18 +173,38 @@ def worker(
         str | None, typer.Option(envvar="WATCHKEEPER_INSTANCE_ID", help="stable per process (static membership)")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="critical, error, warning, info or debug")] = "warning",
+    log_format: Annotated[
+        Literal["text", "json"],
+        typer.Option(envvar="WATCHKEEPER_LOG_FORMAT", help="text (key=value fields) or json (one object a line)"),
+    ] = "text",
 ) -> None:
     """Run a stream worker (stage 1 and stage 2, exactly once) with Prometheus metrics on /metrics.
 
     While no broker answers, it logs one warning (then one a minute) and keeps trying.
     """
+    from watchkeeper.logs import configure_logging, log_context
+
+    logging.getLogger().setLevel(loglevel.upper() if loglevel != "warn" else "WARNING")
+    configure_logging(log_format)
+    logging.captureWarnings(True)  # Python warnings as log lines too (in the format, redacted)
+    with log_context(stage="main"):
+        _run_worker(config, bootstrap_servers, metrics_port, metrics_address, instance_id)
+
+
+def _run_worker(
+    config: Path,
+    bootstrap_servers: str | None,
+    metrics_port: int | None,
+    metrics_address: str | None,
+    instance_id: str | None,
+) -> None:
     from watchkeeper.broker import bootstrap_origin, wait_for_broker
     from watchkeeper.metrics import WorkerMetrics
     from watchkeeper.metrics_server import start_metrics_server
     from watchkeeper.stream.app import Worker
     from watchkeeper.stream.topics import ensure_topics
 
-    logging.getLogger().setLevel(loglevel.upper() if loglevel != "warn" else "WARNING")
+    log = logging.getLogger("watchkeeper.worker")
     overrides: dict[str, Any] = {"config": config}
     if bootstrap_servers:
         overrides["bootstrap_servers"] = bootstrap_servers
@@ -197,7 +217,7 @@ def worker(
     settings = Settings(**overrides)
     models = _load(settings.config, profiles=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    wait_for_broker(settings, bootstrap_origin(bootstrap_servers), logging.getLogger("watchkeeper.worker"))
+    wait_for_broker(settings, bootstrap_origin(bootstrap_servers), log)
     ensure_topics(settings)
     metrics = WorkerMetrics(group_labels=settings.metrics_group_labels)
     if settings.metrics_port:
@@ -205,7 +225,11 @@ def worker(
             start_metrics_server(settings, metrics.registry)
         except ValueError as exc:
             _fail(str(exc))
-    Worker(settings, models, metrics).run()
+    try:
+        Worker(settings, models, metrics).run()
+    except Exception:  # its traceback as one log record: in the log format, redacted
+        log.critical("worker stopped by an error", exc_info=True)
+        raise typer.Exit(1) from None
 
 
 # -- profiles, replay, schemas -------------------------------------------------------
@@ -443,10 +467,10 @@ def demo(
 
 
 def main() -> None:
-    from watchkeeper.redact import install_log_redaction
+    from watchkeeper.logs import configure_logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    install_log_redaction()  # every record of every command, librdkafka's and the libraries' included
+    logging.basicConfig(level=logging.WARNING)
+    configure_logging()  # context fields and redaction on every record of every command, librdkafka's included
     app()
 
 

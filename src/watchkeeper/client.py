@@ -17,23 +17,29 @@ Example::
         )
         ...
         client.log_outcome(prediction_id=pid, model_id="credit-risk", label=1)
+
+It needs confluent-kafka and msgspec only (``pip install watchkeeper``, the light install):
+nothing here imports pydantic, numpy or the rest of the service at import time.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from confluent_kafka import KafkaError, Message, Producer
 
-from watchkeeper.config import Settings
-from watchkeeper.events import OutcomeEvent, Prediction, PredictionEvent
+from watchkeeper.input_events import OutcomeEvent, Prediction, PredictionEvent
 
-__all__ = ["WatchkeeperClient", "DeliveryError", "encode_event", "outcome_event", "prediction_event"]
+if TYPE_CHECKING:
+    from watchkeeper.config import Settings
+
+__all__ = ["WatchkeeperClient", "DeliveryError", "encode_event", "light_settings", "outcome_event", "prediction_event"]
 
 Scalar = float | int | str | bool | None
 _PREDICTION_FIELDS = frozenset(f.name for f in msgspec.structs.fields(Prediction))
@@ -41,6 +47,58 @@ _PREDICTION_FIELDS = frozenset(f.name for f in msgspec.structs.fields(Prediction
 
 class DeliveryError(RuntimeError):
     """Some events could not be delivered before ``close``/``flush`` timed out."""
+
+
+# The settings the light install reads from the environment (Settings' defaults), and the
+# Kafka security ones it cannot apply without the service's Settings.
+_LIGHT_DEFAULTS = {
+    "BOOTSTRAP_SERVERS": "localhost:9092",
+    "TOPIC_PREDICTIONS": "watchkeeper.predictions",
+    "TOPIC_OUTCOMES": "watchkeeper.outcomes",
+}
+_SECURITY_VARIABLES = (
+    "SECURITY_PROTOCOL",
+    "SASL_MECHANISM",
+    "SASL_USERNAME",
+    "SASL_PASSWORD",
+    "SSL_CAFILE",
+    "SSL_CERTFILE",
+    "SSL_KEYFILE",
+    "SSL_KEY_PASSWORD",
+    "KAFKA_DEBUG",
+)
+
+
+def light_settings(environ: Mapping[str, str]) -> tuple[dict[str, Any], str, str]:
+    """librdkafka settings and the predictions and outcomes topics from ``WATCHKEEPER_*`` variables,
+    without :class:`~watchkeeper.config.Settings` (the light install has no pydantic).
+
+    Only the bootstrap servers and the two topics are read. A security variable is refused
+    rather than ignored, since ignoring ``WATCHKEEPER_SECURITY_PROTOCOL=SSL`` would send in
+    plain text: pass librdkafka's own settings in ``producer_config`` instead.
+    """
+    variables = {name.upper(): value for name, value in environ.items()}  # (Settings ignores the case too)
+    refused = [f"WATCHKEEPER_{name}" for name in _SECURITY_VARIABLES if f"WATCHKEEPER_{name}" in variables]
+    if refused:
+        raise ValueError(
+            f"{', '.join(refused)}: read only when the service is installed (pip install 'watchkeeper[server]'); "
+            "without it pass librdkafka settings to WatchkeeperClient(producer_config={'security.protocol': ...})"
+        )
+    value = {name: variables.get(f"WATCHKEEPER_{name}") or default for name, default in _LIGHT_DEFAULTS.items()}
+    return {"bootstrap.servers": value["BOOTSTRAP_SERVERS"]}, value["TOPIC_PREDICTIONS"], value["TOPIC_OUTCOMES"]
+
+
+def _kafka_settings(settings: Settings | None) -> tuple[dict[str, Any], str, str]:
+    """librdkafka settings and the two input topics: from ``settings``, else from the environment
+    through :class:`~watchkeeper.config.Settings` when the service is installed, else :func:`light_settings`.
+    """
+    if settings is None:
+        try:
+            from watchkeeper.config import Settings
+        except ImportError:  # the light install: no pydantic-settings
+            return light_settings(os.environ)
+        settings = Settings()
+    return settings.kafka_client_config(), settings.topic_predictions, settings.topic_outcomes
 
 
 def _when(timestamp: datetime | str | None) -> datetime | str:
@@ -106,7 +164,12 @@ def encode_event(event: PredictionEvent | OutcomeEvent) -> bytes:
 
 
 class WatchkeeperClient:
-    """A thin, thread-safe wrapper around a confluent-kafka Producer."""
+    """A thin, thread-safe wrapper around a confluent-kafka Producer.
+
+    Kafka settings and topic names come from ``settings``, else from ``WATCHKEEPER_*``
+    variables (see :func:`_kafka_settings`); ``bootstrap_servers`` and ``producer_config``
+    (librdkafka settings) override them.
+    """
 
     def __init__(
         self,
@@ -115,8 +178,7 @@ class WatchkeeperClient:
         settings: Settings | None = None,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
-        self.settings = settings or Settings()
-        config: dict[str, Any] = self.settings.kafka_client_config()
+        config, self.topic_predictions, self.topic_outcomes = _kafka_settings(settings)
         if bootstrap_servers:
             config["bootstrap.servers"] = bootstrap_servers
         config.update(
@@ -173,7 +235,7 @@ class WatchkeeperClient:
             metadata=metadata,
         )
         assert event.prediction_id is not None  # filled from event_id
-        self._produce(self.settings.topic_predictions, event.prediction_id, event)
+        self._produce(self.topic_predictions, event.prediction_id, event)
         return event.prediction_id
 
     def log_outcome(
@@ -195,7 +257,7 @@ class WatchkeeperClient:
             timestamp=timestamp,
             event_id=event_id,
         )
-        self._produce(self.settings.topic_outcomes, prediction_id, event)
+        self._produce(self.topic_outcomes, prediction_id, event)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued event is delivered; raises DeliveryError otherwise."""

@@ -90,7 +90,8 @@ class KafkaLogThrottle(logging.Filter):
     several a second; the first passes, the others of the next ``interval`` seconds are
     counted and the next one that passes says how many were not shown. Debug output
     (``kafka_debug``) passes whole. confluent-kafka logs ``"%s [%s] %s"`` with the kind
-    (facility), the client's name and the text.
+    (facility), the client's name and the text; the name is also set as the record's
+    ``client`` field.
     """
 
     def __init__(self, interval: float = 60.0) -> None:
@@ -100,9 +101,11 @@ class KafkaLogThrottle(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) >= 2:
+            record.client = args[1]  # the rdkafka client's name, a field of the worker's log lines
         if record.levelno < logging.WARNING:
             return True
-        args = record.args if isinstance(record.args, tuple) else ()
         key = tuple(args[:2]) if len(args) >= 2 else (record.msg,)
         now = time.monotonic()
         with self._lock:

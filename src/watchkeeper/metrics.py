@@ -179,6 +179,15 @@ class WorkerMetrics:
         self.missing_rate = self._gauge("watchkeeper_missing_rate", "Share of missing values", labels)
         self.unseen_rate = self._gauge("watchkeeper_unseen_rate", "Share of unseen categories", labels)
         self.out_of_range = self._gauge("watchkeeper_out_of_range_rate", "Share outside the reference range", labels)
+        self.invalid_rate = self._gauge(
+            "watchkeeper_invalid_rate", "Share of values of the wrong type (not numbers in a numeric column)", labels
+        )
+        self.ignored = Counter(
+            "watchkeeper_ignored",
+            "Values stage 1 did not monitor, by reason (each reason logged once per model and process)",
+            ["model_id", "reason"],
+            registry=r,
+        )
         self.alerts = Counter(
             "watchkeeper_alerts", "Alert transitions published", ["model_id", "monitor", "status"], registry=r
         )
@@ -309,6 +318,7 @@ class WorkerMetrics:
                 (self.missing_rate, column.missing_rate),
                 (self.unseen_rate, column.unseen_rate),
                 (self.out_of_range, column.out_of_range_rate),
+                (self.invalid_rate, column.invalid_rate),
             )
             for gauge, value in pairs:
                 if not math.isnan(value):

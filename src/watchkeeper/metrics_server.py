@@ -169,7 +169,10 @@ def start_metrics_server(settings: Settings, registry: CollectorRegistry) -> Met
         register_secrets(settings.metrics_password)
         app = basic_auth(app, settings.metrics_username, settings.metrics_password.get_secret_value())
         if settings.metrics_certfile is None:
-            log.warning("metrics basic auth without TLS: the password crosses the network in clear text")
+            log.warning(
+                "metrics basic auth without TLS: the password crosses the network in clear text",
+                extra={"stage": "metrics"},
+            )
     app = with_health(app, readiness(registry))
     context = _tls_context(settings) if settings.metrics_certfile is not None else None
     address, port = settings.metrics_address, settings.metrics_port
@@ -180,7 +183,7 @@ def start_metrics_server(settings: Settings, registry: CollectorRegistry) -> Met
             address_family = family
 
             def handle_error(self, request: Any, client_address: Any) -> None:
-                log.debug("metrics request from %s failed", client_address, exc_info=True)
+                log.debug("metrics request from %s failed", client_address, exc_info=True, extra={"stage": "metrics"})
 
         server = make_server(address, port, app, Server, handler_class=_Handler)
     except OSError as exc:

@@ -299,7 +299,9 @@ def test_sasl_ssl_topics_worker_sdk_notifier_and_tails(secured_kafka: SecuredKaf
         with FakeReceiver("slack") as slack:
             notify_env = {**env, "SLACK_WEBHOOK_URL": f"{slack.url}/services/T0SECURED/B0SECURED/webhooksecret"}
             runs = {
-                "notify slack": _command("notify", "slack", "--max-messages", "1", "--idle-exit", "20"),
+                "notify slack": _command(
+                    "notify", "slack", "--from-beginning", "--max-messages", "1", "--idle-exit", "20"
+                ),
                 "alerts tail": _command("alerts", "tail", "--from-beginning", "--idle-exit", "3"),
                 "deadletter tail": _command("deadletter", "tail", "--from-beginning", "--idle-exit", "3"),
             }

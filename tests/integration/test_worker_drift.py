@@ -58,7 +58,7 @@ def _event(i: int, row: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def setup(start_worker: Callable[[dict[str, Any]], RunningWorker], tmp_path: Path) -> RunningWorker:
+def setup(start_worker: Callable[..., RunningWorker], tmp_path: Path) -> RunningWorker:
     rng = np.random.default_rng(11)
     reference = _rows(rng, 5000, 0.0)
     columns = {name: ("numeric", [r[name] for r in reference]) for name in ("x1", "x2", "x3")}
@@ -68,7 +68,7 @@ def setup(start_worker: Callable[[dict[str, Any]], RunningWorker], tmp_path: Pat
     profile_path = tmp_path / "profile.json"
     profile = ReferenceProfile.build(MODEL, columns, sequential_arl_events=1e6)  # with calibrated CUSUMs
     profile_path.write_bytes(orjson.dumps(profile.to_dict()))
-    return start_worker(
+    worker = start_worker(
         {
             "models": [
                 {
@@ -79,8 +79,12 @@ def setup(start_worker: Callable[[dict[str, Any]], RunningWorker], tmp_path: Pat
                     "retraining": [{"name": "drift-retrain", "monitors": ["drift"], "cooldown": "1h"}],
                 }
             ]
-        }
+        },
+        spawn=False,
     )
+    worker.env["WATCHKEEPER_LOG_FORMAT"] = "json"  # its log is checked line by line at the end
+    worker.spawn()
+    return worker
 
 
 def test_shifted_feature_alerts_end_to_end(setup: RunningWorker) -> None:
@@ -160,3 +164,14 @@ def test_shifted_feature_alerts_end_to_end(setup: RunningWorker) -> None:
     ]
     assert worker_alerts == replay_alerts
     assert replayed_triggers == [trigger["id"]]  # the idempotency key is the same offline
+
+    # every line of the worker's log is a JSON object with its stage; the model's lines name it
+    lines = [orjson.loads(line) for line in setup.log.read_text().splitlines()]
+    assert all(line["stage"] in ("main", "stage1", "stage2", "references") for line in lines), lines
+    alert_lines = [line for line in lines if line["message"].startswith("alert firing")]
+    assert alert_lines and all(
+        (line["stage"], line["model"], line["topic"]) == ("stage2", MODEL, settings.topic_partials)
+        for line in alert_lines
+    )
+    assigned = {p for line in lines if line["message"] == "partitions assigned" for p in line["partitions"]}
+    assert f"{settings.topic_predictions}:0" in assigned and f"{settings.topic_partials}:0" in assigned

@@ -1,45 +1,41 @@
-"""The README's first run holds together: its kcat events fit its models YAML, and --version works."""
+"""The README holds together and its commands run as written.
+
+Every command of its ``sh`` blocks is run by a test or listed with the reason it is not
+(:mod:`tests.doc_commands`); those that need no broker run here, in a sandbox directory
+where ``.venv/bin/watchkeeper`` is this environment's (the broker ones:
+``tests/integration/test_readme_commands.py``). Its kcat events fit its models YAML.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 from importlib.metadata import version
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import yaml
+from tests import doc_commands as docs
 from typer.testing import CliRunner
 
 from watchkeeper.cli import app
 from watchkeeper.config import parse_config
 from watchkeeper.monitor.parse import parse_outcomes, parse_predictions
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 
-
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), flags=re.DOTALL | re.MULTILINE)
-
-
-def _kcat_produces() -> list[tuple[dict[str, Any], list[str]]]:
-    """(event, kcat arguments) of every ``echo '<json>' | kcat -P ...`` example."""
-    found = []
-    for block in _blocks("sh"):
-        for command in block.replace("\\\n", " ").splitlines():
-            match = re.match(r"\s*echo '(?P<json>\{.*\})'\s*\|\s*(?P<kcat>kcat -P [^#]*)", command)
-            if match:
-                found.append((json.loads(match["json"]), shlex.split(match["kcat"])))
-    return found
+def test_every_readme_command_is_run_by_a_test_or_listed_with_a_reason() -> None:
+    starts = [*docs.RUN, *docs.NOT_RUN]
+    unmatched = [c for c in docs.commands() if sum(c.startswith(start) for start in starts) != 1]
+    assert unmatched == [], "add each to tests/doc_commands.py: RUN (with the test that runs it) or NOT_RUN (why)"
+    unused = [start for start in starts if not any(c.startswith(start) for c in docs.commands())]
+    assert unused == []
 
 
 def test_readme_kcat_examples_match_its_models_yaml() -> None:
-    (models_block,) = [b for b in _blocks("yaml") if b.startswith("models:")]
+    (models_block,) = [b for b in docs.blocks(docs.README, "yaml") if b.startswith("models:")]
     config = parse_config(yaml.safe_load(models_block), source="README.md")
     (model,) = config.models
-    produced = _kcat_produces()
+    produced = docs.kcat_events()
     topics = [args[args.index("-t") + 1] for _, args in produced]
     assert topics == ["watchkeeper.predictions", "watchkeeper.outcomes"]
     (prediction, _), (outcome, _) = produced
@@ -63,3 +59,31 @@ def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout == f"watchkeeper {version('watchkeeper')}\n"
+
+
+def test_readme_offline_commands(tmp_path: Path) -> None:
+    """`--version`, `profile build`, `replay` and `report` of a replay, as written, one after the other."""
+    here = docs.sandbox(tmp_path / "readme")
+    docs.readme_files(here)
+    env = docs.environment()
+    assert "`.venv/bin/watchkeeper --version`" in docs.README.read_text()  # (the Install paragraph's check)
+    shown = docs.run(".venv/bin/watchkeeper --version", here, env)
+    assert (shown.returncode, shown.stdout) == (0, f"watchkeeper {version('watchkeeper')}\n"), shown.stderr
+
+    built = docs.run(docs.command(".venv/bin/watchkeeper profile build"), here, env)
+    assert built.returncode == 0, built.stderr
+    assert "profile of credit-risk: 2000 rows, 5 columns -> credit.profile.json" in built.stdout
+    assert "using column 'score'" in built.stdout and "using column 'prediction'" in built.stdout  # (no warning)
+    assert "warning" not in built.stderr
+
+    replayed = docs.run(docs.command(".venv/bin/watchkeeper replay"), here, env | {"TQDM_DISABLE": "1"})
+    assert replayed.returncode == 0, replayed.stderr
+    summary = r"6 windows, \d+ label evaluations, \d+ alerts, \d+ retraining triggers, 0 rejected events, 0 late events"
+    assert re.fullmatch(summary + r" -> out\.jsonl\n", replayed.stderr), replayed.stderr
+    kinds = [json.loads(line)["kind"] for line in (here / "out.jsonl").read_text().splitlines()]
+    assert kinds.count("window") == 6 and "labels" in kinds
+
+    report = docs.run(docs.command(".venv/bin/watchkeeper report out.jsonl"), here, env)
+    assert report.returncode == 0, report.stderr
+    html = (here / "report.html").read_text()
+    assert "credit-risk" in html and "Plotly" in html

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "monitored_columns",
     "nested",
     "texts",
+    "unknown_names",
 ]
 
 _NUMBER_TYPES = frozenset({float, int, bool})  # binned as numbers (bools as 0/1)
@@ -125,6 +127,20 @@ def nested(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str
     """Each mapping's mapping under ``name`` (``{}`` where absent or empty), e.g. the events' features."""
     values = field_values(mappings, name)
     return values if all(values) else [value or {} for value in values]
+
+
+def unknown_names(mappings: Sequence[Mapping[str, Any]], known: frozenset[str]) -> dict[str, int]:
+    """Keys of the mappings (e.g. the events' features) not in ``known``, with how many mappings hold each.
+
+    One C-level pass unions the batch's key sets and compares that with ``known``; only when
+    some key is unknown are the keys counted (one more pass), so the usual batch costs a set
+    union, never a Python loop per event.
+    """
+    names = set().union(*mappings) - known
+    if not names:
+        return {}
+    counts = Counter(itertools.chain.from_iterable(mappings))
+    return {name: counts[name] for name in sorted(names)}
 
 
 def texts(values: list[Any]) -> list[str | None]:

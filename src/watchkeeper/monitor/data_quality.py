@@ -1,13 +1,16 @@
-"""Data-quality verdicts: missing values, unseen categories and out-of-range values.
+"""Data-quality verdicts: missing, invalid, unseen-category and out-of-range values.
 
 The drift tests compare the shape of the values that are there (vocabulary columns,
-in-range bins), so a column that suddenly goes missing, or starts sending a new category,
-can stay "undrifted". Each of these rates gets its own verdict per closed window: it
-breaches when it is at least ``min_increase`` above the reference rate and the one-sided
-binomial z-statistic against the reference rate, (p − p0) / sqrt(p0 (1 − p0) / n), is at
-least ``z``. The reference rate p0 is floored at 1 / n_reference (a value outside the
-reference range or vocabulary has at least that probability under no change). A rate
-clears when it is back below p0 + min_increase / 2.
+in-range bins), so a column that suddenly goes missing, starts sending text instead of
+numbers, or a new category, can stay "undrifted". Missing (null) and invalid (a value of
+the wrong type, e.g. text in a numeric column) are separate rates, named so in the
+alerts. Each of these rates gets its own verdict per closed window: it breaches when it
+is at least ``min_increase`` above the reference rate and the one-sided binomial
+z-statistic against the reference rate, (p − p0) / sqrt(p0 (1 − p0) / n), is at least
+``z``. The reference rate p0 is floored at 1 / n_reference (a value outside the reference
+range or vocabulary, or invalid, has at least that probability under no change; a
+reference holds no invalid values). A rate clears when it is back below
+p0 + min_increase / 2.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from watchkeeper.monitor.profile import CategoricalProfile, NumericProfile, Refe
 __all__ = ["data_quality_evaluations"]
 
 _DESCRIPTIONS = {
-    "missing_rate": "missing (null or NaN) values",
+    "missing_rate": "missing (null) values",
+    "invalid_rate": "invalid values (not numbers, e.g. text, in a numeric column)",
     "unseen_rate": "categories never seen in the reference",
     "out_of_range_rate": "values outside the reference range",
 }
@@ -34,6 +38,7 @@ def _reference_rates(column: NumericProfile | CategoricalProfile) -> dict[str, f
         total = present + column.missing
         return {
             "missing_rate": column.missing / total if total else 0.0,
+            "invalid_rate": 0.0,  # (a reference holds numbers and nulls only)
             "out_of_range_rate": (int(column.counts[0]) + int(column.counts[-1])) / present if present else 0.0,
         }
     total = column.n
@@ -93,7 +98,8 @@ def data_quality_evaluations(config: ModelConfig, report: DriftReport, profile: 
             if observed is None or math.isnan(observed):
                 continue
             n = column.n
-            if metric != "missing_rate" and not math.isnan(column.missing_rate):  # rates among present values
-                n = round(column.n * (1 - column.missing_rate))
+            if metric in ("out_of_range_rate", "unseen_rate"):  # rates among the values present
+                invalid = 0.0 if math.isnan(column.invalid_rate) else column.invalid_rate
+                n = round(column.n * (1 - column.missing_rate - invalid))
             evaluations.append(_verdict(config, report, column, metric, observed, min(max(p0, floor), 1 - floor), n))
     return evaluations

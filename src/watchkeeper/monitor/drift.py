@@ -4,7 +4,7 @@ For every monitored column: effect sizes (PSI, Jensen–Shannon, Hellinger on th
 bins; KS and normalised Wasserstein on the fine grid for numeric columns), a χ² test of
 homogeneity with its p-value adjusted across all of the model's columns in the window
 (Benjamini–Hochberg or Holm), and data-quality rates (missing, out of reference range,
-unseen category, non-numeric). A column drifts only through the double gate:
+unseen category, invalid: not a number in a numeric column). A column drifts only through the double gate:
 adjusted p < alpha AND PSI >= min_psi (AND JS >= min_js). See docs/statistics.md.
 """
 
@@ -53,6 +53,7 @@ class ColumnDrift:
     missing_rate: float
     out_of_range_rate: float
     unseen_rate: float
+    invalid_rate: float
     invalid: int
     significant: bool
     large_effect: bool
@@ -95,9 +96,11 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _numeric(name: str, profile: NumericProfile, fine: np.ndarray, invalid: int) -> dict[str, Any]:
-    counts, missing = fine[:-1], int(fine[-1])
+    """Statistics of a numeric column; ``invalid`` values (not numbers) sit in the grid's missing
+    slot with the nulls, and are told apart from them here: counted as invalid, not missing."""
+    counts, missing = fine[:-1], int(fine[-1]) - invalid
     n_present = int(counts.sum())
-    total = n_present + missing
+    total = n_present + missing + invalid
     reference_coarse = profile.coarse(profile.counts)
     current_coarse = profile.coarse(counts)
     test = chi_square_homogeneity(reference_coarse, current_coarse)
@@ -122,6 +125,7 @@ def _numeric(name: str, profile: NumericProfile, fine: np.ndarray, invalid: int)
         "missing_rate": missing / total if total else math.nan,
         "out_of_range_rate": (int(counts[0]) + int(counts[-1])) / n_present if n_present else math.nan,
         "unseen_rate": math.nan,
+        "invalid_rate": invalid / total if total else math.nan,
         "invalid": invalid,
     }
 
@@ -147,6 +151,7 @@ def _categorical(name: str, profile: CategoricalProfile, counts: np.ndarray) -> 
         "missing_rate": int(counts[-1]) / total if total else math.nan,
         "out_of_range_rate": math.nan,
         "unseen_rate": int(counts[-2]) / (total - int(counts[-1])) if total > int(counts[-1]) else math.nan,
+        "invalid_rate": math.nan,  # (any value is a category)
         "invalid": 0,
     }
 
@@ -235,5 +240,6 @@ def drift_evaluation(config: ModelConfig, report: DriftReport, column: ColumnDri
             "missing_rate": column.missing_rate,
             "unseen_rate": column.unseen_rate,
             "out_of_range_rate": column.out_of_range_rate,
+            "invalid_rate": column.invalid_rate,
         },
     )

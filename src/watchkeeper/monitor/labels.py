@@ -17,6 +17,7 @@ their ratio. All aggregates are the mergeable ones of :mod:`watchkeeper.stats`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import Any
@@ -142,13 +143,18 @@ def prediction_entries(
     return out
 
 
-def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[list[LabelEntry], int]:
+def label_entries(
+    config: ModelConfig, rows: Sequence[LabelledRow]
+) -> tuple[list[LabelEntry], Counter[str], Counter[str]]:
     """Labelled contributions per prediction window and checkpoint (see the module doc).
 
-    Returns (entries, rows with unusable labels).
+    Returns (entries, unknown labels, unusable predictions): the rows left out, counted by
+    the label sent (as text). An unknown label is an outcome's label that is not one of the
+    model's ``classes`` (or a regression outcome without a value); an unusable prediction
+    has no class among them and no score (or, for regression, no value).
     """
     if not rows:
-        return [], 0
+        return [], Counter(), Counter()
     times = np.asarray([r.prediction_time for r in rows])
     outcome_times = np.asarray([r.outcome_time for r in rows])
     delays = outcome_times - times
@@ -158,18 +164,20 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
     checkpoints = np.zeros(len(rows), dtype=np.int64)
     for fraction in LABEL_CHECKPOINTS[:-1]:  # the first checkpoint at or after the outcome's time
         checkpoints += outcome_times > ends + fraction * horizon
-    invalid = 0
     if config.task == "regression":
         truth = np.asarray([np.nan if r.true_value is None else r.true_value for r in rows])
         predicted = np.asarray([np.nan if r.value is None else r.value for r in rows])
-        usable = ~np.isnan(truth) & ~np.isnan(predicted)
+        no_truth, no_prediction = np.isnan(truth), np.isnan(predicted)
     else:
         scores = _floats([r.score for r in rows])
         predicted = _class_index(config, [r.label for r in rows], scores)
         lookup = {name: i for i, name in enumerate(config.classes)}
         truth = np.asarray([lookup.get(r.true_label, -1) if r.true_label is not None else -1 for r in rows])
-        usable = (truth >= 0) & (predicted >= 0)
-    invalid = int((~usable).sum())
+        no_truth, no_prediction = truth < 0, predicted < 0
+    usable = ~no_truth & ~no_prediction
+    # (only the rows left out are looked at one by one)
+    unknown = Counter(str(rows[i].true_label) for i in np.flatnonzero(no_truth).tolist())
+    unusable = Counter(str(rows[i].label) for i in np.flatnonzero(no_prediction & ~no_truth).tolist())
     entries = []
     pairs = zip(starts[usable].tolist(), checkpoints[usable].tolist(), strict=True)
     for start, checkpoint in sorted(set(pairs)):
@@ -201,4 +209,4 @@ def label_entries(config: ModelConfig, rows: Sequence[LabelledRow]) -> tuple[lis
                 groups.update(_group_column(subject, selected), predicted[mask], scores[mask], truth[mask], late=True)
                 entry["fairness"][subject] = groups.to_dict()
         entries.append(entry)
-    return entries, invalid
+    return entries, unknown, unusable

@@ -23,14 +23,14 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.binning import ColumnBinner
-from watchkeeper.monitor.columns import monitored_columns
+from watchkeeper.monitor.columns import monitored_columns, nested, unknown_names
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
 from watchkeeper.monitor.grouping import groups_of, key_groups, pick, reduce_by_key, window_starts
 from watchkeeper.monitor.join import JoinModel, JoinStore, LabelledRow, MemoryJoinStore, OutcomeJoiner
@@ -40,7 +40,19 @@ from watchkeeper.monitor.partials import build_partials
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.wire import PARTIAL_VERSION, Partial, WindowlessPartial
 
-__all__ = ["Late", "MonitorRuntime", "Overflow", "Stage1Result", "load_profile", "replay_lines"]
+__all__ = [
+    "Ignored",
+    "IgnoredReason",
+    "Late",
+    "MonitorRuntime",
+    "Overflow",
+    "Stage1Result",
+    "load_profile",
+    "replay_lines",
+]
+
+IgnoredReason = Literal["not_in_profile", "unknown_feature", "invalid", "unknown_label", "unusable_prediction"]
+_IGNORED_NAMES = 10  # names (columns, features, labels) an Ignored carries at most, for its log line
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,24 @@ class Late:
     reason: str
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """Values of one model's events in a batch that no statistic counts, for one reason.
+
+    ``not_in_profile``: configured columns the reference profile lacks (events × columns);
+    ``unknown_feature``: event features the models config does not name; ``invalid``: values
+    of the wrong type (not numbers in a numeric column: counted as invalid, not missing);
+    ``unknown_label``: joined outcomes whose label is not one of the model's ``classes``;
+    ``unusable_prediction``: joined outcomes whose prediction has no usable class or value.
+    ``names``: the columns, features or labels concerned (at most :data:`_IGNORED_NAMES`).
+    """
+
+    model_id: str
+    reason: IgnoredReason
+    count: int
+    names: tuple[str, ...]
+
+
 @dataclass
 class Stage1Result:
     """What stage 1 made of a batch."""
@@ -68,7 +98,7 @@ class Stage1Result:
     rejected: list[Rejected]
     expired_outcomes: list[bytes] = field(default_factory=list)  # for the dead-letter topic
     outcomes: dict[str, int] = field(default_factory=dict)  # joined / waiting / duplicate / embedded / overflow
-    unusable_labels: int = 0  # labels not among the model's classes, or regression rows without values
+    ignored: list[Ignored] = field(default_factory=list)  # values not monitored, to count and log (the shell)
     overflow: list[Overflow] = field(default_factory=list)
     late: list[Late] = field(default_factory=list)  # dead-lettered where the model's window.dead_letter_late
 
@@ -78,6 +108,12 @@ def load_profile(path: Path) -> ReferenceProfile:
         return ReferenceProfile.from_dict(json.loads(path.read_text()))
     except OSError as exc:
         raise ValueError(f"reference.profile: {str(path)!r}: cannot read ({exc.strerror})") from exc
+
+
+def _ignored(model_id: str, reason: IgnoredReason, counts: Counter[str]) -> Ignored:
+    """An :class:`Ignored` of per-name counts: their total, and the most frequent names."""
+    names = tuple(name for name, _ in counts.most_common(_IGNORED_NAMES))
+    return Ignored(model_id, reason, sum(counts.values()), names)
 
 
 def _partition(source: str) -> int:
@@ -100,6 +136,7 @@ class MonitorRuntime:
             if model.model_id not in self.profiles and model.reference.profile is not None:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
+        self._features = {m.model_id: frozenset(f.name for f in m.features) for m in config.models}
         self.monitors: dict[str, ModelMonitor] = {}
         self._join_models = {
             m.model_id: JoinModel(m.accuracy.label_horizon, tuple(m.sensitive_attributes)) for m in config.models
@@ -216,7 +253,8 @@ class MonitorRuntime:
             groups if on_time is None else groups_of(pick(model_ids, on_time)),
         )
         by_model = {p["model_id"]: p for p in partials}
-        result = Stage1Result(partials, rejected)
+        unmonitored = self._unmonitored(predictions.events, groups, models, partials)
+        result = Stage1Result(partials, rejected, ignored=unmonitored)
         for k, reason in sorted(late.items()):  # not windowed; still joined (label windows stay open)
             result.late.append(Late(p_index[k], model_ids[k], reason))
             partial = by_model.get(model_ids[k]) or self._partial(model_ids[k], "labels", by_model)
@@ -359,9 +397,43 @@ class MonitorRuntime:
         for model_id in sorted(rows):
             config = self.models[model_id]
             partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
-            entries, unusable = label_entries(config, rows.get(model_id, []))
+            entries, unknown, unusable = label_entries(config, rows.get(model_id, []))
             partial.setdefault("labels", []).extend(entries)
-            result.unusable_labels += unusable
+            if unknown:
+                result.ignored.append(_ignored(model_id, "unknown_label", unknown))
+            if unusable:
+                result.ignored.append(_ignored(model_id, "unusable_prediction", unusable))
+
+    def _unmonitored(
+        self,
+        events: Sequence[dict[str, Any]],
+        groups: Mapping[str, np.ndarray | None],
+        models: Mapping[str, tuple[ModelConfig, ColumnBinner | None]],
+        partials: Sequence[Partial],
+    ) -> list[Ignored]:
+        """What of the batch's predictions no statistic counts: unknown features, configured columns
+        the profile lacks, and invalid values (from the partials' window entries)."""
+        ignored: list[Ignored] = []
+        for model_id, index in groups.items():
+            features = nested(pick(events, index), "features")
+            unknown = unknown_names(features, self._features[model_id])
+            if unknown:
+                ignored.append(_ignored(model_id, "unknown_feature", Counter(unknown)))
+            binner = models[model_id][1]
+            if binner is not None:
+                known = {*binner.numeric, *binner.categorical}
+                absent = [c for c in monitored_columns(models[model_id][0]) if c not in known]
+                if absent:
+                    ignored.append(_ignored(model_id, "not_in_profile", Counter(dict.fromkeys(absent, len(features)))))
+        for partial in partials:
+            if partial["kind"] != "stats":
+                continue
+            invalid: Counter[str] = Counter()
+            for window in partial["windows"]:
+                invalid.update(window["invalid"])
+            if invalid:
+                ignored.append(_ignored(partial["model_id"], "invalid", invalid))
+        return ignored
 
     def _stamp(self, partial: Partial) -> None:
         """Watermarks of every prediction partition read here, their idleness and the partition count."""

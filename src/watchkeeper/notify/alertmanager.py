@@ -16,6 +16,7 @@ so it comes back with the next repeat.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -28,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from watchkeeper.config import Settings
 from watchkeeper.events import Alert, CloudEvent
-from watchkeeper.notify.delivery import Delivery, HttpResponse, RetryPolicy, deliver, post_json
+from watchkeeper.notify.delivery import Delivery, HttpResponse, RetryPolicy, deliver
 from watchkeeper.notify.payloads import alertmanager_alert
 from watchkeeper.notify.routing import Receiver
 from watchkeeper.notify.runner import InvalidEvent, Notifier, parse_alert_event
@@ -39,6 +40,8 @@ log = logging.getLogger("watchkeeper.notify")
 
 
 class AlertmanagerNotifier(Notifier):
+    """Posts alerts to Alertmanager ``/api/v2/alerts`` and re-sends the firing set periodically."""
+
     kind = "alertmanager"
 
     def __init__(
@@ -49,9 +52,8 @@ class AlertmanagerNotifier(Notifier):
         timeout: float = 10.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        super().__init__(receivers, {r.name: r.endpoint for r in receivers}, delivery)
+        super().__init__(receivers, {r.name: r.endpoint for r in receivers}, delivery, timeout)
         self.resend_interval = resend_interval
-        self.timeout = timeout
         self.now = now
         self.firing: dict[str, Alert] = {}
         self._ended: dict[str, Alert] = {}  # the last firing version of each resolved fingerprint
@@ -84,7 +86,7 @@ class AlertmanagerNotifier(Notifier):
             # Alertmanager identifies an alert by its labels: resolve the one that fired
             alert = alert.model_copy(update={"severity": fired.severity})
         body = orjson.dumps([alertmanager_alert(alert, self.now(), self.resend_interval)])
-        return post_json(self.url(receiver), body, timeout=self.timeout)
+        return self.http.post_json(self.url(receiver), body)
 
     def tick(self) -> float | None:
         remaining = self._next_resend - time.monotonic()
@@ -96,7 +98,7 @@ class AlertmanagerNotifier(Notifier):
 
     def resend(self) -> None:
         """Re-send every firing alert to the receivers it matches; failures wait for the next round."""
-        ctx = Delivery(self._resend_policy, self.delivery.limiter, self.delivery.stop, self.delivery.rng)
+        ctx = dataclasses.replace(self.delivery, policy=self._resend_policy)
         now = self.now()
         for receiver in self.receivers:
             alerts = [a for a in self.firing.values() if receiver.matches(a)]
@@ -104,7 +106,7 @@ class AlertmanagerNotifier(Notifier):
                 continue
             body = orjson.dumps([alertmanager_alert(a, now, self.resend_interval) for a in alerts])
             result = deliver(
-                functools.partial(post_json, self.url(receiver), body, timeout=self.timeout),
+                functools.partial(self.http.post_json, self.url(receiver), body),
                 receiver.name,
                 receiver.interval,
                 ctx,

@@ -30,7 +30,11 @@ __all__ = ["notify_app"]
 
 log = logging.getLogger("watchkeeper.notify")
 
-notify_app = typer.Typer(help="Deliver alerts from the alerts topic to Slack, PagerDuty or Alertmanager.")
+notify_app = typer.Typer(
+    help="Deliver alerts from the alerts topic to Slack, PagerDuty or Alertmanager. A new consumer group "
+    "starts at the end of the topic (only alerts published from its first start on; --from-beginning for "
+    "the backlog); later runs resume from the group's committed offsets."
+)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="models YAML with 'notify:' [$WATCHKEEPER_CONFIG]")]
 RoutesOpt = Annotated[Path | None, typer.Option("--routes", help="routes-only YAML ({receivers: [...]})")]
@@ -44,12 +48,21 @@ AttemptsOpt = Annotated[int, typer.Option("--max-attempts", min=1, help="HTTP at
 ElapsedOpt = Annotated[float, typer.Option("--max-elapsed", min=0.0, help="retry seconds before dead-letter")]
 BaseOpt = Annotated[float, typer.Option("--backoff-base", min=0.0, help="first backoff ceiling, seconds")]
 CapOpt = Annotated[float, typer.Option("--backoff-cap", min=0.0, help="largest backoff ceiling, seconds")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="HTTP timeout, seconds")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="HTTP connect/read/write timeout, seconds")]
 SessionOpt = Annotated[
     float, typer.Option("--session-timeout", min=1.0, help="group session timeout (failover), seconds")
 ]
 LogFormatOpt = Annotated[str, typer.Option("--log-format", help="logfmt or json")]
 LogLevelOpt = Annotated[str, typer.Option("--log-level")]
+FromBeginningOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-beginning",
+        help="a new consumer group starts at the oldest alert still in the topic instead of at its end "
+        "(by default a new notifier delivers only alerts published after its first start); "
+        "a group that has committed offsets always resumes from them",
+    ),
+]
 MetricsPortOpt = Annotated[
     int,
     typer.Option(
@@ -81,6 +94,7 @@ class _Common:
     log_level: str
     session_timeout: float = 10.0
     rebuild: bool = False
+    from_beginning: bool = False
     metrics_port: int = 0
 
     @classmethod
@@ -137,6 +151,14 @@ def _run(kind: str, c: _Common, build: Any) -> None:
             start_metrics_server(settings.model_copy(update={"metrics_port": c.metrics_port}), registry)
         except ValueError as exc:
             raise _fail(str(exc)) from None
+    with notifier:  # closes its HTTP connections
+        _consume(kind, c, notifier, settings, stop, registry)
+
+
+def _consume(
+    kind: str, c: _Common, notifier: Notifier, settings: Settings, stop: threading.Event, registry: CollectorRegistry
+) -> None:
+    """Wait for the broker, then run the consumer group until stopped."""
     if not wait_for_broker(settings, bootstrap_origin(c.bootstrap), log, stop.is_set):
         return
     # poll() is not called while a message is being delivered: allow all retries of all receivers
@@ -151,6 +173,7 @@ def _run(kind: str, c: _Common, build: Any) -> None:
         session_timeout=c.session_timeout,
         max_poll_interval=longest,
         registry=registry,
+        from_beginning=c.from_beginning,
     )
     readiness(registry).set_check(runner.not_ready)
     if c.rebuild and hasattr(notifier, "restore"):
@@ -181,6 +204,7 @@ def slack(
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
     session_timeout: SessionOpt = 10.0,
+    from_beginning: FromBeginningOpt = False,
     metrics_port: MetricsPortOpt = 0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
@@ -220,6 +244,7 @@ def pagerduty(
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
     session_timeout: SessionOpt = 10.0,
+    from_beginning: FromBeginningOpt = False,
     metrics_port: MetricsPortOpt = 0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",
@@ -260,6 +285,7 @@ def alertmanager(
     backoff_cap: CapOpt = 30.0,
     timeout: TimeoutOpt = 10.0,
     session_timeout: SessionOpt = 10.0,
+    from_beginning: FromBeginningOpt = False,
     metrics_port: MetricsPortOpt = 0,
     log_format: LogFormatOpt = "logfmt",
     log_level: LogLevelOpt = "INFO",

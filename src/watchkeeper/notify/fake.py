@@ -2,7 +2,9 @@
 
 Answers come from a queue of scripted responses, then from a responder function, then
 from the receiver's documented success answer (Slack ``200 ok``; PagerDuty ``202
-{"status":"success",...}``; anything else ``200 {}``). Every request is recorded.
+{"status":"success",...}``; anything else ``200 {}``). Every request is recorded, with
+the client's port so that a test can tell whether connections were reused (the server
+speaks HTTP/1.1 with keep-alive, like Slack and PagerDuty).
 
     with FakeReceiver("slack") as slack:
         slack.script(slack_error(500, "rollup_error"), SLACK_OK)
@@ -12,13 +14,16 @@ from the receiver's documented success answer (Slack ``200 ok``; PagerDuty ``202
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -54,6 +59,7 @@ class Recorded:
     body: bytes
     at: float  # time.monotonic() when received
     host: str = ""  # the Host header
+    peer: int = 0  # the client's port: one per connection
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -68,9 +74,13 @@ def slack_error(status: int, body: str) -> Reply:
     return Reply(status, body)
 
 
-def rate_limited(retry_after: float | None = None, body: str = "rate_limited") -> Reply:
-    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-    return Reply(429, body, headers)
+def rate_limited(retry_after: float | datetime | None = None, body: str = "rate_limited", status: int = 429) -> Reply:
+    """A 429 (or ``status``, e.g. 503) with ``Retry-After`` as delta-seconds or, for a datetime, an HTTP-date."""
+    if retry_after is None:
+        return Reply(status, body)
+    if isinstance(retry_after, datetime):
+        return Reply(status, body, {"Retry-After": format_datetime(retry_after.astimezone(UTC), usegmt=True)})
+    return Reply(status, body, {"Retry-After": f"{retry_after:g}"})
 
 
 def pagerduty_invalid(*errors: str) -> Reply:
@@ -128,6 +138,7 @@ class FakeReceiver:
         self.requests: list[Recorded] = []
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -151,6 +162,10 @@ class FakeReceiver:
     def __exit__(self, *_exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:  # kept-alive connections too: the receiver is gone
+            for connection in self._connections:
+                with contextlib.suppress(OSError):  # already closed by the client
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def _reply(self, request: Recorded) -> Reply:
         with self._lock:
@@ -171,9 +186,23 @@ class FakeReceiver:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                request = Recorded(self.path, self.rfile.read(length), time.monotonic(), self.headers.get("Host", ""))
+                body = self.rfile.read(length)
+                host = self.headers.get("Host", "")
+                request = Recorded(self.path, body, time.monotonic(), host, self.client_address[1])
                 reply = fake._reply(request)
                 if reply.delay or fake.delay:
                     time.sleep(reply.delay or fake.delay)

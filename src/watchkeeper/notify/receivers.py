@@ -6,7 +6,7 @@ import orjson
 from pydantic import SecretStr
 
 from watchkeeper.events import Alert, CloudEvent
-from watchkeeper.notify.delivery import Delivery, HttpResponse, post_json
+from watchkeeper.notify.delivery import Delivery, HttpResponse
 from watchkeeper.notify.payloads import pagerduty_event, slack_message
 from watchkeeper.notify.routing import Receiver, RoutingError
 from watchkeeper.notify.runner import Notifier
@@ -35,13 +35,12 @@ class SlackNotifier(Notifier):
     ) -> None:
         for name, url in secrets.items():
             _check_url(name, url, "webhook URL")
-        super().__init__(receivers, secrets, delivery)
-        self.timeout = timeout
+        super().__init__(receivers, secrets, delivery, timeout)
 
     def send(self, receiver: Receiver, event: CloudEvent[Alert]) -> HttpResponse:
         url: SecretStr = self.targets[receiver.name]
         body = orjson.dumps(slack_message(event.data, event.id))
-        return post_json(url, body, timeout=self.timeout)
+        return self.http.post_json(url, body)
 
 
 class PagerDutyNotifier(Notifier):
@@ -57,9 +56,8 @@ class PagerDutyNotifier(Notifier):
         endpoint: str = DEFAULT_PAGERDUTY_URL,
         timeout: float = 10.0,
     ) -> None:
-        super().__init__(receivers, secrets, delivery)
+        super().__init__(receivers, secrets, delivery, timeout)
         self.endpoint = endpoint
-        self.timeout = timeout
 
     def url(self, receiver: Receiver) -> str:
         return (receiver.endpoint or self.endpoint).rstrip("/") + "/v2/enqueue"
@@ -67,4 +65,4 @@ class PagerDutyNotifier(Notifier):
     def send(self, receiver: Receiver, event: CloudEvent[Alert]) -> HttpResponse:
         key: SecretStr = self.targets[receiver.name]
         body = orjson.dumps(pagerduty_event(event, key.get_secret_value()))
-        return post_json(self.url(receiver), body, timeout=self.timeout, secrets=[key])
+        return self.http.post_json(self.url(receiver), body, secrets=[key])

@@ -7,6 +7,13 @@ every matching receiver accepted it or it was durably written to the dead-letter
 Messages are processed one at a time in poll order, so the order per partition (hence per
 fingerprint, the Kafka key) is preserved.
 
+Where a new consumer group starts: at the **end** of the alerts topic (a new notifier
+does not page every historical alert), unless ``from_beginning``; later runs resume from
+the group's committed offsets. The end is committed explicitly when the group is first
+assigned a partition, before anything is processed: with ``auto.offset.reset=latest``
+alone, a process that was assigned partitions but had committed nothing yet would, after
+a restart, start at the *new* end and lose the alerts produced in between.
+
 A crash between a delivery and its commit re-delivers the message after a restart. That
 is harmless because every message carries a deterministic id and receivers deduplicate:
 PagerDuty merges events with the same ``dedup_key`` (the fingerprint) into one incident
@@ -26,20 +33,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import SecretStr, ValidationError
 
 from watchkeeper.config import Settings
 from watchkeeper.events import ALERT_TYPE, Alert, CloudEvent
-from watchkeeper.notify.delivery import BODY_LIMIT, Delivery, DeliveryResult, HttpResponse, deliver
+from watchkeeper.notify.delivery import BODY_LIMIT, Delivery, DeliveryResult, HttpClient, HttpResponse, deliver
 from watchkeeper.notify.routing import Receiver
 from watchkeeper.redact import redact, register_secrets
 
-__all__ = ["Aborted", "InvalidEvent", "Notifier", "NotifyRunner", "RunStats", "parse_alert_event"]
+__all__ = ["Aborted", "InvalidEvent", "Notifier", "NotifyRunner", "RunStats", "StartOffsetError", "parse_alert_event"]
 
 log = logging.getLogger("watchkeeper.notify")
 
@@ -50,6 +58,10 @@ class InvalidEvent(ValueError):
 
 class Aborted(Exception):
     """Stop was requested in the middle of a delivery; the message must not be committed."""
+
+
+class StartOffsetError(RuntimeError):
+    """A new group's start offsets (the end of the alerts topic) could not be looked up or committed."""
 
 
 def parse_alert_event(raw: bytes | None) -> CloudEvent[Alert]:
@@ -73,17 +85,34 @@ def parse_alert_event(raw: bytes | None) -> CloudEvent[Alert]:
 
 
 class Notifier:
-    """Delivers alert events to the receivers of one type; subclasses implement :meth:`send`."""
+    """Delivers alert events to the receivers of one type; subclasses implement :meth:`send`.
+
+    It owns one :class:`HttpClient` (``self.http``, pooled connections, ``timeout`` seconds per
+    connect/read/write); close the notifier (or use it as a context manager) when done.
+    """
 
     kind = "notifier"
     seen_limit = 100_000
 
-    def __init__(self, receivers: list[Receiver], targets: dict[str, Any], delivery: Delivery) -> None:
+    def __init__(
+        self, receivers: list[Receiver], targets: dict[str, Any], delivery: Delivery, timeout: float = 10.0
+    ) -> None:
         self.receivers = receivers
         self.targets = targets  # receiver name -> what send() needs (secrets as SecretStr)
         register_secrets(*(t for t in targets.values() if isinstance(t, SecretStr)))
         self.delivery = delivery
+        self.http = HttpClient(timeout)
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.http.close()
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
 
     def send(self, receiver: Receiver, event: CloudEvent[Alert]) -> HttpResponse:
         raise NotImplementedError
@@ -136,7 +165,11 @@ class RunStats:
 
 
 class NotifyRunner:
-    """Runs one notifier as the consumer group ``group_id`` until stop / max_messages / idle_exit."""
+    """Runs one notifier as the consumer group ``group_id`` until stop / max_messages / idle_exit.
+
+    A group that has never committed on a partition starts there at the end of the topic
+    (committed at once, see the module doc), or at the beginning with ``from_beginning``.
+    """
 
     def __init__(
         self,
@@ -150,12 +183,15 @@ class NotifyRunner:
         max_poll_interval: float = 900.0,
         consumer_overrides: dict[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
+        from_beginning: bool = False,
     ) -> None:
         """``max_poll_interval`` must exceed the longest delivery (all retries of all receivers);
-        the counters go to ``registry`` (a new one if None)."""
+        the counters go to ``registry`` (a new one if None); ``from_beginning`` starts a new group
+        at the oldest alert instead of the end."""
         self.settings = settings
         self.notifier = notifier
         self.group_id = group_id
+        self.from_beginning = from_beginning
         self.stop = stop or notifier.delivery.stop
         self.max_messages = max_messages
         self.idle_exit = idle_exit
@@ -179,7 +215,7 @@ class NotifyRunner:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
             "client.id": f"{group_id}-consumer",
             "session.timeout.ms": int(session_timeout * 1000),
             "heartbeat.interval.ms": max(500, int(session_timeout * 1000 / 3)),
@@ -199,7 +235,9 @@ class NotifyRunner:
         fields = {"group": self.group_id, "topic": self.settings.topic_alerts, "kind": self.notifier.kind}
         self._last_activity = None  # idle time counts only while partitions are assigned
 
-        def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        def on_assign(client: Consumer, partitions: list[TopicPartition]) -> None:
+            if not self.from_beginning:
+                self._commit_end_of_new(client, partitions)
             self._last_activity = time.monotonic()  # idle time counts from the (re)assignment
             self.assigned.update(p.partition for p in partitions)
             log.info("assigned", extra={"fields": {"partitions": [p.partition for p in partitions]}})
@@ -239,6 +277,38 @@ class NotifyRunner:
             producer.flush(10)
             log.info("stopped", extra={"fields": {**fields, **self.stats.__dict__}})
         return self.stats
+
+    def _commit_end_of_new(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit the end offset of every assigned partition on which the group never committed.
+
+        Runs in the assignment callback, before the partitions are fetched, so the fetch starts
+        there and a restart resumes there. The end is the last stable offset: the consumer
+        reads ``read_committed``, and the look-up uses the consumer's isolation level.
+        """
+        topic = self.settings.topic_alerts
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            failed = [tp for tp in committed if tp.error is not None]
+            if failed:
+                raise KafkaException(f"partition {failed[0].partition}: {failed[0].error}")
+            new = [tp for tp in committed if tp.offset < 0]  # OFFSET_INVALID: nothing committed yet
+            ends = []
+            for tp in new:
+                watermarks = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                if watermarks is None:
+                    raise KafkaException(f"no answer for partition {tp.partition} within 10 s")
+                ends.append(TopicPartition(tp.topic, tp.partition, watermarks[1]))
+            if ends:
+                consumer.commit(offsets=ends, asynchronous=False)
+        except KafkaException as exc:
+            partitions_text = [tp.partition for tp in partitions]
+            raise StartOffsetError(
+                f"group {self.group_id!r}, topic {topic!r}, partitions {partitions_text}: cannot commit the end "
+                f"offsets a new group starts at: {redact(str(exc))}; expected the group coordinator to answer"
+            ) from None
+        if ends:
+            starts = {tp.partition: tp.offset for tp in ends}
+            log.info("starting-at-end", extra={"fields": {"group": self.group_id, "topic": topic, "offsets": starts}})
 
     def not_ready(self) -> str | None:
         """``/readyz``: ready while the group gave this process partitions of the alerts topic."""

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+
+from watchkeeper.stats.hypothesis_tests import chi2_sf
 
 __all__ = ["CalibrationShift", "calibration_shift"]
 
@@ -93,4 +94,4 @@ def calibration_shift(
     variance = pooled[used] * (1 - pooled[used]) * (1 / n_w[used] + 1 / n_b[used])
     statistic = float(np.sum((d_w - d_b) ** 2 / variance))
     df = int(used.sum())
-    return CalibrationShift(statistic, df, float(stats.chi2.sf(statistic, df)))
+    return CalibrationShift(statistic, df, chi2_sf(statistic, df))

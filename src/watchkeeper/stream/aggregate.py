@@ -20,6 +20,7 @@ from confluent_kafka import Message
 
 from watchkeeper.config import Settings
 from watchkeeper.events import alert_cloudevent, trigger_cloudevent
+from watchkeeper.logs import log_context
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.engine import (
     AlertRaised,
@@ -93,25 +94,27 @@ class Aggregator(TransactionalStage):
         outgoing: list[Outgoing] = []
         touched: dict[str, int] = {}
         for message in messages:
+            topic, partition, offset = where(message)
             try:
                 partial = orjson.loads(message.value() or b"")
                 model_id = partial["model_id"]
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                log.error("skipping an unreadable partial at offset %s: %s", message.offset(), exc)
+                place = {"topic": topic, "partition": partition, "offset": offset}
+                log.error("skipping an unreadable partial at offset %s: %s", offset, exc, extra=place)
                 continue
             if model_id not in self.runtime.models:
                 continue
-            _, partition, _ = where(message)
             self.owned[model_id] = touched[model_id] = partition
-            monitor = self.runtime.monitor(model_id)
-            skipped, late = monitor.duplicates_skipped, monitor.late_events
-            outputs = monitor.apply(partial)  # a learned profile reaches stage 1 once committed (references topic)
-            self.metrics.partials.labels(partial["kind"]).inc()
-            if monitor.duplicates_skipped > skipped:
-                self.metrics.duplicates.labels(model_id).inc()
-            if monitor.late_events > late:  # (also set as windows close)
-                self.metrics.late_events.labels(model_id).set(monitor.late_events)
-            outgoing += self._publish(outputs, model_id, monitor.late_events)
+            with log_context(model=model_id, topic=topic, partition=partition):  # the model's alert lines
+                monitor = self.runtime.monitor(model_id)
+                skipped, late = monitor.duplicates_skipped, monitor.late_events
+                outputs = monitor.apply(partial)  # a learned profile reaches stage 1 once committed (references)
+                self.metrics.partials.labels(partial["kind"]).inc()
+                if monitor.duplicates_skipped > skipped:
+                    self.metrics.duplicates.labels(model_id).inc()
+                if monitor.late_events > late:  # (also set as windows close)
+                    self.metrics.late_events.labels(model_id).set(monitor.late_events)
+                outgoing += self._publish(outputs, model_id, monitor.late_events)
         for model_id, partition in touched.items():
             for name, value in self.runtime.monitors[model_id].take_changes().items():
                 key = model_id.encode() + SEPARATOR + name.encode()

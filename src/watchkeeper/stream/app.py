@@ -21,6 +21,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from watchkeeper.config import ModelConfig, Settings, WatchkeeperConfig
+from watchkeeper.logs import log_context
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
@@ -72,16 +73,21 @@ class Worker:
         self._stopping.set()
 
     def _run_stage(self, stage: TransactionalStage, max_messages: int, timeout: float) -> None:
-        try:
-            run_forever(stage, self._stopping.is_set, max_messages, timeout)
-        except BaseException as exc:  # a fatal error stops the whole worker (and is re-raised by run)
-            self._errors.append(exc)
-            self._stopping.set()
-        finally:
-            stage.close()
+        with log_context(stage=stage.name):  # this thread's log lines, librdkafka's included
+            try:
+                run_forever(stage, self._stopping.is_set, max_messages, timeout)
+            except BaseException as exc:  # a fatal error stops the whole worker (and is re-raised by run)
+                self._errors.append(exc)
+                self._stopping.set()
+            finally:
+                stage.close()
 
     def _follow_references(self) -> None:
         """Adopt every profile on the references topic (all partitions, from the start)."""
+        with log_context(stage="references", topic=self.settings.topic_references):
+            self._read_references()
+
+    def _read_references(self) -> None:
         settings = self.settings
         consumer = Consumer(
             {
@@ -106,7 +112,12 @@ class Worker:
                     try:
                         self.runtime.adopt_profile(ReferenceProfile.from_dict(orjson.loads(record.value() or b"")))
                     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-                        log.error("ignoring invalid reference profile at offset %s: %s", record.offset(), exc)
+                        log.error(
+                            "ignoring invalid reference profile at offset %s: %s",
+                            record.offset(),
+                            exc,
+                            extra={"partition": record.partition(), "offset": record.offset()},
+                        )
         finally:
             consumer.close()
 
@@ -116,8 +127,10 @@ class Worker:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
         settings = self.settings
-        stage1 = Ingester(settings, self.runtime, self.metrics)
-        stage2 = Aggregator(settings, self.runtime, self.metrics)
+        with log_context(stage=Ingester.name):  # setting up the clients logs too
+            stage1 = Ingester(settings, self.runtime, self.metrics)
+        with log_context(stage=Aggregator.name):
+            stage2 = Aggregator(settings, self.runtime, self.metrics)
         self.metrics.watch_stages(stage1, stage2, self.runtime, settings.metrics_ready_windows)  # lag, /readyz
         threads = [
             threading.Thread(target=self._follow_references, name="references", daemon=True),
@@ -133,7 +146,7 @@ class Worker:
             extra={"models": sorted(self.runtime.models), "instance": settings.instance_id, "app_id": settings.app_id},
         )
         for config in self.runtime.models.values():
-            log.warning("%s", describe_model(config))
+            log.warning("%s", describe_model(config), extra={"model": config.model_id})
         while not self._stopping.is_set():
             time.sleep(0.2)
         for thread in threads:

@@ -10,21 +10,24 @@ survives kill -9 and rebalances exactly.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaError, Message
 
-from watchkeeper.config import Settings
+from watchkeeper.config import ModelConfig, Settings
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.join import JoinStore, MemoryJoinStore
 from watchkeeper.monitor.partials import split_partial
-from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.monitor.runtime import Ignored, MonitorRuntime
 from watchkeeper.monitor.wire import Partial
 from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog, where
 
-__all__ = ["Ingester", "RecordingStore", "dead_letter"]
+__all__ = ["IgnoredReporter", "Ingester", "RecordingStore", "dead_letter", "ignored_message"]
+
+log = logging.getLogger("watchkeeper.worker")
 
 _DEADLETTER_VALUE_BYTES = 512 * 1024  # a dead-letter copy keeps at most this much of the value
 
@@ -72,6 +75,50 @@ def dead_letter(
     return (deadletter_topic, topic.encode(), data, None, headers)
 
 
+def ignored_message(item: Ignored, config: ModelConfig) -> str:
+    """The log line of values stage 1 did not monitor: what, which, and what to do about it."""
+    names = ", ".join(map(repr, item.names))
+    regression = config.task == "regression"
+    what = {
+        "not_in_profile": f"columns {names} of the models config are not in its reference profile: not monitored; "
+        "rebuild the profile with them (watchkeeper profile build)",
+        "unknown_feature": f"events carry features {names} that are not in the models config: ignored; "
+        "add them to the model's features to monitor them",
+        "invalid": f"numeric columns {names} received values that are not numbers (e.g. text): counted as invalid "
+        "(not missing) and left out of the drift statistics",
+        "unknown_label": f"outcomes without a value (label {names})"
+        if regression
+        else f"outcome labels {names} are not among its classes {config.classes}",
+        "unusable_prediction": "joined outcomes whose prediction has no value"
+        if regression
+        else f"joined outcomes whose prediction's label ({names}) is not among its classes {config.classes} "
+        "and has no score",
+    }[item.reason]
+    if item.reason in ("unknown_label", "unusable_prediction"):
+        what += ": left out of accuracy and fairness"
+    return (
+        f"model {item.model_id!r}: {what} ({item.count} in this batch; counted in "
+        f'watchkeeper_ignored_total{{reason="{item.reason}"}}; logged once)'
+    )
+
+
+class IgnoredReporter:
+    """Counts what stage 1 did not monitor (``watchkeeper_ignored_total{model_id, reason}``) and logs
+    each reason once per model and process: nothing the worker leaves out is left out silently."""
+
+    def __init__(self, metrics: WorkerMetrics, models: Mapping[str, ModelConfig]) -> None:
+        self.metrics = metrics
+        self.models = models
+        self.logged: set[tuple[str, str]] = set()
+
+    def report(self, ignored: Iterable[Ignored]) -> None:
+        for item in ignored:
+            self.metrics.ignored.labels(item.model_id, item.reason).inc(item.count)
+            if (item.model_id, item.reason) not in self.logged:
+                self.logged.add((item.model_id, item.reason))
+                log.warning(ignored_message(item, self.models[item.model_id]), extra={"model": item.model_id})
+
+
 class RecordingStore:
     """A join store that remembers every change since the last :meth:`drain` (for the changelog)."""
 
@@ -111,6 +158,7 @@ class Ingester(TransactionalStage):
     def __init__(self, settings: Settings, runtime: MonitorRuntime, metrics: WorkerMetrics) -> None:
         self.runtime = runtime
         self.metrics = metrics
+        self.ignored = IgnoredReporter(metrics, runtime.models)
         self.stores: dict[int, RecordingStore] = {}
         self.caught_up: set[int] = set()  # prediction partitions read to their end
         self.outcomes_caught_up: set[int] = set()  # outcome partitions read to their end
@@ -203,6 +251,7 @@ class Ingester(TransactionalStage):
             self.metrics.deadletter.labels(settings.topic_outcomes, "expired").inc()
         for status, count in result.outcomes.items():
             self.metrics.outcomes.labels(status).inc(count)
+        self.ignored.report(result.ignored)
         for partial in result.partials:
             n = sum(window["n"] for window in partial["windows"])
             if n:

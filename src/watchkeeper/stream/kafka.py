@@ -50,6 +50,11 @@ def where(message: Message) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
+def _partition_names(partitions: Iterable[tuple[str, int]]) -> list[str]:
+    """``topic:partition`` names, sorted: how log lines list partitions."""
+    return [f"{topic}:{partition}" for topic, partition in sorted(partitions)]
+
+
 def read_changelog(settings: Settings, topic: str, partition: int) -> dict[bytes, bytes]:
     """The committed content of one changelog partition, read from the start to its end.
 
@@ -184,7 +189,7 @@ class TransactionalStage:
         added = [(p.topic, p.partition) for p in partitions]
         self.assignment.update(added)
         self.assigned(added)
-        log.info("partitions assigned", extra={"stage": self.name, "partitions": sorted(added)})
+        log.info("partitions assigned", extra={"stage": self.name, "partitions": _partition_names(added)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()  # the open transaction holds offsets of these partitions: commit it while we own them
@@ -199,7 +204,7 @@ class TransactionalStage:
         removed = [(p.topic, p.partition) for p in partitions]
         self.assignment.difference_update(removed)
         self.revoked(removed)
-        log.info("partitions revoked", extra={"stage": self.name, "partitions": sorted(removed)})
+        log.info("partitions revoked", extra={"stage": self.name, "partitions": _partition_names(removed)})
 
     # -- the loop -----------------------------------------------------------------------
     def step(self, max_messages: int, timeout: float) -> int:
@@ -218,7 +223,15 @@ class TransactionalStage:
         for message in messages:
             error = message.error()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"stage": self.name, "error": str(error)})
+                log.warning(
+                    "consumer error",
+                    extra={
+                        "stage": self.name,
+                        "topic": message.topic(),
+                        "partition": message.partition(),
+                        "error": str(error),
+                    },
+                )
         self.observe(messages)
         outgoing = self.process(records) if records else self.idle()
         if records or outgoing:
@@ -278,7 +291,7 @@ class TransactionalStage:
             raise exc
         log.warning(
             "transaction aborted; re-consuming from the committed offsets",
-            extra={"stage": self.name, "error": str(exc)},
+            extra={"stage": self.name, "partitions": _partition_names(self._offsets) or None, "error": str(exc)},
         )
         self._discard()
         self.rewind()

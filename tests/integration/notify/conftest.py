@@ -1,9 +1,14 @@
-"""Fixtures for the notifier integration tests: topics on the real broker, producers, readers."""
+"""Fixtures for the notifier integration tests: topics on the real broker, producers, readers,
+notifier processes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
@@ -88,3 +93,30 @@ def produce() -> Produce:
 def read_all() -> ReadAll:
     """``read_all(settings, topic, expected)``: the messages of a topic from the beginning."""
     return _read_all
+
+
+PAGERDUTY_ROUTING_KEY = "R0UTINGKEYsecret1234567890abcdef"
+
+
+def _start_pagerduty(settings: Settings, url: str, group: str, cwd: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``watchkeeper notify pagerduty --group-id group *options`` as a process, stderr piped."""
+    env = {
+        **os.environ,
+        "WATCHKEEPER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "WATCHKEEPER_TOPIC_ALERTS": settings.topic_alerts,
+        "WATCHKEEPER_TOPIC_DEADLETTER": settings.topic_deadletter,
+        "WATCHKEEPER_PAGERDUTY_URL": url,
+        "PAGERDUTY_ROUTING_KEY": PAGERDUTY_ROUTING_KEY,
+    }
+    cmd = [sys.executable, "-m", "watchkeeper.notify.cli", "pagerduty", "--group-id", group, *options]
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stderr=subprocess.PIPE)
+
+
+StartPagerDuty = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def start_pagerduty() -> StartPagerDuty:
+    """``start_pagerduty(settings, url, group, cwd, *options)``: a PagerDuty notifier process
+    (routing key :data:`PAGERDUTY_ROUTING_KEY`) sending to the fake receiver at ``url``."""
+    return _start_pagerduty

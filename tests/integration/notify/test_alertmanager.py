@@ -83,7 +83,7 @@ def _notifier(url: str, interval: float = 60.0) -> AlertmanagerNotifier:
 
 
 def _run(settings: Settings, notifier: AlertmanagerNotifier, group: str, n: int) -> None:
-    runner = NotifyRunner(settings, notifier, group, max_messages=n, session_timeout=6)
+    runner = NotifyRunner(settings, notifier, group, max_messages=n, session_timeout=6, from_beginning=True)
     watchdog = threading.Timer(30, notifier.delivery.stop.set)
     watchdog.start()
     try:

@@ -14,10 +14,8 @@ in-flight delivery and commits it, so a restart after SIGTERM sends no duplicate
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -26,34 +24,16 @@ from pathlib import Path
 from watchkeeper.config import Settings
 from watchkeeper.notify.fake import FakeReceiver, sample_alert, sample_event
 
+from .conftest import PAGERDUTY_ROUTING_KEY as ROUTING_KEY
+from .conftest import StartPagerDuty
+
 FINGERPRINTS = [f"fp-{i:02d}" for i in range(12)]
-ROUTING_KEY = "R0UTINGKEYsecret1234567890abcdef"
+# the alerts are produced before the group's first start
+OPTIONS = ("--idle-exit", "4", "--from-beginning")
 
 
 def _events() -> list:
     return [sample_event(sample_alert(fingerprint=f, status=s)) for s in ("firing", "resolved") for f in FINGERPRINTS]
-
-
-def _start(settings: Settings, url: str, group: str, cwd: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "WATCHKEEPER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "WATCHKEEPER_TOPIC_ALERTS": settings.topic_alerts,
-        "WATCHKEEPER_TOPIC_DEADLETTER": settings.topic_deadletter,
-        "WATCHKEEPER_PAGERDUTY_URL": url,
-        "PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "watchkeeper.notify.cli",
-        "pagerduty",
-        "--group-id",
-        group,
-        "--idle-exit",
-        "4",
-    ]
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stderr=subprocess.PIPE)
 
 
 def _wait_for(pd: FakeReceiver, n: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -71,19 +51,19 @@ def _actions(pd: FakeReceiver) -> list[tuple[str, str]]:
 
 
 def test_sigkill_and_restart_delivers_every_alert(
-    settings: Settings, produce: Callable[..., None], tmp_path: Path
+    settings: Settings, produce: Callable[..., None], tmp_path: Path, start_pagerduty: StartPagerDuty
 ) -> None:
     group = f"g-pd-kill-{uuid.uuid4().hex[:6]}"
     produce(settings, _events())
     expected = {(f, a) for f in FINGERPRINTS for a in ("trigger", "resolve")}
     with FakeReceiver("pagerduty", delay=0.05) as pd:
-        first = _start(settings, pd.url, group, tmp_path)
+        first = start_pagerduty(settings, pd.url, group, tmp_path, *OPTIONS)
         _wait_for(pd, 8, first)
         first.kill()  # SIGKILL: no chance to commit
         first.wait(10)
         killed_at = len(pd.requests)
         assert killed_at < len(expected)
-        second = _start(settings, pd.url, group, tmp_path)
+        second = start_pagerduty(settings, pd.url, group, tmp_path, *OPTIONS)
         _, stderr = second.communicate(timeout=40)
         assert second.returncode == 0, stderr.decode()[-2000:]
         actions = _actions(pd)
@@ -98,18 +78,18 @@ def test_sigkill_and_restart_delivers_every_alert(
 
 
 def test_sigterm_finishes_in_flight_commits_and_closes(
-    settings: Settings, produce: Callable[..., None], tmp_path: Path
+    settings: Settings, produce: Callable[..., None], tmp_path: Path, start_pagerduty: StartPagerDuty
 ) -> None:
     group = f"g-pd-term-{uuid.uuid4().hex[:6]}"
     produce(settings, _events())
     with FakeReceiver("pagerduty", delay=0.1) as pd:
-        first = _start(settings, pd.url, group, tmp_path)
+        first = start_pagerduty(settings, pd.url, group, tmp_path, *OPTIONS)
         _wait_for(pd, 5, first)
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=15)
         assert first.returncode == 0, stderr.decode()[-2000:]
         assert b"event=stopping signal=SIGTERM" in stderr and b"event=stopped" in stderr
-        second = _start(settings, pd.url, group, tmp_path)
+        second = start_pagerduty(settings, pd.url, group, tmp_path, *OPTIONS)
         second.communicate(timeout=40)
         actions = _actions(pd)
         assert sorted(actions) == sorted({(f, a) for f in FINGERPRINTS for a in ("trigger", "resolve")})

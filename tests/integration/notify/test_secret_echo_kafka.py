@@ -65,7 +65,8 @@ def test_runner_keeps_echoed_secrets_out_of_logs_and_deadletters(
     delivery = Delivery(RetryPolicy(base=0.001, cap=0.001, max_attempts=3), stop=stop)
     echoing = hostile_echo((500, 429, 0, 503, 400), f"Authorization: Bearer {BEARER}")
     with FakeReceiver("generic", responder=echoing) as echo:
-        runner = NotifyRunner(settings, build(echo.url, delivery), f"g-echo-{uuid.uuid4().hex[:6]}", max_messages=2)
+        group = f"g-echo-{uuid.uuid4().hex[:6]}"
+        runner = NotifyRunner(settings, build(echo.url, delivery), group, max_messages=2, from_beginning=True)
         watchdog = threading.Timer(40, stop.set)
         watchdog.start()
         try:

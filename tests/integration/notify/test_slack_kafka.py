@@ -29,7 +29,7 @@ def _run(settings: Settings, url: str, group: str, max_messages: int) -> NotifyR
     stop = threading.Event()
     delivery = Delivery(RetryPolicy(base=0.05, cap=0.1, max_attempts=4), stop=stop)
     notifier = SlackNotifier([receiver], {"team-slack": SecretStr(f"{url}/services/{SECRET}")}, delivery)
-    runner = NotifyRunner(settings, notifier, group, max_messages=max_messages, idle_exit=8.0)
+    runner = NotifyRunner(settings, notifier, group, max_messages=max_messages, idle_exit=8.0, from_beginning=True)
     watchdog = threading.Timer(40, stop.set)
     watchdog.start()
     try:

@@ -4,18 +4,18 @@ The receiver (:func:`hostile_echo`) answers 500, 429, a malformed status line, 5
 each echoing the full URL, path, query and body in the body, reason phrase and headers, and
 quoting an Authorization header and the SASL password. Everything the notifier produces is
 captured: the log handler's output (stderr), the log records, the delivery results (error
-texts) and the dead-letter records with their headers.
+texts) and the dead-letter records with their headers, and the HTTP libraries' own log
+records at DEBUG (httpx logs every request URL, httpcore every answer's status line and headers).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from confluent_kafka import Message, Producer
+from confluent_kafka import Message
 from pydantic import SecretStr
 
 from watchkeeper.config import Settings
@@ -46,39 +46,6 @@ SECRETS = (
 QUOTED = (f"Authorization: Bearer {BEARER}", f"sasl.password={SASL_PASSWORD}", f"upstream said {SASL_PASSWORD}")
 STATUSES = (500, 429, 0, 503, 400)  # event 1: exhausted after 3 attempts; event 2: 503 then rejected
 POLICY = RetryPolicy(base=0.001, cap=0.001, max_attempts=3)
-
-
-@dataclass
-class FakeMessage:
-    """The parts of a consumed Kafka message the runner reads."""
-
-    payload: bytes
-    at: int
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def topic(self) -> str:
-        return "alerts"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.at
-
-
-class RecordingProducer:
-    """Keeps what the runner dead-letters; every record is 'delivered' at once."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def produce(self, topic: str, **record: Any) -> None:
-        self.records.append({"topic": topic, **record})
-
-    def flush(self, _timeout: float) -> int:
-        return 0
 
 
 def _slack(url: str) -> Notifier:
@@ -112,26 +79,28 @@ def test_no_secret_in_logs_errors_or_deadletters(
     watchkeeper_logger: logging.Logger,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    kafka_message: Callable[[bytes, int], Message],
+    recording_producer: Any,
 ) -> None:
     setup_logging("DEBUG", "json")  # the notifier CLI's logging; its handler writes to the captured stderr
     watchkeeper_logger.addHandler(caplog.handler)  # after the CLI's handler: sees records as that leaves them
+    caplog.set_level(logging.DEBUG)  # and every other logger's records (httpx, httpcore) through the root
     settings = Settings(
         security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="wk", sasl_password=SASL_PASSWORD
     )
-    producer = RecordingProducer()
+    producer = recording_producer
     events = [sample_event(sample_alert(fingerprint=f"fp-echo-{i}", severity="critical")) for i in range(2)]
     with FakeReceiver("generic", responder=hostile_echo(STATUSES, *QUOTED)) as echo:
         notifier = build(echo.url)
         runner = NotifyRunner(settings, notifier, "g-echo")  # hands the SASL password to the (unused) clients
         results = [notifier.handle(event) for event in events[:1]]
         for offset, event in enumerate(events[1:], start=1):
-            message = cast(Message, FakeMessage(event.model_dump_json().encode(), offset))
-            runner._process(message, cast(Producer, producer))
+            runner._process(kafka_message(event.model_dump_json().encode(), offset), producer)
         requests = echo.requests
 
     assert len(requests) == 5  # every scripted answer was given
     [[(_, exhausted)]] = results
-    assert exhausted.outcome == "exhausted" and exhausted.error.startswith("BadStatusLine: ")
+    assert exhausted.outcome == "exhausted" and exhausted.error.startswith("RemoteProtocolError: ")
     assert MASK in exhausted.error  # the malformed status line quoted the credentials
     assert [r["headers"][0][1] for r in producer.records] == [b"rejected: HTTP 400"]
     logs = [LogFormatter("json").format(record) for record in caplog.records]
@@ -148,5 +117,6 @@ def test_no_secret_in_logs_errors_or_deadletters(
         ]
     )
     assert '"event": "retry"' in captured.err and '"event": "deadlettered"' in captured.err
+    assert {"httpx", "httpcore.http11"} <= {record.name for record in caplog.records}
     leaks = [secret for secret in SECRETS if secret in everything]
     assert leaks == []

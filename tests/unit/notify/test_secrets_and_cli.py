@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from watchkeeper.notify.cli import notify_app
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
-from watchkeeper.notify.fake import FakeReceiver, Reply, rate_limited, sample_event, slack_error
+from watchkeeper.notify.fake import FakeReceiver, Reply, sample_event, slack_error
 from watchkeeper.notify.logs import LogFormatter
 from watchkeeper.notify.receivers import PagerDutyNotifier, SlackNotifier
 from watchkeeper.notify.routing import Receiver
@@ -94,11 +94,3 @@ def test_cli_rejects_non_http_webhook_without_echoing_it(tmp_path: Path) -> None
     result = CliRunner().invoke(notify_app, ["slack", "--webhook-url-file", str(hook)])
     assert result.exit_code == 2
     assert "must start with https://" in result.output and HOOK_SECRET not in result.output
-
-
-def test_retry_after_header_parsing() -> None:
-    from watchkeeper.notify.delivery import _retry_after
-
-    assert _retry_after("3") == 3.0 and _retry_after(" 0.5 ") == 0.5
-    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None and _retry_after(None) is None
-    assert rate_limited(2).headers == {"Retry-After": "2"}
