@@ -10,6 +10,7 @@ arrival (predictions and outcomes interleaved), as a model service would produce
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,34 @@ import orjson
 from confluent_kafka import Producer
 
 from watchkeeper.config import Settings
+from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 
-__all__ = ["MODEL", "T0", "loan_config", "loan_stream", "produce"]
+__all__ = ["MODEL", "T0", "drift_reference", "drift_rows", "loan_config", "loan_stream", "produce"]
 
 MODEL = "loan-approval"
 T0 = 1_750_000_000.0
+
+
+def drift_rows(rng: np.random.Generator, n: int, shift: float) -> list[dict[str, Any]]:
+    """Rows of a small drift model: x1..x3 normal (x2 shifted by ``shift``), c1 in a/b/c, score = sigmoid(x1)."""
+    x1, x2, x3 = rng.normal(size=n), rng.normal(size=n) + shift, rng.normal(size=n)
+    c1 = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
+    score = 1 / (1 + np.exp(-x1))
+    return [
+        {"x1": float(x1[i]), "x2": float(x2[i]), "x3": float(x3[i]), "c1": str(c1[i]), "score": float(score[i])}
+        for i in range(n)
+    ]
+
+
+def drift_reference(path: Path, model_id: str, **build: Any) -> Path:
+    """Write the reference profile of 5,000 :func:`drift_rows` (seed 11) to ``path``."""
+    reference = drift_rows(np.random.default_rng(11), 5000, 0.0)
+    columns = {name: ("numeric", [r[name] for r in reference]) for name in ("x1", "x2", "x3")}
+    columns["c1"] = ("categorical", [r["c1"] for r in reference])
+    columns[PREDICTION_SCORE] = ("numeric", [r["score"] for r in reference])
+    columns[PREDICTION_LABEL] = ("categorical", [str(int(r["score"] >= 0.5)) for r in reference])
+    path.write_bytes(orjson.dumps(ReferenceProfile.build(model_id, columns, **build).to_dict()))
+    return path
 
 
 def loan_config(**overrides: Any) -> dict[str, Any]:

@@ -38,9 +38,8 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
-
 from .conftest import RunningWorker, read_topic
+from .streams import drift_reference, drift_rows
 
 MODEL = "fuzz-model"
 T0 = 1_700_000_000.0
@@ -48,21 +47,6 @@ N = 6000  # valid predictions, 0.01 s apart: twelve 5-s windows; x2 drifts in th
 SPACING = 0.01
 DEEP = 10_000
 Kind = tuple[str, bool, bytes | None, bytes | None]  # (kind, to the outcomes topic, key, value)
-
-
-def _rows(rng: np.random.Generator, n: int, shift: float) -> list[dict[str, Any]]:
-    x1, x2, x3 = rng.normal(size=n), rng.normal(size=n) + shift, rng.normal(size=n)
-    c1 = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
-    return [
-        {
-            "x1": float(x1[i]),
-            "x2": float(x2[i]),
-            "x3": float(x3[i]),
-            "c1": str(c1[i]),
-            "score": 1 / (1 + np.exp(-x1[i])),
-        }
-        for i in range(n)
-    ]
 
 
 def _prediction(pid: str, t: float, row: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -217,14 +201,7 @@ def _sum(metrics: dict[str, float], name: str, **labels: str) -> float:
 
 @pytest.fixture
 def worker(start_worker: Callable[..., RunningWorker], tmp_path: Path) -> RunningWorker:
-    rng = np.random.default_rng(11)
-    reference = _rows(rng, 5000, 0.0)
-    columns = {name: ("numeric", [r[name] for r in reference]) for name in ("x1", "x2", "x3")}
-    columns["c1"] = ("categorical", [r["c1"] for r in reference])
-    columns[PREDICTION_SCORE] = ("numeric", [r["score"] for r in reference])
-    columns[PREDICTION_LABEL] = ("categorical", [str(int(r["score"] >= 0.5)) for r in reference])
-    profile_path = tmp_path / "profile.json"
-    profile_path.write_bytes(orjson.dumps(ReferenceProfile.build(MODEL, columns).to_dict()))
+    profile_path = drift_reference(tmp_path / "profile.json", MODEL)
     model = {
         "model_id": MODEL,
         "features": {"x1": "numeric", "x2": "numeric", "x3": "numeric", "c1": "categorical"},
@@ -241,7 +218,7 @@ def test_hostile_records_are_counted_dead_lettered_or_refused(worker: RunningWor
     settings = worker.settings
     limit = _topic_limit(settings.bootstrap_servers, settings.topic_predictions)
     rng = np.random.default_rng(5)
-    rows = _rows(rng, N // 2, 0.0) + _rows(rng, N // 2, 0.8)
+    rows = drift_rows(rng, N // 2, 0.0) + drift_rows(rng, N // 2, 0.8)
     draw = random.Random(7)
     hostile: dict[int, list[Kind]] = {}  # valid prediction i → the hostile records produced after it
     for half in (0, 1):  # every kind twice: spread over 0.8 s of each half, stamped at its start

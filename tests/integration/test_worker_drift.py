@@ -26,24 +26,14 @@ from confluent_kafka import Producer
 from watchkeeper.client import WatchkeeperClient
 from watchkeeper.config import parse_config
 from watchkeeper.monitor.engine import AlertRaised, TriggerRaised
-from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
 from .conftest import RunningWorker, read_topic
+from .streams import drift_reference, drift_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "it-model"
 T0 = 1_700_000_000.0
-
-
-def _rows(rng: np.random.Generator, n: int, shift: float) -> list[dict[str, Any]]:
-    x1, x2, x3 = rng.normal(size=n), rng.normal(size=n) + shift, rng.normal(size=n)
-    c1 = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
-    score = 1 / (1 + np.exp(-x1))
-    return [
-        {"x1": float(x1[i]), "x2": float(x2[i]), "x3": float(x3[i]), "c1": str(c1[i]), "score": float(score[i])}
-        for i in range(n)
-    ]
 
 
 def _event(i: int, row: dict[str, Any]) -> dict[str, Any]:
@@ -59,15 +49,7 @@ def _event(i: int, row: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def setup(start_worker: Callable[..., RunningWorker], tmp_path: Path) -> RunningWorker:
-    rng = np.random.default_rng(11)
-    reference = _rows(rng, 5000, 0.0)
-    columns = {name: ("numeric", [r[name] for r in reference]) for name in ("x1", "x2", "x3")}
-    columns["c1"] = ("categorical", [r["c1"] for r in reference])
-    columns[PREDICTION_SCORE] = ("numeric", [r["score"] for r in reference])
-    columns[PREDICTION_LABEL] = ("categorical", [str(int(r["score"] >= 0.5)) for r in reference])
-    profile_path = tmp_path / "profile.json"
-    profile = ReferenceProfile.build(MODEL, columns, sequential_arl_events=1e6)  # with calibrated CUSUMs
-    profile_path.write_bytes(orjson.dumps(profile.to_dict()))
+    profile_path = drift_reference(tmp_path / "profile.json", MODEL, sequential_arl_events=1e6)  # calibrated CUSUMs
     worker = start_worker(
         {
             "models": [
@@ -90,7 +72,7 @@ def setup(start_worker: Callable[..., RunningWorker], tmp_path: Path) -> Running
 def test_shifted_feature_alerts_end_to_end(setup: RunningWorker) -> None:
     settings = setup.settings
     rng = np.random.default_rng(5)
-    rows = _rows(rng, 6000, 0.0) + _rows(rng, 6000, 0.0)
+    rows = drift_rows(rng, 6000, 0.0) + drift_rows(rng, 6000, 0.0)
     for row in rows[6000:]:
         row["x2"] += 0.8  # only x2 shifts; the score depends on x1 alone
     events = [_event(i, row) for i, row in enumerate(rows)]
