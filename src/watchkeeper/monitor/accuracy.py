@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
@@ -459,9 +459,12 @@ class AccuracyMonitor:
             if name not in baseline:
                 skipped[name] = "no baseline value"
                 continue
-            test = _Test(name, item, baseline[name], self._baseline_se(name), z_critical)
+            baseline_se = self._baseline_se(name)
             if name == "ece" and isinstance(aggregate, ClassificationAggregate):
-                test = replace(test, z=self._calibration_z(aggregate))
+                z = self._calibration_z(aggregate)
+            else:
+                z = _degradation_z(name, item, baseline[name], baseline_se)
+            test = _Test(name, item, baseline[name], baseline_se, z_critical, z)
             evaluations.append(self._evaluation(model_id, model_version, window, test, n_labeled, n_predictions))
         return verdict("evaluated", evaluations, skipped)
 
@@ -560,12 +563,12 @@ class _Test:
     baseline: float
     baseline_se: float
     z_critical: float
-    z: float | None = field(default=None)
+    z: float | None  # None: no standard error, judged on the tolerance alone
 
-    def __post_init__(self) -> None:
-        if self.z is None and self.value.se is not None and self.value.value is not None:
-            spec = METRICS[self.name]
-            worse = _degradation(spec.direction, self.value.value, self.baseline)
-            scale = math.hypot(self.value.se, self.baseline_se)
-            if scale > 0:
-                object.__setattr__(self, "z", worse / scale)
+
+def _degradation_z(name: str, item: _Value, baseline: float, baseline_se: float) -> float | None:
+    """Degradation over its standard error, √(SE_window² + SE_baseline²); None without one."""
+    if item.se is None or item.value is None:
+        return None
+    scale = math.hypot(item.se, baseline_se)
+    return _degradation(METRICS[name].direction, item.value, baseline) / scale if scale > 0 else None
