@@ -117,9 +117,20 @@ def loan_stream(
 
 
 def produce(settings: Settings, stream: list[tuple[str, bytes, bytes]]) -> None:
-    """Produce the stream with murmur2 keys (as Java clients and the SDK do)."""
+    """Produce the stream with murmur2 keys, idempotently (as Java clients and the SDK do).
+
+    Idempotence keeps each partition in the order produced when a request is retried (as
+    right after the topics are created, under load): without it a retried batch can land
+    behind later ones, and its events are then late for the worker but not for replay.
+    """
     producer = Producer(
-        {**settings.kafka_client_config(), "partitioner": "murmur2_random", "linger.ms": 20, "compression.type": "lz4"}
+        {
+            **settings.kafka_client_config(),
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
     )
     topics = {"predictions": settings.topic_predictions, "outcomes": settings.topic_outcomes}
     for kind, key, value in stream:

@@ -126,7 +126,9 @@ def test_compas_outcomes_metrics_and_fairness_alert(worker: RunningWorker, data_
             )
         )
         clock.append((t + 1, "o", {"prediction_id": f"late{k}", "model_id": MODEL, "timestamp": t + 1, "label": 0}))
-    producer = Producer({**settings.kafka_client_config(), "partitioner": "murmur2_random", "linger.ms": 20})
+    producer = Producer(
+        {**settings.kafka_client_config(), "partitioner": "murmur2_random", "enable.idempotence": True, "linger.ms": 20}
+    )
 
     def send(events: list[tuple[float, str, dict[str, Any]]]) -> None:
         for _, kind, event in events:
