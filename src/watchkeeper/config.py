@@ -434,6 +434,7 @@ DEFAULT_FAIRNESS_TOLERANCE: dict[str, float] = {
     "equal_opportunity_difference": 0.1,
     "disparate_impact": 0.8,  # a floor, not a difference: the four-fifths rule
 }
+DISPERSION_MIN_WINDOWS = 10  # a design effect is estimated from at least this many final windows
 
 
 class FairnessConfig(_Strict):
@@ -452,9 +453,22 @@ class FairnessConfig(_Strict):
     max_groups: int = Field(default=20, ge=2, le=1000)
     reference_group: dict[str, str] = Field(default_factory=dict, description="attribute -> reference group")
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    dispersion_windows: int = Field(
+        default=48,
+        ge=0,
+        description="final windows from which each group's rates estimate their design effect, so that "
+        "clustered rows (repeat customers) widen the intervals; 0 turns it off",
+    )
     for_windows: int = Field(default=1, ge=1)
     resolve_windows: int = Field(default=2, ge=1)
     severity: Severity = "warning"
+
+    @field_validator("dispersion_windows")
+    @classmethod
+    def _check_dispersion_windows(cls, value: int) -> int:
+        if 0 < value < DISPERSION_MIN_WINDOWS:
+            raise ValueError(f"{value}: expected 0 (off) or at least {DISPERSION_MIN_WINDOWS} windows")
+        return value
 
     @field_validator("tolerance")
     @classmethod

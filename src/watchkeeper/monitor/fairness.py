@@ -19,6 +19,12 @@ hide an alert. Rules, with tolerance t:
   Wilson intervals (Wilson 1927), a conservative (Bonferroni-like) bound; **breached** when
   the upper bound is below t (default 0.8, the four-fifths rule); **cleared** when
   DI >= 1 − 0.75·(1 − t) (0.85 for t = 0.8). Insufficient groups get no evaluation.
+
+Both intervals take each group's rate with its **design effect** φ (``DesignEffects``,
+estimated by :class:`~watchkeeper.stats.dispersion.Overdispersion` from the model's recent
+windows): the counts x/φ and n/φ, so that rows that come in correlated clusters (repeat
+customers) widen the interval instead of raising false alarms. φ = 1 (no change) unless
+the windows show over-dispersion.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from typing import Any
 from watchkeeper.config import FairnessConfig
 from watchkeeper.monitor.alerts import Evaluation
 from watchkeeper.stats.fairness import Disparity, FairnessReport, Gap, GroupFairnessAggregate, GroupMetrics, Rate
+from watchkeeper.stats.intervals import newcombe_interval, wilson_interval
 
 __all__ = [
+    "DesignEffects",
     "disparate_impact_interval",
     "fairness_evaluations",
     "fairness_tests",
@@ -40,6 +48,17 @@ __all__ = [
 
 CLEAR_FRACTION = 0.75
 _RATES = ("selection_rate", "tpr", "fpr", "fnr", "precision", "accuracy")
+
+DesignEffects = Mapping[tuple[str, str, str], float]
+"""(subject, group, rate) → the design effect of that group's rate; absent means 1."""
+
+
+def _widened(rate: Rate, phi: float, confidence: float) -> Rate:
+    """The rate with its Wilson interval at the effective counts x/φ, n/φ (φ = 1: unchanged)."""
+    if phi <= 1.0:
+        return rate
+    low, high = wilson_interval(rate.successes / phi, rate.n / phi, confidence)
+    return Rate(rate.value, rate.successes, rate.n, low, high)
 
 
 def _num(value: float | None) -> float | None:
@@ -164,6 +183,7 @@ def _difference_evaluation(
     report: FairnessReport,
     config: FairnessConfig,
     window: tuple[str, str, float, float],
+    effects: DesignEffects,
 ) -> Evaluation:
     model_id, model_version, start, end = window
     field_name, n_field = _DIFFERENCES[metric]
@@ -171,7 +191,19 @@ def _difference_evaluation(
     tol = config.tolerance[metric]
     gap = disparity.gap
     observed = _num(disparity.difference_between_groups)
-    breached = gap is not None and gap.low > tol
+    interval = None if gap is None else (gap.low, gap.high)
+    phis = (1.0, 1.0)
+    if gap is not None:
+        phis = (
+            effects.get((subject, gap.group_max, gap.rate), 1.0),
+            effects.get((subject, gap.group_min, gap.rate), 1.0),
+        )
+        if max(phis) > 1.0:
+            a, b = getattr(report.group(gap.group_max), gap.rate), getattr(report.group(gap.group_min), gap.rate)
+            interval = newcombe_interval(
+                a.successes / phis[0], a.n / phis[0], b.successes / phis[1], b.n / phis[1], report.confidence
+            )
+    breached = interval is not None and interval[0] > tol
     cleared = gap is None or observed is None or observed <= CLEAR_FRACTION * tol
     details: dict[str, Any] = {
         "tolerance": tol,
@@ -181,7 +213,7 @@ def _difference_evaluation(
         "min_support": report.min_support,
         "difference_all_groups": _num(getattr(report.all_groups, field_name).difference_between_groups),
     }
-    if gap is not None:
+    if gap is not None and interval is not None:
         hi, lo = report.group(gap.group_max), report.group(gap.group_min)
         details.update(
             rate=gap.rate,
@@ -191,6 +223,7 @@ def _difference_evaluation(
             rate_min=getattr(lo, gap.rate).value,
             n_max=getattr(hi, gap.rate).n,
             n_min=getattr(lo, gap.rate).n,
+            design_effect={gap.group_max: phis[0], gap.group_min: phis[1]},
         )
         summary = (
             f"{model_id}: {metric} for {subject} is {gap.difference:.3f} "
@@ -199,9 +232,9 @@ def _difference_evaluation(
         description = (
             f"{gap.rate} of '{gap.group_max}' ({details['rate_max']:.4f}, n={details['n_max']}) minus "
             f"'{gap.group_min}' ({details['rate_min']:.4f}, n={details['n_min']}) = {gap.difference:.4f}, "
-            f"{report.confidence:.6g} Newcombe interval [{gap.low:.4f}, {gap.high:.4f}]; alert when the "
-            f"interval is entirely above {tol}. Groups with fewer than {report.min_support} rows are left out: "
-            f"{list(report.insufficient_groups) or 'none'}."
+            f"{report.confidence:.6g} Newcombe interval [{interval[0]:.4f}, {interval[1]:.4f}]"
+            f"{_design_note(phis)}; alert when the interval is entirely above {tol}. Groups with fewer than "
+            f"{report.min_support} rows are left out: {list(report.insufficient_groups) or 'none'}."
         )
     else:
         summary = f"{model_id}: {metric} for {subject}: fewer than two groups with enough data"
@@ -226,9 +259,16 @@ def _difference_evaluation(
         severity=config.severity,
         summary=summary,
         description=description,
-        interval=(gap.low, gap.high) if gap is not None else None,
+        interval=interval,
         details=details,
     )
+
+
+def _design_note(phis: tuple[float, ...]) -> str:
+    """How the interval was widened, for the description (nothing when it was not)."""
+    if max(phis) <= 1.0:
+        return ""
+    return f" with counts divided by the design effects {', '.join(f'{phi:.2f}' for phi in phis)} (clustered rows)"
 
 
 def disparate_impact_interval(group: Rate, reference: Rate) -> tuple[float, float] | None:
@@ -239,7 +279,11 @@ def disparate_impact_interval(group: Rate, reference: Rate) -> tuple[float, floa
 
 
 def _impact_evaluations(
-    subject: str, report: FairnessReport, config: FairnessConfig, window: tuple[str, str, float, float]
+    subject: str,
+    report: FairnessReport,
+    config: FairnessConfig,
+    window: tuple[str, str, float, float],
+    effects: DesignEffects,
 ) -> list[Evaluation]:
     model_id, model_version, start, end = window
     if report.reference_group is None:
@@ -251,7 +295,14 @@ def _impact_evaluations(
     for g in report.groups:
         if g.group == ref.group or not g.sufficient_selection or g.disparate_impact is None:
             continue
-        interval = disparate_impact_interval(g.selection_rate, ref.selection_rate)
+        phis = (
+            effects.get((subject, g.group, "selection_rate"), 1.0),
+            effects.get((subject, ref.group, "selection_rate"), 1.0),
+        )
+        interval = disparate_impact_interval(
+            _widened(g.selection_rate, phis[0], report.confidence),
+            _widened(ref.selection_rate, phis[1], report.confidence),
+        )
         di = g.disparate_impact
         breached = interval is not None and interval[1] < floor
         out.append(
@@ -277,7 +328,8 @@ def _impact_evaluations(
                 description=(
                     f"Selection rate of '{g.group}' ({g.selection_rate.value:.4f}, n={g.count}) over that of the "
                     f"reference '{ref.group}' ({ref.selection_rate.value:.4f}, n={ref.count}) = {di:.4f}; "
-                    f"ratio bounds from the Wilson intervals {interval and [round(v, 4) for v in interval]}; "
+                    f"ratio bounds from the Wilson intervals {interval and [round(v, 4) for v in interval]}"
+                    f"{_design_note(phis)}; "
                     f"alert when the upper bound is below {floor} (four-fifths rule)."
                 ),
                 interval=interval,
@@ -290,6 +342,7 @@ def _impact_evaluations(
                     "reference_rate": ref.selection_rate.value,
                     "n": g.count,
                     "n_reference": ref.count,
+                    "design_effect": {g.group: phis[0], ref.group: phis[1]},
                     "insufficient_groups": list(report.insufficient_groups),
                 },
             )
@@ -305,6 +358,7 @@ def fairness_evaluations(
     aggregates: Mapping[str, GroupFairnessAggregate],
     config: FairnessConfig,
     z_critical: float | None = None,
+    effects: DesignEffects | None = None,
 ) -> tuple[dict[str, Any], list[Evaluation]]:
     """The window's fairness report (JSON-able, keyed by attribute) and its evaluations.
 
@@ -313,8 +367,10 @@ def fairness_evaluations(
     (attribute, sufficient non-reference group) for disparate impact. None when disabled.
     The report's intervals are at ``config.confidence``; the verdicts use intervals at the
     one-sided level ``z_critical`` (the family-wise split of the label false-alarm rate,
-    :func:`fairness_tests`) when given.
+    :func:`fairness_tests`) when given, with each group's rate widened by its design
+    effect in ``effects``.
     """
+    effects = effects or {}
     window = (model_id, model_version, float(window_start), float(window_end))
     reports: dict[str, Any] = {}
     evaluations: list[Evaluation] = []
@@ -328,9 +384,9 @@ def fairness_evaluations(
             report, _ = _compute(subject, aggregates[subject], config, decision_confidence)
         for metric in config.metrics:
             if metric == "disparate_impact":
-                evaluations += _impact_evaluations(subject, report, config, window)
+                evaluations += _impact_evaluations(subject, report, config, window, effects)
             else:
-                evaluations.append(_difference_evaluation(metric, subject, report, config, window))
+                evaluations.append(_difference_evaluation(metric, subject, report, config, window, effects))
     summary = {
         "model_id": model_id,
         "model_version": model_version,

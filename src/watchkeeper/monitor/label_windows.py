@@ -33,6 +33,7 @@ from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.accuracy import AccuracyMonitor, AccuracyVerdict
 from watchkeeper.monitor.alerts import Evaluation
 from watchkeeper.monitor.fairness import fairness_evaluations, fairness_tests
+from watchkeeper.monitor.fairness_dispersion import FairnessDispersion
 from watchkeeper.monitor.labels import ERROR_SLOTS, LABEL_CHECKPOINTS, checkpoint_times
 from watchkeeper.stats.cbpe import estimated_metrics
 from watchkeeper.stats.classification import ClassificationAggregate
@@ -231,6 +232,7 @@ class LabelWindows:
             (float(kept[0]), str(kept[1]), dict(kept[2])) if kept else None
         )
         self.accuracy = AccuracyMonitor(config.accuracy, config.task, state.get("accuracy"))
+        self.dispersion = FairnessDispersion(config.fairness, state.get("fairness_dispersion"))
         self._loaded: dict[float, LabelWindow] = {}
         self._changed: set[str] = set()
 
@@ -258,6 +260,7 @@ class LabelWindows:
             "late_labels": self.late_labels,
             "previous": list(self.previous) if self.previous else None,
             "accuracy": self.accuracy.to_dict(),
+            "fairness_dispersion": self.dispersion.to_dict(),
         }
 
     def add(self, entry: Mapping[str, Any]) -> None:
@@ -311,7 +314,14 @@ class LabelWindows:
         fairness: dict[str, Any] = {}
         if data.fairness and config.fairness.enabled:
             fairness, fair_evaluations = fairness_evaluations(
-                config.model_id, window.version, window.start, end, data.fairness, config.fairness, z_critical
+                config.model_id,
+                window.version,
+                window.start,
+                end,
+                data.fairness,
+                config.fairness,
+                z_critical,
+                self.dispersion.effects(),
             )
             evaluations += fair_evaluations
         return verdict, fairness, evaluations
@@ -325,6 +335,8 @@ class LabelWindows:
         verdict, fairness, evaluations = self._verdicts(window, data, report.n_predictions, final, z_critical)
         if final:
             evaluations = self._with_previous(window, data, report.n_predictions, evaluations, z_critical)
+            if not any(e.monitor == "fairness" and e.breached for e in evaluations):
+                self.dispersion.update(data.fairness)  # a window that breached is not noise
         # fairness alone needs only enough labels for its groups; accuracy sets its own minimum
         minimum = config.accuracy.min_labeled if config.accuracy.enabled else 2 * config.fairness.min_support
         ready = report.n_labeled >= minimum or final
