@@ -10,14 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from watchkeeper.config import AccuracyConfig
-from watchkeeper.monitor.accuracy import (
-    AccuracyMonitor,
-    AccuracyVerdict,
-    confusion_delta_se,
-    f1_delta_se,
-    hanley_mcneil_se,
-)
+from watchkeeper.monitor.accuracy import AccuracyMonitor, AccuracyVerdict
 from watchkeeper.monitor.alerts import AlertBook, AlertRule, Evaluation
+from watchkeeper.monitor.metric_values import confusion_delta_se, f1_delta_se, hanley_mcneil_se
 from watchkeeper.stats.classification import MISSING, ClassificationAggregate
 from watchkeeper.stats.intervals import wilson_interval
 from watchkeeper.stats.regression import RegressionAggregate
