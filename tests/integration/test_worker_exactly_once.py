@@ -8,8 +8,9 @@ events, with delayed outcomes and a fairness attribute:
   checkpoint reports, as ``replay`` of the same records (outcomes 0–10 min late, a 15 min
   label horizon, the model worse from half-way);
 * a worker killed with SIGKILL at five random moments and restarted each time publishes
-  exactly what an uninterrupted run would (every window's ``n`` and statistics, every
-  alert once), and its committed offsets reach the end of the input.
+  exactly what an uninterrupted run would (every window's ``n`` and statistics, every label
+  checkpoint report, every drift, CUSUM, data-quality, accuracy and fairness alert once),
+  and its committed offsets reach the end of the input.
 """
 
 from __future__ import annotations
@@ -148,9 +149,11 @@ def _committed(settings: Settings) -> tuple[int, int]:
 
 @pytest.mark.timeout(900)
 def test_five_sigkills_change_nothing(start_worker: Callable[..., RunningWorker]) -> None:
-    config = loan_config()
-    stream = loan_stream(200_000, seed=3)
-    expected_windows, expected_alerts = _replay(config, stream)
+    config = loan_config(accuracy={"label_horizon": "15m", "baseline_windows": 1, "min_labeled": 100})
+    stream = loan_stream(200_000, seed=3, max_delay=600, worse_after=0.5)
+    monitors = DRIFT_MONITORS | LABEL_MONITORS
+    expected_windows, expected_alerts = _replay(config, stream, monitors)
+    assert any(a[3] == "accuracy" and a[1] == "firing" for a in expected_alerts)
     worker = start_worker(config, partitions=4, spawn=False)
     produce(worker.settings, stream)
     worker.spawn()
@@ -167,9 +170,9 @@ def test_five_sigkills_change_nothing(start_worker: Callable[..., RunningWorker]
         worker.process.kill()
         worker.process.wait()
         worker.spawn()
-    windows, alerts, ids = _published(worker.settings, len(expected_windows), timeout=600)
+    windows, alerts, ids = _published(worker.settings, len(expected_windows), timeout=600, monitors=monitors)
     assert worker.process.poll() is None, worker.log_tail()
-    assert windows == expected_windows  # every window's n and statistics
+    assert windows == expected_windows  # every window's n and statistics, every label checkpoint
     assert alerts == expected_alerts
     assert len(ids) == len(set(ids))  # each alert published once
     deadline = time.monotonic() + 30
