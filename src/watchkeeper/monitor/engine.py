@@ -40,12 +40,13 @@ from watchkeeper.monitor.concept_drift import ErrorStreamDetector
 from watchkeeper.monitor.data_quality import data_quality_evaluations
 from watchkeeper.monitor.drift import DriftReport, drift_evaluation, evaluate_drift
 from watchkeeper.monitor.label_windows import LabelReport, LabelWindows
-from watchkeeper.monitor.labels import uses_labels
+from watchkeeper.monitor.labels import checkpoint_times, uses_labels
 from watchkeeper.monitor.learning import ReferenceLearner
 from watchkeeper.monitor.partials import stats_from_samples
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.records import RecordWriter, decode_record
 from watchkeeper.monitor.retraining import RetrainingPlanner
+from watchkeeper.monitor.retraining_queue import DRIFT, LABELS, Rank, RetrainingQueue
 from watchkeeper.monitor.sequential_drift import SequentialDrift
 from watchkeeper.monitor.window import WindowAggregate
 from watchkeeper.monitor.wire import Partial, SampleEntry, Slices, StatsEntry
@@ -149,6 +150,7 @@ class ModelMonitor:
         self.labels = LabelWindows(config, stored.get("labels"), label_records)
         self.error_stream = ErrorStreamDetector(config, stored.get("error_stream"))
         self.planner = RetrainingPlanner(config.model_id, config.retraining, stored.get("retraining"))
+        self.retraining_queue = RetrainingQueue(stored.get("retraining_queue"))
         self.config_hash = deterministic_id(config.model_dump_json())
         self._sequential_state = stored.get("sequential")
         self._sequential: SequentialDrift | None = None
@@ -197,6 +199,7 @@ class ModelMonitor:
             writer.put("sequential", self.sequential.state_dict())
         writer.put("error_stream", self.error_stream.state_dict())
         writer.put("retraining", self.planner.to_dict())
+        writer.put("retraining_queue", self.retraining_queue.to_dict())
         writer.put("labels", self.labels.state_dict())
         for start, record in self.labels.take_changes().items():
             if record is None:
@@ -227,7 +230,7 @@ class ModelMonitor:
             self._add_samples(partial["windows"])
         elif partial["kind"] == "stats" and self.profile is not None and self._current(partial):
             self._merge(partial["windows"], partial.get("slices", {}))
-        return outputs + self._close(self._limit()) + self._label_tick()
+        return outputs + self._close(self._limit()) + self._label_tick() + self._retrain(self._retraining_limit())
 
     def _current(self, partial: Partial) -> bool:
         """Whether the partial was binned against this reference (else it cannot be merged)."""
@@ -311,12 +314,26 @@ class ModelMonitor:
         watermark = self.watermark()
         return None if watermark is None else watermark - self.config.window.allowed_lateness
 
+    def _retraining_limit(self) -> float | None:
+        """Event time up to which every alert is decided: the label watermark less the allowed
+        lateness when labels are monitored (:mod:`watchkeeper.monitor.retraining_queue`)."""
+        if not uses_labels(self.config):
+            return float("inf")
+        watermark = self.label_watermark()
+        return None if watermark is None else watermark - self.config.window.allowed_lateness
+
+    def _retrain(self, limit: float | None) -> list[Output]:
+        if limit is None:
+            return []
+        triggers = self.retraining_queue.advance(limit, self.planner, __version__, self.config_hash)
+        return [TriggerRaised(trigger) for trigger in triggers]
+
     def flush(self) -> list[Output]:
         """Close every open window and finalize every label window (end of a replay)."""
         outputs = self._close(float("inf"))
         for report, evaluations in self.labels.tick(float("inf")):
             outputs += self._label_outputs(report, evaluations)
-        return outputs
+        return outputs + self._retrain(float("inf"))
 
     def _close(self, limit: float | None) -> list[Output]:
         """Close windows ending at or before ``limit``, interleaved with CUSUM slices in time order."""
@@ -366,7 +383,7 @@ class ModelMonitor:
         outputs: list[Output] = []
         version = self._latest_version()
         for evaluation in self.sequential.advance_to(limit, version):
-            outputs += self._observe(evaluation)
+            outputs += self._observe(evaluation, evaluation.window_end, DRIFT)
         return outputs
 
     def _latest_version(self) -> str:
@@ -381,10 +398,13 @@ class ModelMonitor:
 
     def _label_outputs(self, report: LabelReport, evaluations: list[Evaluation]) -> list[Output]:
         outputs: list[Output] = [LabelsEvaluated(report)]
-        if report.checkpoint is not None and self.config.accuracy.enabled and self.config.task != "regression":
+        if report.checkpoint is None:
+            return outputs + [o for e in evaluations for o in self._observe(e, report.window_end, LABELS)]
+        if self.config.accuracy.enabled and self.config.task != "regression":
             evaluations = evaluations + self._error_stream(report)
+        decided_at = checkpoint_times(self.config, report.window_start)[report.checkpoint]
         for evaluation in evaluations:
-            outputs += self._observe(evaluation)
+            outputs += self._observe(evaluation, decided_at, LABELS)
         return outputs
 
     def _error_stream(self, report: LabelReport) -> list[Evaluation]:
@@ -405,12 +425,13 @@ class ModelMonitor:
             evaluations += self.error_stream.window_closed(report.window_start, report.model_version)
         return evaluations
 
-    def _observe(self, evaluation: Evaluation) -> list[Output]:
-        """Advance the alert state; a transition becomes an Alert and informs retraining."""
+    def _observe(self, evaluation: Evaluation, decided_at: float, rank: Rank) -> list[Output]:
+        """Advance the alert state; a transition becomes an Alert, queued for retraining at the
+        event time it was decided (``decided_at``)."""
         alert = self.books[evaluation.monitor].observe(evaluation)
         if alert is None:
             return []
-        self.planner.record(alert, alert_id=alert_cloudevent(alert, "watchkeeper").id)
+        self.retraining_queue.alert(decided_at, rank, alert, alert_cloudevent(alert, "watchkeeper").id)
         return [AlertRaised(alert)]
 
     def _evaluate(self, window: WindowAggregate) -> list[Output]:
@@ -423,16 +444,12 @@ class ModelMonitor:
                 evaluations += self.sequential.window_closed(window.start, report.model_version)
             evaluations += data_quality_evaluations(self.config, report, self.profile)
             for evaluation in evaluations:
-                outputs += self._observe(evaluation)
+                outputs += self._observe(evaluation, report.window_end, DRIFT)
         n_labeled = 0
         if uses_labels(self.config):
             label_report = self.labels.drift_window_closed(window.start, window.n, report.model_version)
             n_labeled = label_report.n_labeled
             outputs.append(LabelsEvaluated(label_report))
-        triggers = self.planner.observe_window(
-            (report.window_start, report.window_end, report.n, n_labeled),
-            reference_id=self.profile.reference_id,
-            monitor_version=__version__,
-            config_hash=self.config_hash,
-        )
-        return outputs + [TriggerRaised(trigger) for trigger in triggers]
+        span = (report.window_start, report.window_end, report.n, n_labeled)
+        self.retraining_queue.window(span, self.profile.reference_id)  # evaluated once every alert before it is in
+        return outputs

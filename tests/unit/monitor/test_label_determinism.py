@@ -20,7 +20,7 @@ from tests.rounding import rounded
 
 from watchkeeper.config import parse_config
 from watchkeeper.events import alert_cloudevent
-from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated
+from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated, TriggerRaised
 from watchkeeper.monitor.runtime import MonitorRuntime, replay_lines
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -115,3 +115,28 @@ def test_label_alerts_do_not_depend_on_batch_size_or_topic_order(
         other_alerts, other_reports = _label_verdicts(lines, batch_size)
         assert other_alerts == alerts, f"batch size {batch_size}, outcomes first: {lines is outcomes_first}"
         assert other_reports == reports
+
+
+def _triggers(lines: list[bytes], batch_size: int) -> list[dict[str, Any]]:
+    raw = _config().model_dump(mode="json")
+    raw["models"][0]["retraining"] = [{"name": "any-alert", "cooldown": "1h"}]
+    runtime = MonitorRuntime(parse_config(raw))
+    return [
+        rounded(output.trigger.model_dump(mode="json"))
+        for outputs, _, _ in replay_lines(runtime, lines, batch_size=batch_size)
+        for output in outputs
+        if isinstance(output, TriggerRaised)
+    ]
+
+
+def test_retraining_triggers_do_not_depend_on_batch_size_or_topic_order(
+    merged_by_time: tuple[list[bytes], list[bytes]],
+) -> None:
+    """A trigger counts the alerts decided by its window's end in event time (label alerts at
+    their checkpoints), not those that happened to be decided when the window closed."""
+    by_time, outcomes_first = merged_by_time
+    triggers = _triggers(by_time, 1000)
+    assert len(triggers) >= 2 and {t["reason"]["category"] for t in triggers} == {"accuracy"}
+    for lines, batch_size in ((by_time, 50), (by_time, 5000), (outcomes_first, 1000), (outcomes_first, 50)):
+        order = "outcomes first" if lines is outcomes_first else "by time"
+        assert _triggers(lines, batch_size) == triggers, f"batch size {batch_size}, {order}"
