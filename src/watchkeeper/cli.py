@@ -65,7 +65,13 @@ def _main(
 
 
 def _fail(message: str) -> NoReturn:
-    typer.secho(message, err=True, fg=typer.colors.RED)
+    """Say what is wrong and exit 2: in red, or as one JSON log record under ``--log-format json``."""
+    from watchkeeper.logs import json_logging
+
+    if json_logging():
+        logging.getLogger("watchkeeper").critical(message)
+    else:
+        typer.secho(message, err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
 
 

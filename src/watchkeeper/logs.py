@@ -31,7 +31,7 @@ import orjson
 
 from watchkeeper.redact import install_log_redaction, redact
 
-__all__ = ["ContextFilter", "LogFormat", "LogFormatter", "configure_logging", "log_context"]
+__all__ = ["ContextFilter", "LogFormat", "LogFormatter", "configure_logging", "json_logging", "log_context"]
 
 LogFormat = Literal["text", "json"]
 
@@ -127,3 +127,12 @@ def configure_logging(log_format: LogFormat = "text", logger: logging.Logger | N
             handler.filters.insert(0, ContextFilter())
         handler.setFormatter(LogFormatter(log_format))
     install_log_redaction(logger)
+
+
+def json_logging() -> bool:
+    """Whether the root logger writes JSON lines (``--log-format json``): then even a fatal
+    command-line error is one JSON object, so that log shippers parse every line."""
+    return any(
+        isinstance(handler.formatter, LogFormatter) and handler.formatter.log_format == "json"
+        for handler in logging.getLogger().handlers
+    )

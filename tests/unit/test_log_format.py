@@ -229,3 +229,29 @@ def test_an_unknown_log_format_is_refused() -> None:
 
     result = CliRunner().invoke(app, ["worker", "--log-format", "xml"])
     assert result.exit_code == 2 and "xml" in result.output
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_worker_that_cannot_start_says_why_in_the_log_format(tmp_path: Path, log_format: str) -> None:
+    """With --log-format json even the fatal one-line error is a JSON object (log shippers parse it)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "models.yaml").write_text("models:\n- model_id: m\n  features: {x: numeric}\n  windw: {}\n")
+    expected = "models.yaml: models[0].windw: dict: Extra inputs are not permitted; did you mean `window`?"
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", "worker", "--config", "models.yaml", "--log-format", log_format],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    if log_format == "text":
+        assert lines == [expected]
+        return
+    (line,) = lines
+    record = json.loads(line)
+    assert record["level"] == "critical" and record["logger"] == "watchkeeper"
+    assert record["message"] == expected
