@@ -195,7 +195,7 @@ DEFAULT_FAIRNESS_TOLERANCE: dict[str, float] = {
     "equal_opportunity_difference": 0.1,
     "disparate_impact": 0.8,  # a floor, not a difference: the four-fifths rule
 }
-DISPERSION_MIN_WINDOWS = 10  # a design effect is estimated from at least this many final windows
+DISPERSION_MIN_WINDOWS = 24  # a design effect is estimated from at least this many final windows
 
 
 class FairnessConfig(Strict):

@@ -70,13 +70,13 @@ def test_a_design_effect_widens_the_interval_that_would_have_paged() -> None:
 
 def test_state_round_trips_and_unseen_groups_are_forgotten() -> None:
     rng = np.random.default_rng(5)
-    config = FairnessConfig(dispersion_windows=12)
+    config = FairnessConfig(dispersion_windows=24)
     dispersion = FairnessDispersion(config)
-    for _ in range(12):
+    for _ in range(24):
         dispersion.update({"group": _window(rng, cluster=4, groups=("A", "B"))})
     restored = FairnessDispersion(config, dispersion.to_dict())
     assert restored.effects() == dispersion.effects() != {}
-    for _ in range(13):
+    for _ in range(25):
         restored.update({"group": _window(rng, cluster=1, groups=("A",))})
     assert {key.split("\x1f")[1] for key in restored.rates} == {"A"}
 
@@ -85,5 +85,5 @@ def test_zero_windows_turn_it_off_and_too_few_are_refused() -> None:
     off = FairnessDispersion(FairnessConfig(dispersion_windows=0))
     off.update({"group": _window(np.random.default_rng(1), cluster=5)})
     assert off.rates == {} and off.effects() == {}
-    with pytest.raises(ValueError, match="expected 0 \\(off\\) or at least 10 windows"):
-        FairnessConfig(dispersion_windows=5)
+    with pytest.raises(ValueError, match="expected 0 \\(off\\) or at least 24 windows"):
+        FairnessConfig(dispersion_windows=12)
