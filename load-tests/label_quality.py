@@ -275,12 +275,12 @@ def _record_breaches(monitor: Any) -> dict[int, set[str]]:
     if observe is None:
         return seen
 
-    def recording(evaluation: Any) -> Any:
+    def recording(evaluation: Any, *args: Any) -> Any:
         if evaluation.breached:
             fam = family(evaluation.monitor, evaluation.metric, evaluation.details)
             name = f"{fam}/{evaluation.metric}" + (f"/{evaluation.subject}" if fam == "fairness" else "")
             seen.setdefault(ls.window_index(evaluation.window_start), set()).add(name)
-        return observe(evaluation)
+        return observe(evaluation, *args)
 
     monitor._observe = recording
     return seen
