@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 _NUMBER_TYPES = frozenset({float, int, bool})  # binned as numbers (bools as 0/1)
-_READ_CHUNK = 128  # events whose values ColumnValues.from_events reads together
+_READ_CHUNK = 256  # events whose numeric values ColumnValues.from_events reads together
 
 
 def monitored_columns(config: ModelConfig) -> dict[str, str]:
@@ -153,6 +153,22 @@ def texts(values: list[Any]) -> list[str | None]:
     return out
 
 
+def _numbers(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, len(names)) :func:`as_numbers` of the mappings' values of ``names``, read :data:`_READ_CHUNK` at a time."""
+    n, k = len(mappings), len(names)
+    numbers = np.empty((n, k))
+    flagged = np.zeros((n, k), dtype=bool)
+    if not k:
+        return numbers, flagged
+    for first in range(0, n, _READ_CHUNK):
+        rows = _picked(mappings[first : first + _READ_CHUNK], names)
+        values, bad = as_numbers(list(itertools.chain.from_iterable(rows)) if k > 1 else rows)
+        numbers[first : first + len(rows)] = values.reshape(len(rows), k)
+        if bad.any():
+            flagged[first : first + len(rows)] = bad.reshape(len(rows), k)
+    return numbers, flagged
+
+
 def _prediction_column(predictions: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     """``prediction.score`` (as sent) or ``prediction.label`` (as text) of each event."""
     if name == PREDICTION_SCORE:
@@ -172,51 +188,31 @@ class ColumnValues:
     def from_events(cls, binner: ColumnBinner, events: Sequence[dict[str, Any]]) -> ColumnValues:
         """Columns of decoded events: features by name, plus ``prediction.score`` / ``prediction.label``.
 
-        Read :data:`_READ_CHUNK` events at a time: each value is touched by a few passes (read
-        out of its dict, type-checked, converted), which find it in the CPU caches only when
-        the chunk is small (in a batch of 2000, reading this way costs about 2/3 as much).
-        """
-        if len(events) <= _READ_CHUNK:
-            return cls._from_chunk(binner, events)
-        return cls.concat(
-            [cls._from_chunk(binner, events[i : i + _READ_CHUNK]) for i in range(0, len(events), _READ_CHUNK)]
-        )
-
-    @classmethod
-    def concat(cls, parts: Sequence[ColumnValues]) -> ColumnValues:
-        """The columns of consecutive chunks of events as one batch's."""
-        numeric = np.concatenate([p.numeric.T for p in parts], axis=1).T
-        invalid = np.concatenate([p.invalid.T for p in parts], axis=1).T
-        columns = zip(*(p.categorical for p in parts), strict=True)
-        categorical: list[Sequence[Any]] = [list(itertools.chain.from_iterable(c)) for c in columns]
-        return cls(numeric, invalid, categorical)
-
-    @classmethod
-    def _from_chunk(cls, binner: ColumnBinner, events: Sequence[dict[str, Any]]) -> ColumnValues:
-        """:meth:`from_events` of a few events: each event's features are read in one pass for all
-        columns, and the numeric matrix is built column by column (``numeric`` is the transpose
-        of a C-ordered (F, n) array).
+        The numeric features are read :data:`_READ_CHUNK` events at a time, all columns of an
+        event in one pass: each value is touched by a few passes (read out of its dict,
+        type-checked, converted), which find it in the CPU caches only when the chunk is
+        small. ``numeric`` is the transpose of a C-ordered (F, n) array.
         """
         special = (PREDICTION_SCORE, PREDICTION_LABEL)
         derived = derives_multivariate(binner)  # (then its value is computed, not read)
         numeric_read = [n for n in binner.numeric if n not in special and not (derived and n == MULTIVARIATE)]
         categorical_read = [n for n in binner.categorical if n not in special]
-        read = _columns(nested(events, "features"), numeric_read + categorical_read)
-        predictions = nested(events, "prediction") if set(special) & {*binner.numeric, *binner.categorical} else []
+        features = nested(events, "features")
         n, width = len(events), len(binner.numeric)
-        numbers, flagged = as_numbers(list(itertools.chain.from_iterable(read[: len(numeric_read)])))
+        numbers, flagged = _numbers(features, numeric_read)
         if len(numeric_read) == width:
-            numeric, invalid = numbers.reshape(width, n), flagged.reshape(width, n)
+            numeric, invalid = np.ascontiguousarray(numbers.T), np.ascontiguousarray(flagged.T)
         else:
             numeric = np.full((width, n), np.nan)
             invalid = np.zeros((width, n), dtype=bool)
             rows = [binner.numeric.index(name) for name in numeric_read]
-            numeric[rows], invalid[rows] = numbers.reshape(-1, n), flagged.reshape(-1, n)
-            for j, name in enumerate(binner.numeric):
-                if name in special:
-                    numeric[j], invalid[j] = as_numbers(_prediction_column(predictions, name))
-        by_name = dict(zip(categorical_read, read[len(numeric_read) :], strict=True))
-        categorical = [
+            numeric[rows], invalid[rows] = numbers.T, flagged.T
+        predictions = nested(events, "prediction") if set(special) & {*binner.numeric, *binner.categorical} else []
+        for j, name in enumerate(binner.numeric):
+            if name in special:
+                numeric[j], invalid[j] = as_numbers(_prediction_column(predictions, name))
+        by_name = dict(zip(categorical_read, map(list, _columns(features, categorical_read)), strict=True))
+        categorical: list[Sequence[Any]] = [
             _prediction_column(predictions, name) if name in special else by_name[name] for name in binner.categorical
         ]
         return cls(numeric.T, invalid.T, categorical)

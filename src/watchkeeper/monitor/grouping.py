@@ -20,6 +20,7 @@ __all__ = [
     "groups_of",
     "key_groups",
     "model_groups",
+    "pair_groups",
     "pick",
     "reduce_by_key",
     "segments",
@@ -62,6 +63,33 @@ def key_groups(keys: Sequence[Hashable], ordered: bool = False) -> tuple[list[An
     codes = np.fromiter(map(lookup.__getitem__, keys), np.int64, count=len(keys))
     order, starts = segments(codes, len(distinct))
     return distinct, order, starts
+
+
+def _codes(values: Sequence[Hashable]) -> tuple[list[Any], np.ndarray | None]:
+    """(distinct values in order of first appearance; each value's index among them, None if just one)."""
+    distinct: list[Any] = list(dict.fromkeys(values))
+    if len(distinct) == 1:
+        return distinct, None
+    lookup = {value: k for k, value in enumerate(distinct)}
+    return distinct, np.fromiter(map(lookup.__getitem__, values), np.int64, count=len(values))
+
+
+def pair_groups(first: Sequence[Hashable], second: Sequence[Hashable]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """:func:`key_groups` of the pairs ``zip(first, second)``, without building and hashing the pairs
+    (each side is coded on its own; e.g. model ids and input partitions)."""
+    distinct_a, codes_a = _codes(first)
+    distinct_b, codes_b = _codes(second)
+    if codes_a is None and codes_b is None:  # (the usual batch: one model, one partition)
+        return [(distinct_a[0], distinct_b[0])], np.arange(len(first)), np.zeros(1, dtype=np.intp)
+    width = len(distinct_b)
+    combined = (0 if codes_a is None else codes_a * width) + (0 if codes_b is None else codes_b)
+    unique, firsts, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    appearance = np.argsort(firsts, kind="stable")  # the distinct pairs in order of first appearance
+    rank = np.empty(len(unique), dtype=np.int64)
+    rank[appearance] = np.arange(len(unique))
+    order, starts = segments(rank[inverse.ravel()], len(unique))
+    pairs = [(distinct_a[code // width], distinct_b[code % width]) for code in unique[appearance].tolist()]
+    return pairs, order, starts
 
 
 def reduce_by_key(

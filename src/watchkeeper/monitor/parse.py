@@ -24,6 +24,7 @@ and reject exactly the same records.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import math
@@ -174,6 +175,9 @@ def _decode_each(decode: Callable[[Any], Any], raw: Sequence[bytes | None]) -> l
             out.append(None)  # the record that failed; the next ones continue the loop
 
 
+_TIME = operator.itemgetter(_TIME_FIELD)
+
+
 def _epoch(value: Any) -> float:
     return value if type(value) is float else value.timestamp()
 
@@ -190,17 +194,23 @@ def _fast(raw: Sequence[bytes | None], models: Container[str], contract: _Contra
     events = decoded if complete else [e for e in decoded if e is not None]
     for name in contract.times:
         if name == _TIME_FIELD:  # required
-            for event, value in zip(events, map(operator.itemgetter(name), events), strict=True):
-                event[name] = value if type(value) is float else value.timestamp()
+            epochs = [value if type(value) is float else value.timestamp() for value in map(_TIME, events)]
+            collections.deque(map(operator.setitem, events, itertools.repeat(name), epochs), maxlen=0)
         else:
             for event in events:
                 value = event.get(name)
                 if value is not None:
                     event[name] = _epoch(value)
     if contract.rule:
-        for i, event in enumerate(decoded):
-            if event is not None and exactly_one_problem(contract.struct, event.get) is not None:
-                decoded[i] = None
+        rule: dict[str, str] = getattr(contract.struct, "exactly_one_of", {})
+        nones = itertools.repeat(None)
+        given = [list(map(operator.is_not, map(operator.methodcaller("get", name), events), nones)) for name in rule]
+        counts = np.asarray(given, dtype=bool).reshape(len(rule), len(events)).sum(axis=0)
+        broken = np.flatnonzero(counts != 1).tolist()  # (exactly_one_problem's rule, for the batch at once)
+        if broken:
+            where = range(len(decoded)) if complete else [i for i, event in enumerate(decoded) if event is not None]
+            for k in broken:
+                decoded[where[k]] = None
     return decoded
 
 

@@ -32,7 +32,7 @@ from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.binning import ColumnBinner
 from watchkeeper.monitor.columns import monitored_columns, nested, unknown_names
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
-from watchkeeper.monitor.grouping import groups_of, key_groups, pick, reduce_by_key, window_starts
+from watchkeeper.monitor.grouping import groups_of, pair_groups, pick, window_starts
 from watchkeeper.monitor.join import JoinModel, JoinStore, LabelledRow, MemoryJoinStore, OutcomeJoiner
 from watchkeeper.monitor.labels import label_entries, prediction_entries, uses_labels
 from watchkeeper.monitor.parse import ParsedBatch, Rejected, parse_outcomes, parse_predictions
@@ -51,6 +51,7 @@ __all__ = [
     "replay_lines",
 ]
 
+Groups = tuple[list[Any], np.ndarray, np.ndarray]  # (distinct keys, positions by key, where each key starts)
 IgnoredReason = Literal["not_in_profile", "unknown_feature", "invalid", "unknown_label", "unusable_prediction"]
 _IGNORED_NAMES = 10  # names (columns, features, labels) an Ignored carries at most, for its log line
 
@@ -230,19 +231,25 @@ class MonitorRuntime:
                 predictions = self._not_ahead(predictions, wall_clock)
             if outcomes.events and outcomes.times.max() > nearest:
                 outcomes = self._not_ahead(outcomes, wall_clock)
-        predictions = self._plausible(predictions, [sources[where_p[i]] for i in predictions.indices])
+        # (where_p is every position when there are no outcomes: then a kept index is its position)
+        everything = not where_o and len(predictions.indices) == len(raw)
+        predictions = self._plausible(
+            predictions, list(sources) if everything else [sources[where_p[i]] for i in predictions.indices]
+        )
         outcomes = self._plausible(outcomes, None)
         rejected = [Rejected(where_p[r.index], r.reason) for r in predictions.rejected]
         rejected += [Rejected(where_o[r.index], r.reason) for r in outcomes.rejected]
-        p_index = [where_p[i] for i in predictions.indices]
+        everything = everything and len(predictions.indices) == len(raw)
+        p_index = predictions.indices if not where_o else [where_p[i] for i in predictions.indices]
         o_index = [where_o[i] for i in outcomes.indices]
-        p_sources = [sources[i] for i in p_index]
+        p_sources = list(sources) if everything else [sources[i] for i in p_index]
         all_offsets = np.asarray(offsets, dtype=np.int64)
         model_ids = list(map(itemgetter("model_id"), predictions.events))
         groups = groups_of(model_ids)
         models = {m: (self.models[m], self.binner(m)) for m in groups}
-        p_offsets = all_offsets[p_index] if p_index else all_offsets[:0]
-        late = self._late(predictions.times, p_sources, model_ids)
+        p_offsets = all_offsets if everything else all_offsets[p_index] if p_index else all_offsets[:0]
+        by_source = pair_groups(model_ids, p_sources)  # (model, partition) groups: lateness, watermarks
+        late = self._late(predictions.times, by_source)
         on_time = np.setdiff1d(np.arange(len(model_ids)), list(late)) if late else None  # positions windowed
         partials = build_partials(
             pick(predictions.events, on_time),
@@ -261,7 +268,7 @@ class MonitorRuntime:
             partial["late"] = partial.get("late", 0) + 1
             first, last = partial["source"].get(p_sources[k], [int(p_offsets[k])] * 2)
             partial["source"][p_sources[k]] = [min(first, int(p_offsets[k])), max(last, int(p_offsets[k]))]
-        self._track_times(predictions, p_sources, wall_clock, model_ids)
+        self._track_times(predictions.times, by_source, wall_clock)
         for model_id, partial in by_model.items():
             config, index = self.models[model_id], groups[model_id]
             selected = pick(predictions.events, index) if uses_labels(config) else []
@@ -273,14 +280,17 @@ class MonitorRuntime:
         if ignored:
             result.outcomes["ignored"] = ignored  # no accuracy/fairness
         kept = [k for k, m in enumerate(o_models) if labelled[m]]
-        o_keys = [(o_models[k], sources[o_index[k]]) for k in kept]  # (model, source) of each kept outcome
-        self._track_outcome_times(o_keys, outcomes.times[kept], wall_clock)
-        o_offsets = all_offsets[[o_index[k] for k in kept]]
-        highs = reduce_by_key(o_keys, o_offsets, np.maximum)
-        for (model_id, source), low in reduce_by_key(o_keys, o_offsets, np.minimum).items():
-            partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
-            first, last = partial["source"].get(source, [low, low])
-            partial["source"][source] = [min(first, low), max(last, highs[model_id, source])]
+        o_positions = [o_index[k] for k in kept]
+        o_keys = pair_groups([o_models[k] for k in kept], [sources[i] for i in o_positions])  # by (model, source)
+        self._track_outcome_times(outcomes.times[kept], o_keys, wall_clock)
+        distinct, order, starts = o_keys
+        if distinct:
+            o_offsets = all_offsets[o_positions][order]
+            lows, highs = np.minimum.reduceat(o_offsets, starts), np.maximum.reduceat(o_offsets, starts)
+            for (model_id, source), low, high in zip(distinct, lows.tolist(), highs.tolist(), strict=True):
+                partial = by_model.get(model_id) or self._partial(model_id, "labels", by_model)
+                first, last = partial["source"].get(source, [low, low])
+                partial["source"][source] = [min(first, low), max(last, high)]
         rows = self._join(predictions, p_index, outcomes, o_index, sources, result)
         self._labels(rows, by_model, result)
         for partial in by_model.values():
@@ -288,32 +298,26 @@ class MonitorRuntime:
         result.partials = list(by_model.values())
         return result
 
-    def _track_times(
-        self,
-        batch: ParsedBatch,
-        sources: Sequence[str],
-        wall_clock: float | None,
-        model_ids: Sequence[str] | None = None,
-    ) -> None:
-        """Latest event time per (model, prediction source) of the batch, and that the source is not idle.
-
-        ``model_ids`` are those of the batch's events, if the caller has them.
-        """
-        if model_ids is None:
-            model_ids = list(map(itemgetter("model_id"), batch.events))
-        keys = list(zip(model_ids, sources, strict=True))
-        for key, time in reduce_by_key(keys, batch.times, np.fmax).items():  # (keys in order of appearance)
+    def _track_times(self, times: np.ndarray, by_source: Groups, wall_clock: float | None) -> None:
+        """Latest event time per (model, prediction source) of the batch (``by_source``: the events'
+        :func:`pair_groups` by model and source), and that the source is not idle."""
+        distinct, order, starts = by_source
+        if not distinct:
+            return
+        latest = np.fmax.reduceat(times[order], starts).tolist()
+        for key, time in zip(distinct, latest, strict=True):  # (keys in order of appearance)
             if time > self.watermarks.get(key, float("-inf")):
                 self.watermarks[key] = time
             if wall_clock is not None:
                 self.last_event_at[key] = wall_clock
             self.reported_idle[key] = False  # data from it: it is not idle, whatever was said before
 
-    def _track_outcome_times(
-        self, keys: Sequence[tuple[str, str]], times: np.ndarray, wall_clock: float | None
-    ) -> None:
-        """Latest outcome event time per (model, input partition), and that its outcomes are not idle."""
-        for (model_id, source), time in reduce_by_key(list(keys), times, np.fmax).items():
+    def _track_outcome_times(self, times: np.ndarray, by_source: Groups, wall_clock: float | None) -> None:
+        """Latest outcome event time per (model, input partition) (``by_source``: the outcomes'
+        :func:`pair_groups` by model and source), and that its outcomes are not idle."""
+        distinct, order, starts = by_source
+        latest = np.fmax.reduceat(times[order], starts).tolist() if distinct else []
+        for (model_id, source), time in zip(distinct, latest, strict=True):
             key = (model_id, _partition(source))
             if time > self.outcome_times.get(key, float("-inf")):
                 self.outcome_times[key] = time
@@ -334,6 +338,8 @@ class MonitorRuntime:
         labelled = {m for m, config in self.models.items() if uses_labels(config)}
         by_partition: dict[int, tuple[list[int], list[int]]] = {}
         for side, (batch, positions) in enumerate(((predictions, p_index), (outcomes, o_index))):
+            if not labelled:  # (no model joins outcomes: only the expiry below, of a restored join)
+                break
             models = list(map(itemgetter("model_id"), batch.events))
             if labelled.isdisjoint(models):
                 continue
@@ -522,19 +528,20 @@ class MonitorRuntime:
             list(batch.rejected) + [Rejected(batch.indices[i], reason) for i, reason in sorted(reasons.items())],
         )
 
-    def _late(self, times: np.ndarray, sources: Sequence[str], model_ids: Sequence[str]) -> dict[int, str]:
+    def _late(self, times: np.ndarray, by_source: Groups) -> dict[int, str]:
         """Why each late prediction is late, by position: its window ended ``window.allowed_lateness``
         or more before the latest event time of its model in its input partition, counting earlier
         events of this batch (so the verdict does not depend on where batches are cut).
+        ``by_source``: the events' :func:`pair_groups` by model and input partition.
 
         Stage 2 closes a window no earlier (its watermark is the least of the partitions'), so
         such an event could only be counted late there, without its source to dead-letter it.
         """
-        if not model_ids:
+        distinct, order, starts = by_source
+        if not distinct:
             return {}
         reasons: dict[int, str] = {}
-        distinct, order, starts = key_groups(list(zip(model_ids, sources, strict=True)))
-        bounds = [*starts.tolist(), len(model_ids)]
+        bounds = [*starts.tolist(), len(times)]
         for k, key in enumerate(distinct):
             at = order[bounds[k] : bounds[k + 1]]
             t = times[at]

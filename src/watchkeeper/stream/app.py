@@ -10,6 +10,7 @@ Why both stages left Faust, with measurements: docs/architecture.md, "The worker
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -32,6 +33,8 @@ from watchkeeper.stream.kafka import TransactionalStage, run_forever
 __all__ = ["Worker"]
 
 log = logging.getLogger("watchkeeper.worker")
+
+_GC_YOUNG = 10_000  # allocations between young-generation collections (CPython's default: 700)
 
 
 def describe_model(config: ModelConfig) -> str:
@@ -139,6 +142,7 @@ class Worker:
             ),
             threading.Thread(target=self._run_stage, args=(stage2, 500, 0.2), name="stage2"),
         ]
+        _tune_gc()
         for thread in threads:
             thread.start()
         log.warning(
@@ -157,3 +161,17 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.warning("stopping on signal %s", signum)
         self.stop()
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path (a worker process's settings only).
+
+    Stage 1 allocates some 30 objects per event (the decoded dicts), most of them freed by
+    reference counting; with CPython's defaults the collector ran every ~25 events, and its
+    full passes walked every object made at startup (modules, config, profiles, clients).
+    Freezing those and collecting the young generation every 10,000 allocations took the
+    collector from about 4 µs to 0.6 µs of CPU per event (``load-tests/README.md``).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG)

@@ -11,6 +11,7 @@ survives kill -9 and rebalances exactly.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = ["IgnoredReporter", "Ingester", "RecordingStore", "dead_letter", "igno
 log = logging.getLogger("watchkeeper.worker")
 
 _DEADLETTER_VALUE_BYTES = 512 * 1024  # a dead-letter copy keeps at most this much of the value
+_VALUE, _TOPIC = operator.methodcaller("value"), operator.methodcaller("topic")  # (C-level reads of a batch)
+_PARTITION, _OFFSET = operator.methodcaller("partition"), operator.methodcaller("offset")
 
 _REASON_KINDS = (
     "invalid JSON",
@@ -230,11 +233,13 @@ class Ingester(TransactionalStage):
     # -- batches ------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> list[Outgoing]:
         settings = self.settings
-        raw = [m.value() for m in messages]
-        places = [where(m) for m in messages]
-        sources = [f"{topic}:{partition}" for topic, partition, _ in places]
-        offsets = [offset for _, _, offset in places]
-        is_outcome = [topic == settings.topic_outcomes for topic, _, _ in places]
+        raw = list(map(_VALUE, messages))
+        topics = list(map(_TOPIC, messages))
+        places = list(zip(topics, map(_PARTITION, messages), strict=True))
+        names = {place: f"{place[0]}:{place[1]}" for place in set(places)}  # "topic:partition", once each
+        sources = list(map(names.__getitem__, places))
+        offsets = list(map(_OFFSET, messages))
+        is_outcome = list(map(settings.topic_outcomes.__eq__, topics))
         result = self.runtime.stage1(raw, sources, offsets, is_outcome=is_outcome, wall_clock=time.time())
         outgoing: list[Outgoing] = []
         failed = [(r.index, r.reason, reason_kind(r.reason)) for r in result.rejected]
@@ -242,7 +247,7 @@ class Ingester(TransactionalStage):
         models = self.runtime.models
         failed += [(x.index, x.reason, "late") for x in result.late if models[x.model_id].window.dead_letter_late]
         for index, reason, kind in failed:
-            place = places[index]
+            place = where(messages[index])
             outgoing.append(dead_letter(place[0], raw[index], reason, place, settings.topic_deadletter))
             self.metrics.deadletter.labels(place[0], kind).inc()
         for payload in result.expired_outcomes:

@@ -23,6 +23,8 @@ from watchkeeper.monitor.join import (
     LabelledRow,
     MemoryJoinStore,
     OutcomeJoiner,
+    _encode_outcome,
+    _outcome_truth,
 )
 
 MODELS = {"m": JoinModel(horizon=100.0, attributes=("sex",))}
@@ -517,3 +519,22 @@ def test_a_stored_value_of_another_version_is_not_misread() -> None:
     joiner.store.write({b"pa": b"\x02" + next(v for k, v in joiner.store.items() if k == b"pa")[1:]}, [])
     with pytest.raises(ValueError, match="format version 2"):
         _add_outcome(joiner, _outcome("a"), 2.0)
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["label", "value", "model_id", "attributes", "timestamp"]), scalars))
+def test_a_waiting_outcome_reads_back_its_label_and_value_as_sent(fields: dict[str, Any]) -> None:
+    event = {"prediction_id": "p", **fields}
+    stored = _encode_outcome(event, 12.5, 112.5)
+    assert _outcome_truth(stored) == (event.get("label"), event.get("value"), 12.5)
+    sent = orjson.loads(orjson.dumps(event))
+    label, value, _ = _outcome_truth(stored)
+    assert type(label) is type(sent.get("label")) and type(value) is type(sent.get("value"))
