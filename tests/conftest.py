@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local Kafka broker (KRaft) for integration tests."""
+"""Shared fixtures: the real local Kafka broker (KRaft) for integration tests; Hypothesis
+settings for a shared, noisy machine."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from watchkeeper.dev.kafka import LocalKafka
+
+# The suite runs on shared machines: no test may fail because an example (or generating one)
+# was slow there. Hypothesis's per-example deadline and its too-slow health check are timings.
+settings.register_profile("shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
