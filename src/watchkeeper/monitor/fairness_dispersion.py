@@ -21,10 +21,11 @@ from watchkeeper.stats.fairness import OTHER, GroupFairnessAggregate
 __all__ = ["FairnessDispersion"]
 
 _SEPARATOR = "\x1f"
-_RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # rate → (successes, trials) counters
-    "selection_rate": (("selected",), ("n",)),
-    "tpr": (("tp",), ("tp", "fn")),
-    "fpr": (("fp",), ("fp", "tn")),
+MAX_RATES = 240  # (attribute, group, rate) histories kept: 80 groups' three rates, ~150 KB of state
+_RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {  # rate → successes, trials, support
+    "selection_rate": (("selected",), ("n",), "n"),
+    "tpr": (("tp",), ("tp", "fn"), "n_labeled"),
+    "fpr": (("fp",), ("fp", "tn"), "n_labeled"),
 }
 
 
@@ -33,6 +34,7 @@ class FairnessDispersion:
 
     def __init__(self, config: FairnessConfig, state: Mapping[str, Any] | None = None) -> None:
         self.history = config.dispersion_windows
+        self.min_support = config.min_support
         state = state or {}
         self.rates: dict[str, Overdispersion] = {}
         self.unseen: dict[str, int] = {}
@@ -55,7 +57,7 @@ class FairnessDispersion:
         return found
 
     def update(self, aggregates: Mapping[str, GroupFairnessAggregate]) -> None:
-        """Add a final window's counts (of every named group; the pooled rest is left out)."""
+        """Add a final window's counts (of every named group with enough rows; the pooled rest is left out)."""
         if not self.history:
             return
         seen: set[str] = set()
@@ -63,15 +65,18 @@ class FairnessDispersion:
             for group, row in aggregate.counts().items():
                 if group == OTHER:
                     continue
-                for name, (successes, trials) in _RATES.items():
+                for name, (successes, trials, support) in _RATES.items():
+                    if row[support] < self.min_support:
+                        continue  # an insufficient group takes part in no verdict
                     key = _SEPARATOR.join((subject, group, name))
                     rate = self.rates.get(key) or self.rates.setdefault(key, self._new())
                     rate.update(int(sum(row[c] for c in successes)), int(sum(row[c] for c in trials)))
                     seen.add(key)
         for key in list(self.rates):
             self.unseen[key] = 0 if key in seen else self.unseen.get(key, 0) + 1
-            if self.unseen[key] > self.history:
-                del self.rates[key], self.unseen[key]
+        ranked = sorted(self.rates, key=lambda k: (self.unseen[k], -sum(n for _, n in self.rates[k].windows), k))
+        for key in ranked[MAX_RATES:] + [k for k in ranked[:MAX_RATES] if self.unseen[k] > self.history]:
+            del self.rates[key], self.unseen[key]
 
     def to_dict(self) -> dict[str, Any]:
         return {

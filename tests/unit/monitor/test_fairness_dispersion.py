@@ -3,12 +3,15 @@ state survives a restore, and groups not seen any more are forgotten."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pytest
 
 from watchkeeper.config import FairnessConfig
 from watchkeeper.monitor.fairness import fairness_evaluations
-from watchkeeper.monitor.fairness_dispersion import FairnessDispersion
+from watchkeeper.monitor.fairness_dispersion import MAX_RATES, FairnessDispersion
 from watchkeeper.stats.fairness import GroupFairnessAggregate
 
 
@@ -87,3 +90,48 @@ def test_zero_windows_turn_it_off_and_too_few_are_refused() -> None:
     assert off.rates == {} and off.effects() == {}
     with pytest.raises(ValueError, match="expected 0 \\(off\\) or at least 24 windows"):
         FairnessConfig(dispersion_windows=12)
+
+
+class _Counts:
+    """What FairnessDispersion reads of an aggregate: per group, its counters."""
+
+    def __init__(self, rows: dict[str, dict[str, int]]) -> None:
+        self.rows = rows
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.rows
+
+
+def test_the_state_stays_small_with_many_attributes_and_groups() -> None:
+    """Five attributes of 300 groups each (max_groups raised): only groups with min_support rows are
+    tracked, at most MAX_RATES rates are kept, and the state stays far below Kafka's 1 MB record."""
+    rng = np.random.default_rng(9)
+    dispersion = FairnessDispersion(FairnessConfig(max_groups=1000))
+    for _ in range(48):
+        aggregates: dict[str, Any] = {}
+        for subject in ("a", "b", "c", "d", "e"):
+            rows = {}
+            for g in range(300):
+                n = int(rng.integers(10, 200))
+                tp, fn, fp = (int(rng.integers(0, n // 4 + 1)) for _ in range(3))
+                rows[f"group-{g}"] = {
+                    "n": n,
+                    "n_labeled": n,
+                    "selected": tp + fp,
+                    "tp": tp,
+                    "fn": fn,
+                    "fp": fp,
+                    "tn": n - tp - fn - fp,
+                }
+            aggregates[subject] = _Counts(rows)
+        dispersion.update(aggregates)
+    state = json.dumps(dispersion.to_dict())
+    assert len(dispersion.rates) <= MAX_RATES
+    assert len(state) < 200_000
+
+
+def test_groups_below_min_support_are_not_tracked() -> None:
+    dispersion = FairnessDispersion(FairnessConfig(min_support=30))
+    row = {"n": 29, "n_labeled": 29, "selected": 10, "tp": 5, "fn": 5, "fp": 5, "tn": 14}
+    dispersion.update({"group": _Counts({"tiny": row, "big": {k: 10 * v for k, v in row.items()}})})
+    assert sorted(key.split("\x1f")[1] for key in dispersion.rates) == ["big", "big", "big"]
