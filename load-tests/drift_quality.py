@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from tables import print_rows
 from watchkeeper.config import DriftConfig, parse_config
 from watchkeeper.monitor.engine import AlertRaised
 from watchkeeper.monitor.profile import ReferenceProfile
@@ -538,11 +539,7 @@ def print_table(bench: Bench) -> None:
                 TARGETS.get(name, "detected ≥ 95 %" if name != "stationary" else ""),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for k, row in enumerate(rows):
-        print(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-        if k == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_rows(rows)
     print(
         "\nshift cells: median delay in events after the change (share detected within the cap); "
         "FA/M: firing alerts per million events at the model level (95 % upper bound when zero)."

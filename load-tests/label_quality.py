@@ -100,6 +100,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import label_scenarios as ls
+from tables import print_rows
 
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 
@@ -683,11 +684,7 @@ def table_rows(summaries: dict[str, dict[str, Any]], nannyml_missing: str | None
 
 def print_table(summaries: dict[str, dict[str, Any]], nannyml_missing: str | None) -> None:
     rows = table_rows(summaries, nannyml_missing)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for k, row in enumerate(rows):
-        print(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-        if k == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_rows(rows)
     print(
         "\nrates: firing alerts per 1,000 monitored windows (exact one-sided 95 % Poisson upper bound); "
         "change scenarios: median delay in windows after the change (share of runs detected within k windows); "

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from watchkeeper.config.base import Duration, Strict
 from watchkeeper.events import Severity
+from watchkeeper.stats.dispersion import HISTORY, MIN_WINDOWS
 
 __all__ = [
     "DEFAULT_FAIRNESS_TOLERANCE",
@@ -195,7 +196,7 @@ DEFAULT_FAIRNESS_TOLERANCE: dict[str, float] = {
     "equal_opportunity_difference": 0.1,
     "disparate_impact": 0.8,  # a floor, not a difference: the four-fifths rule
 }
-DISPERSION_MIN_WINDOWS = 24  # a design effect is estimated from at least this many final windows
+DISPERSION_MIN_WINDOWS = MIN_WINDOWS  # a design effect is estimated from at least this many final windows
 
 
 class FairnessConfig(Strict):
@@ -215,7 +216,7 @@ class FairnessConfig(Strict):
     reference_group: dict[str, str] = Field(default_factory=dict, description="attribute -> reference group")
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     dispersion_windows: int = Field(
-        default=48,
+        default=HISTORY,
         ge=0,
         description="final windows from which each group's rates estimate their design effect, so that "
         "clustered rows (repeat customers) widen the intervals; 0 turns it off",

@@ -398,8 +398,7 @@ class ModelMonitor:
 
     def _label_outputs(self, report: LabelReport, evaluations: list[Evaluation]) -> list[Output]:
         outputs: list[Output] = [LabelsEvaluated(report)]
-        if report.checkpoint is None:
-            return outputs + [o for e in evaluations for o in self._observe(e, report.window_end, LABELS)]
+        assert report.checkpoint is not None  # (reports of checkpoints only: LabelWindows.tick)
         if self.config.accuracy.enabled and self.config.task != "regression":
             evaluations = evaluations + self._error_stream(report)
         decided_at = checkpoint_times(self.config, report.window_start)[report.checkpoint]

@@ -42,8 +42,10 @@ import math
 from collections.abc import Sequence
 from statistics import NormalDist
 
-__all__ = ["Overdispersion"]
+__all__ = ["HISTORY", "MIN_WINDOWS", "Overdispersion"]
 
+HISTORY = 48  # windows kept by default
+MIN_WINDOWS = 24  # windows known before the factor is used
 TRIMMED = 0.1  # the largest tenth of the squared differences is left out
 
 
@@ -69,8 +71,8 @@ class Overdispersion:
 
     def __init__(
         self,
-        history: int = 48,
-        min_windows: int = 24,
+        history: int = HISTORY,
+        min_windows: int = MIN_WINDOWS,
         windows: Sequence[Sequence[int]] = (),
     ) -> None:
         if history < 2 or not 2 <= min_windows <= history:
@@ -95,23 +97,14 @@ class Overdispersion:
         return out
 
     @property
-    def estimate(self) -> float | None:
-        """φ̂: the trimmed mean of d² over that of χ²₁, or None with fewer than two windows."""
-        squares = sorted(self._squared_differences())
-        if not squares:
-            return None
-        kept = len(squares) - math.ceil(TRIMMED * len(squares))
-        if kept < 1:
-            return None
-        return sum(squares[:kept]) / kept / _trimmed_chi2_1_mean(kept / len(squares))
-
-    @property
     def factor(self) -> float:
-        """The design effect to divide counts by: φ̂ floored at 1, and 1 before ``min_windows`` windows."""
-        found = self.estimate
-        if found is None or len(self.windows) < self.min_windows:
+        """The design effect to divide counts by: φ̂ (the trimmed mean of d² over that of χ²₁)
+        floored at 1, and 1 before ``min_windows`` windows."""
+        if len(self.windows) < self.min_windows:
             return 1.0
-        return max(1.0, found)
+        squares = sorted(self._squared_differences())
+        kept = len(squares) - math.ceil(TRIMMED * len(squares))
+        return max(1.0, sum(squares[:kept]) / kept / _trimmed_chi2_1_mean(kept / len(squares)))
 
     def to_list(self) -> list[list[int]]:
         return [[x, n] for x, n in self.windows]
