@@ -195,7 +195,9 @@ class LocalKafka:
             return
         cluster_id = _kafka_uuid()
         scram = [arg for user, password in self.scram_users.items() for arg in _scram_arguments(user, password)]
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *scram)
+        cmd = self._java(
+            libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), *scram
+        )
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise KafkaError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
