@@ -17,7 +17,8 @@ from watchkeeper.config import parse_config
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.columns import unknown_names
 from watchkeeper.monitor.profile import ReferenceProfile
-from watchkeeper.monitor.runtime import Ignored, MonitorRuntime
+from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.monitor.stage1_result import Ignored
 from watchkeeper.stream.ingest import IgnoredReporter
 
 T0 = 1_767_225_600.0

@@ -29,7 +29,8 @@ from watchkeeper.monitor.join import MemoryJoinStore
 from watchkeeper.monitor.parse import parse_outcomes, parse_predictions
 from watchkeeper.monitor.partials import split_partial
 from watchkeeper.monitor.profile import PREDICTION_LABEL, PREDICTION_SCORE, ReferenceProfile
-from watchkeeper.monitor.runtime import MonitorRuntime, Stage1Result
+from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.monitor.stage1_result import Stage1Result
 from watchkeeper.stream.ingest import RecordingStore
 from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES
 

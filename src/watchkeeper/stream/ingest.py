@@ -22,7 +22,8 @@ from watchkeeper.config import ModelConfig, Settings
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.join import JoinStore, MemoryJoinStore
 from watchkeeper.monitor.partials import split_partial
-from watchkeeper.monitor.runtime import Ignored, MonitorRuntime
+from watchkeeper.monitor.runtime import MonitorRuntime
+from watchkeeper.monitor.stage1_result import Ignored
 from watchkeeper.monitor.wire import Partial
 from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog, where
 
