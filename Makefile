@@ -26,9 +26,10 @@ test: install system-deps lint typecheck
 # Alertmanager and Prometheus (Debian packages): the Alertmanager notifier's integration
 # test, and promtool for the alert rules' tests (tests/unit/test_deploy.py); Chromium opens
 # the HTML report headless (tests/unit/report); kcat runs the README's kcat examples
-# (tests/integration/test_readme_commands.py). Their tests skip with a reason where they
-# cannot be installed (not root, no apt).
-SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus chromium:chromium kcat:kcat
+# (tests/integration/test_readme_commands.py); openssl makes the CA and certificates of the
+# secured-broker tests (tests/integration/test_secured_broker.py). Their tests skip with a
+# reason where they cannot be installed (not root, no apt).
+SYSTEM_PACKAGES := prometheus-alertmanager:prometheus-alertmanager promtool:prometheus chromium:chromium kcat:kcat openssl:openssl
 
 system-deps:
 	@for pair in $(SYSTEM_PACKAGES); do \

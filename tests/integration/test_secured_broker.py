@@ -4,8 +4,9 @@ One broker for these tests, separate from the shared PLAINTEXT test broker: star
 :class:`LocalKafka` on free ports with its own data directory, a CA and certificates made
 with openssl at run time, and two client listeners:
 
-* ``SASL_SSL``: SCRAM-SHA-512 (the user is stored when the storage is formatted), server
-  certificate signed by the test CA;
+* ``SASL_SSL``: SCRAM-SHA-512 (the user is stored when the storage is formatted) and PLAIN
+  (the same user and password, in the listener's JAAS configuration: PLAIN sends the
+  password itself, SCRAM never does), server certificate signed by the test CA;
 * ``MTLS``: SSL with ``ssl.client.auth=required``; the client key is encrypted, so the
   key password is used too.
 
@@ -144,12 +145,14 @@ class SecuredKafka:
     mtls_bootstrap: str
     pki: Pki
 
-    def sasl_env(self, password: str = SASL_PASSWORD, cafile: Path | None = None) -> dict[str, str]:
-        """``WATCHKEEPER_*`` variables for the SASL_SSL listener (SCRAM-SHA-512)."""
+    def sasl_env(
+        self, password: str = SASL_PASSWORD, cafile: Path | None = None, mechanism: str = "SCRAM-SHA-512"
+    ) -> dict[str, str]:
+        """``WATCHKEEPER_*`` variables for the SASL_SSL listener (SCRAM-SHA-512 unless ``mechanism``)."""
         return {
             "WATCHKEEPER_BOOTSTRAP_SERVERS": self.sasl_bootstrap,
             "WATCHKEEPER_SECURITY_PROTOCOL": "SASL_SSL",
-            "WATCHKEEPER_SASL_MECHANISM": "SCRAM-SHA-512",
+            "WATCHKEEPER_SASL_MECHANISM": mechanism,
             "WATCHKEEPER_SASL_USERNAME": USER,
             "WATCHKEEPER_SASL_PASSWORD": password,
             "WATCHKEEPER_SSL_CAFILE": str(cafile or self.pki.ca),
@@ -184,9 +187,12 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredK
         heap="512m",
         listeners=(Listener("SASL_SSL", sasl, "SASL_SSL"), Listener("MTLS", mtls, "SSL")),
         properties={
-            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{SASL_PASSWORD}";'
             ),
             "listener.name.mtls.ssl.client.auth": "required",
             "ssl.keystore.type": "PEM",
@@ -331,6 +337,96 @@ def test_sasl_ssl_topics_worker_sdk_notifier_and_tails(secured_kafka: SecuredKaf
     assert "Traceback" not in outputs["worker log"]
     assert "sasl" in outputs["worker log"].lower()  # the debug output was on, so the check below means something
     _assert_no_secrets(outputs, SASL_PASSWORD)
+
+
+def _worker_env(secured_kafka: SecuredKafka, tmp_path: Path, prefix: str, **sasl: Any) -> dict[str, str]:
+    """A one-model worker's ``WATCHKEEPER_*`` variables for the SASL_SSL listener (``sasl``: see ``sasl_env``)."""
+    profile = tmp_path / "profile.json"
+    _profile(profile)
+    config = tmp_path / "watchkeeper.yaml"
+    model = {"model_id": MODEL, "features": {"x1": "numeric", "x2": "numeric"}, "reference": {"profile": str(profile)}}
+    config.write_text(yaml.safe_dump({"models": [model]}))
+    return {
+        **secured_kafka.sasl_env(**sasl),
+        **_topics(prefix),
+        "WATCHKEEPER_CONFIG": str(config),
+        "WATCHKEEPER_APP_ID": f"{prefix}app",
+        "WATCHKEEPER_INPUT_PARTITIONS": "1",
+        "WATCHKEEPER_INSTANCE_ID": "w0",
+        "WATCHKEEPER_METRICS_PORT": "0",
+        "WATCHKEEPER_DATA_DIR": str(tmp_path / "worker"),
+    }
+
+
+def _start_worker(env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            _command("worker", "--loglevel", "debug"),
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def test_sasl_plain_at_full_debug_never_shows_the_password(secured_kafka: SecuredKafka, tmp_path: Path) -> None:
+    """PLAIN hands the broker the password itself (SCRAM never does): ``topics create`` and a worker at
+    ``--loglevel debug`` with every librdkafka debug context (``all``: protocol and security included)
+    log the SASL handshake, but the password is in no output, log line, dead-letter record or header."""
+    prefix = f"p{uuid.uuid4().hex[:8]}."
+    env = {**_worker_env(secured_kafka, tmp_path, prefix, mechanism="PLAIN"), "WATCHKEEPER_KAFKA_DEBUG": "all"}
+    settings = _settings({k: v for k, v in env.items() if k != "WATCHKEEPER_KAFKA_DEBUG"})
+    outputs: dict[str, str] = {}
+
+    created = _watchkeeper("topics", "create", env=env)
+    outputs["topics create"] = created.stdout + created.stderr
+    assert created.returncode == 0, created.stderr
+
+    log = tmp_path / "worker.log"
+    worker = _start_worker(env, log, tmp_path)
+    try:
+        with WatchkeeperClient(settings=settings) as client:
+            client.log_prediction(model_id="unknown-model", event_id="bad", features={"x1": 1.0})
+        assert client.failed == 0
+        letters = read_topic(settings, settings.topic_deadletter, lambda m: len(m) >= 1, timeout=60)
+        assert len(letters) == 1, log.read_text(errors="replace")[-3000:]
+        assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
+    finally:
+        stop_process(worker)
+    outputs["worker log"] = log.read_text(errors="replace")
+    outputs["dead letter"] = repr((letters[0].key(), letters[0].value(), letters[0].headers()))
+    assert "Traceback" not in outputs["worker log"]
+    handshake = [line for line in outputs["worker log"].splitlines() if "SASL" in line and "PLAIN" in line]
+    assert handshake, "librdkafka's PLAIN handshake was not logged: the check below would mean nothing"
+    assert "worker started" in outputs["worker log"]
+    _assert_no_secrets(outputs, SASL_PASSWORD, SASL_PASSWORD.encode().hex())
+
+
+def test_a_worker_refused_by_the_broker_warns_in_one_line_naming_the_setting(
+    secured_kafka: SecuredKafka, tmp_path: Path
+) -> None:
+    """A worker with a wrong SASL password keeps retrying (credentials can be fixed on the broker's side),
+    with one warning line that names WATCHKEEPER_SASL_PASSWORD, not one per attempt."""
+    prefix = f"r{uuid.uuid4().hex[:8]}."
+    env = _worker_env(secured_kafka, tmp_path, prefix, password=WRONG_PASSWORD)
+    log = tmp_path / "worker.log"
+    worker = _start_worker(env, log, tmp_path)
+    try:
+        deadline = time.monotonic() + 45
+        while "WATCHKEEPER_SASL_PASSWORD" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            assert worker.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.2)
+        time.sleep(12)  # two more attempts (one every 5 s), refused too: no more warnings within the minute
+        assert worker.poll() is None, log.read_text(errors="replace")
+    finally:
+        stop_process(worker)
+    text = log.read_text(errors="replace")
+    refusals = [line for line in text.splitlines() if "WATCHKEEPER_SASL_PASSWORD" in line]
+    assert len(refusals) == 1, text
+    assert f"Kafka at {secured_kafka.sasl_bootstrap}" in refusals[0] and "retrying" in refusals[0], refusals[0]
+    assert "Traceback" not in text and "worker started" not in text
+    _assert_no_secrets({"worker log": text}, WRONG_PASSWORD, SASL_PASSWORD)
 
 
 def test_mutual_tls_topics_sdk_and_consumer(secured_kafka: SecuredKafka, tmp_path: Path) -> None:
