@@ -26,68 +26,40 @@ embedded copy, as it would over a plain one. ``max_waiting`` caps the waiting
 predictions + outcomes of the partition: an event that would exceed it is not stored and
 is reported in :attr:`JoinResult.overflow` (joined markers do not count).
 
-Store layout (format version 1)
--------------------------------
-One key space; the first byte of a key is its kind, the rest is the ``prediction_id``:
-its UTF-8 bytes under the lower-case kinds ``p``/``o``/``j`` or, when the id is a UUID
-in canonical lower-case form (``8-4-4-4-12`` hex digits), its 16 binary bytes under the
-upper-case kinds ``P``/``O``/``J`` (17-byte keys instead of 37, and no clash with a text
-id that happens to be 16 bytes long). An id of more than 256 UTF-8 bytes is stored as
-``0xFF`` + its SHA-256 digest under the lower-case kinds (no UTF-8 text starts with
-``0xFF``): a batch's index chunk lists its keys, and ids of hundreds of kilobytes would
-make a chunk larger than a Kafka record may be. Every value starts with the format
-version byte (:data:`FORMAT_VERSION`); a value of another version raises ``ValueError``
-naming it.
-Numbers are little-endian ``struct`` fields; a length-prefixed *str* is one length byte
-``n < 255`` (or ``0xFF`` and a ``uint32`` length) then ``n`` bytes::
-
-    p|P + id     waiting prediction   <B version><d due><B flags><d prediction time>
-                                      [<d score> if flags & 1][<d value> if flags & 2]
-                                      then UTF-8 strings separated by NUL (length-prefixed
-                                      str if flags & 8, when a string contains a NUL):
-                                      model_id, model_version, [label if flags & 4], then
-                                      per carried attribute its name and its value: the
-                                      string, or if flags & 16 (a value is not a string)
-                                      "s" + the string / "j" + JSON for the other scalars
-    o|O + id     waiting outcome      <B version><d due><d outcome time> + the outcome
-                                      event as orjson wrote it
-    j|J + id     joined marker        <B version><d due>
-    x + >q bucket + >I sequence       expiry index chunk: <B version><B width><I count>,
-                                      count key lengths of width bytes each, then the keys
-                                      one write scheduled in that 60-s due bucket
-
-``due`` (event time, epoch seconds) is at byte offset 1 of every p/o/j value. Values are
-exact-size ``bytes`` (never an ``orjson.dumps`` result kept as is: orjson over-allocates
-its output buffer, which cost ≈ 4 KB per waiting prediction).
-
-The expiry index lives in the store itself, as chunks: each ``write`` adds, per due bucket
-it touched, one ``x`` chunk listing the keys it put. In memory the joiner keeps only the
-number of chunks per bucket (a few thousand ints for a 7-day horizon), so its memory does
-not grow with the number of waiting events, which matters with a RocksDB store.
-:meth:`OutcomeJoiner.expire` reads the chunks of the buckets that ended, then the listed
-keys, and deletes what is due (entries and chunks) in one write; a key that was deleted
-or rewritten since is skipped (every rewrite is listed again under its new due bucket).
-:meth:`OutcomeJoiner.rebuild_index` re-creates the chunk counts and the waiting count from
-:meth:`JoinStore.items` after a restore.
+The store's keys and values (format version 1) are :mod:`watchkeeper.monitor.join_records`.
 """
 
 from __future__ import annotations
 
-import array
-import hashlib
 import heapq
 import math
-import re
-import struct
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-import msgspec
-import orjson
+from watchkeeper.monitor.join_records import (
+    CHUNK_ID,
+    HEAD_O,
+    KIND_J,
+    KIND_O,
+    KIND_P,
+    KIND_X,
+    KINDS,
+    WaitingPrediction,
+    check_version,
+    chunk_key,
+    decode_chunk,
+    decode_prediction,
+    due_of,
+    encode_chunk,
+    encode_joined,
+    encode_outcome,
+    encode_prediction,
+    outcome_truth,
+    store_keys,
+)
 
 __all__ = [
-    "FORMAT_VERSION",
     "Expired",
     "JoinModel",
     "JoinResult",
@@ -100,22 +72,9 @@ __all__ = [
 
 JoinStatus = Literal["joined", "waiting", "duplicate", "embedded", "overflow", "ignored"]
 STATUSES: tuple[JoinStatus, ...] = ("joined", "waiting", "duplicate", "embedded", "overflow", "ignored")
-FORMAT_VERSION = 1
 _BUCKET = 60.0  # expiry index granularity (seconds of event time)
 
-_J, _P, _O, _X = 0, 1, 2, 3  # kinds: joined marker, waiting prediction, waiting outcome, index chunk
-_KINDS = {b"j": _J, b"J": _J, b"p": _P, b"P": _P, b"o": _O, b"O": _O, b"x": _X}  # first key byte -> kind
 _EMPTY: Mapping[str, Any] = {}
-_LONGEST_ID = 256  # UTF-8 bytes of the longest prediction_id kept as it is in a key (longer: hashed)
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_HEAD_P = {n: struct.Struct("<BdB" + "d" * n) for n in (1, 2, 3)}  # version, due, flags, time, score?, value?
-_HEAD_O = struct.Struct("<Bdd")  # version, due, outcome time
-_HEAD_J = struct.Struct("<Bd")  # version, due
-_CHUNK_ID = struct.Struct(">qI")  # due bucket, sequence number within the bucket
-_F64 = struct.Struct("<d")
-_U32 = struct.Struct("<I")
-_HEAD_X = struct.Struct("<BBI")  # version, bytes per key length, number of keys
-_HAS_SCORE, _HAS_VALUE, _HAS_LABEL, _PREFIXED, _TAGGED = 1, 2, 4, 8, 16
 
 
 class JoinStore(Protocol):
@@ -215,184 +174,6 @@ class Expired:
     outcomes: list[bytes]  # the stored outcome events (JSON), for the dead-letter topic
 
 
-class _Prediction(NamedTuple):
-    model_id: str
-    model_version: str
-    time: float
-    label: str | None
-    score: float | None
-    value: float | None
-    attributes: dict[str, Any]
-
-
-# -- encoding -----------------------------------------------------------------------------
-def _check_version(raw: bytes) -> None:
-    if not raw or raw[0] != FORMAT_VERSION:
-        found = raw[0] if raw else "missing"
-        raise ValueError(f"join store value has format version {found}; this code reads version {FORMAT_VERSION}")
-
-
-def _put_str(out: bytearray, data: bytes) -> None:
-    size = len(data)
-    if size < 255:
-        out.append(size)
-    else:
-        out.append(255)
-        out += _U32.pack(size)
-    out += data
-
-
-def _strings(raw: bytes, pos: int) -> list[bytes]:
-    parts: list[bytes] = []
-    end = len(raw)
-    while pos < end:
-        size = raw[pos]
-        pos += 1
-        if size == 255:
-            size = _U32.unpack_from(raw, pos)[0]
-            pos += 4
-        parts.append(raw[pos : pos + size])
-        pos += size
-    if pos != end:
-        raise ValueError("join store value is truncated")
-    return parts
-
-
-def _encode_prediction(p: _Prediction, due: float) -> bytes:
-    strings = [p.model_id, p.model_version]
-    flags = 0
-    if all(type(value) is str for value in p.attributes.values()):
-        for name, value in p.attributes.items():
-            strings += (name, value)
-    else:
-        flags = _TAGGED
-        for name, value in p.attributes.items():
-            strings += (name, "s" + value if type(value) is str else "j" + orjson.dumps(value).decode())
-    if p.label is not None:
-        strings.insert(2, p.label)
-        flags |= _HAS_LABEL
-    numbers = [p.time]
-    if p.score is not None:
-        numbers.append(p.score)
-        flags |= _HAS_SCORE
-    if p.value is not None:
-        numbers.append(p.value)
-        flags |= _HAS_VALUE
-    text = "\x00".join(strings)
-    if text.count("\x00") == len(strings) - 1:
-        tail = text.encode()
-    else:  # a string with a NUL in it: length-prefixed instead
-        flags |= _PREFIXED
-        out = bytearray()
-        for string in strings:
-            _put_str(out, string.encode())
-        tail = bytes(out)
-    return _HEAD_P[len(numbers)].pack(FORMAT_VERSION, due, flags, *numbers) + tail  # a new, exact-size object
-
-
-def _decode_prediction(raw: bytes) -> _Prediction:
-    _check_version(raw)
-    flags = raw[9]
-    score = value = None
-    if flags & _HAS_SCORE and flags & _HAS_VALUE:
-        head = _HEAD_P[3]
-        _, _, _, time, score, value = head.unpack_from(raw)
-    elif flags & (_HAS_SCORE | _HAS_VALUE):
-        head = _HEAD_P[2]
-        _, _, _, time, number = head.unpack_from(raw)
-        if flags & _HAS_SCORE:
-            score = number
-        else:
-            value = number
-    else:
-        head = _HEAD_P[1]
-        _, _, _, time = head.unpack_from(raw)
-    if flags & _PREFIXED:
-        parts = [part.decode() for part in _strings(raw, head.size)]
-    else:
-        parts = raw[head.size :].decode().split("\x00")
-    first = 3 if flags & _HAS_LABEL else 2
-    attributes: dict[str, Any] = {}
-    if flags & _TAGGED:
-        for i in range(first, len(parts) - 1, 2):
-            tagged = parts[i + 1]
-            attributes[parts[i]] = tagged[1:] if tagged[:1] == "s" else orjson.loads(tagged[1:])
-    else:
-        for i in range(first, len(parts) - 1, 2):
-            attributes[parts[i]] = parts[i + 1]
-    return _Prediction(parts[0], parts[1], time, parts[2] if flags & _HAS_LABEL else None, score, value, attributes)
-
-
-def _encode_outcome(event: Mapping[str, Any], time: float, due: float) -> bytes:
-    return _HEAD_O.pack(FORMAT_VERSION, due, time) + orjson.dumps(event)  # a new, exact-size object
-
-
-class _Truth(msgspec.Struct):
-    """The fields a join row takes from a waiting outcome (the rest of its JSON is skipped)."""
-
-    label: Any = None
-    value: Any = None
-
-
-_read_truth = msgspec.json.Decoder(_Truth).decode
-
-
-def _outcome_truth(raw: bytes) -> tuple[Any, Any, float]:
-    """(label, value, outcome time) of a stored waiting outcome, as sent (its JSON is not decoded
-    into a dict: only these two fields are read)."""
-    _check_version(raw)
-    time: float = _F64.unpack_from(raw, 9)[0]
-    truth = _read_truth(memoryview(raw)[_HEAD_O.size :])
-    return truth.label, truth.value, time
-
-
-def _encode_joined(due: float) -> bytes:
-    return _HEAD_J.pack(FORMAT_VERSION, due)
-
-
-def _due(raw: bytes) -> float:
-    _check_version(raw)
-    due: float = _F64.unpack_from(raw, 1)[0]
-    return due
-
-
-def _encode_chunk(keys: list[bytes]) -> bytes:
-    longest = max(map(len, keys))
-    typecode = "B" if longest < 1 << 8 else "H" if longest < 1 << 16 else "I"
-    lengths = array.array(typecode, map(len, keys))
-    head = _HEAD_X.pack(FORMAT_VERSION, lengths.itemsize, len(keys))
-    return b"".join([head, lengths.tobytes(), *keys])
-
-
-def _decode_chunk(raw: bytes) -> list[bytes]:
-    _check_version(raw)
-    _, width, count = _HEAD_X.unpack_from(raw)
-    start = _HEAD_X.size + width * count
-    lengths = array.array({1: "B", 2: "H", 4: "I"}[width], raw[_HEAD_X.size : start])
-    keys: list[bytes] = []
-    for size in lengths:
-        keys.append(raw[start : start + size])
-        start += size
-    if start != len(raw) or len(keys) != count:
-        raise ValueError("join store index chunk is truncated")
-    return keys
-
-
-def _chunk_key(bucket: int, sequence: int) -> bytes:
-    return b"x" + _CHUNK_ID.pack(bucket, sequence)
-
-
-def _store_keys(prediction_id: str) -> tuple[bytes, bytes, bytes]:
-    """The store keys of one prediction_id, indexed by kind (_J, _P, _O)."""
-    if len(prediction_id) == 36 and _CANONICAL_UUID.match(prediction_id):
-        ident = bytes.fromhex(prediction_id.replace("-", ""))
-        return b"J" + ident, b"P" + ident, b"O" + ident
-    ident = prediction_id.encode()
-    if len(ident) > _LONGEST_ID:
-        ident = b"\xff" + hashlib.sha256(ident).digest()
-    return b"j" + ident, b"p" + ident, b"o" + ident
-
-
 # -- events -------------------------------------------------------------------------------
 def _label(value: Any) -> str | None:
     if value is None:
@@ -428,12 +209,12 @@ def _fields(event: Mapping[str, Any], prediction: Any, time: float, model: JoinM
     )
 
 
-def _compact(event: Mapping[str, Any], prediction: Any, time: float, model: JoinModel) -> _Prediction:
+def _compact(event: Mapping[str, Any], prediction: Any, time: float, model: JoinModel) -> WaitingPrediction:
     """A prediction to keep waiting for its outcome."""
-    return _Prediction(*_fields(event, prediction, time, model))
+    return WaitingPrediction(*_fields(event, prediction, time, model))
 
 
-def _row(prediction: _Prediction, outcome: Mapping[str, Any], outcome_time: float) -> LabelledRow:
+def _row(prediction: WaitingPrediction, outcome: Mapping[str, Any], outcome_time: float) -> LabelledRow:
     return LabelledRow(
         prediction.model_id,
         prediction.model_version,
@@ -495,14 +276,14 @@ class OutcomeJoiner:
         chunks: dict[int, int] = {}
         waiting = 0
         for key, raw in self.store.items():
-            _check_version(raw)
-            kind = _KINDS.get(key[:1])
-            if kind == _X:
-                bucket, sequence = _CHUNK_ID.unpack_from(key, 1)
+            check_version(raw)
+            kind = KINDS.get(key[:1])
+            if kind == KIND_X:
+                bucket, sequence = CHUNK_ID.unpack_from(key, 1)
                 chunks[bucket] = max(chunks.get(bucket, 0), sequence + 1)
-            elif kind in (_P, _O):
+            elif kind in (KIND_P, KIND_O):
                 waiting += 1
-            elif kind != _J:
+            elif kind != KIND_J:
                 raise ValueError(f"join store key of unknown kind {key[:1]!r}")
         self._chunks = chunks
         self._heap = list(chunks)
@@ -545,33 +326,33 @@ class OutcomeJoiner:
 
         # the store keys of every prediction_id of the batch, read at once
         pids = dict.fromkeys([p[1] for p in preds] + [o[1] for o in outs])
-        keys = dict(zip(pids, map(_store_keys, pids), strict=True))
+        keys = dict(zip(pids, map(store_keys, pids), strict=True))
         values = self.store.get_many([key for triple in keys.values() for key in triple])
-        stored = list(zip(values[_J::3], values[_P::3], values[_O::3], strict=True))  # per pid, by kind
+        stored = list(zip(values[KIND_J::3], values[KIND_P::3], values[KIND_O::3], strict=True))  # per pid, by kind
         # the state of each prediction_id as the batch goes: its kind and encoded value; set_due
         # holds the due time of those the batch changed, decoded the waiting predictions it added
         kind: dict[str, int] = {}
         encoded: dict[str, bytes] = {}
         for pid, (joined, waiting_p, waiting_o) in zip(keys, stored, strict=True):
             if joined is not None:  # at most one exists; a joined marker wins
-                kind[pid], encoded[pid] = _J, joined
+                kind[pid], encoded[pid] = KIND_J, joined
             elif waiting_p is not None:
-                kind[pid], encoded[pid] = _P, waiting_p
+                kind[pid], encoded[pid] = KIND_P, waiting_p
             elif waiting_o is not None:
-                kind[pid], encoded[pid] = _O, waiting_o
+                kind[pid], encoded[pid] = KIND_O, waiting_o
         set_due: dict[str, float] = {}
-        decoded: dict[str, _Prediction] = {}
+        decoded: dict[str, WaitingPrediction] = {}
 
         cap = math.inf if self.max_waiting is None else self.max_waiting
         waiting = self._waiting
         rows = result.rows
         for index, pid, model, event, time in preds:
             current = kind.get(pid)
-            if current == _O:  # the outcome was waiting for this prediction (in the store: not decoded)
-                true_label, true_value, outcome_time = _outcome_truth(encoded[pid])
+            if current == KIND_O:  # the outcome was waiting for this prediction (in the store: not decoded)
+                true_label, true_value, outcome_time = outcome_truth(encoded[pid])
                 rows.append(_pair(event, event.get("prediction"), time, model, true_label, true_value, outcome_time))
                 due = time + model.horizon
-                kind[pid], encoded[pid], set_due[pid] = _J, _encode_joined(due), due
+                kind[pid], encoded[pid], set_due[pid] = KIND_J, encode_joined(due), due
                 waiting -= 1
             elif current is None:
                 if waiting >= cap:
@@ -579,43 +360,43 @@ class OutcomeJoiner:
                     continue
                 prediction = _compact(event, event.get("prediction"), time, model)
                 due = time + model.horizon
-                kind[pid], encoded[pid], set_due[pid] = _P, _encode_prediction(prediction, due), due
+                kind[pid], encoded[pid], set_due[pid] = KIND_P, encode_prediction(prediction, due), due
                 decoded[pid] = prediction
                 waiting += 1
             # else a redelivered prediction: already waiting or already labelled
 
         for index, pid, model, event, time in outs:
             current = kind.get(pid)
-            if current == _J:
+            if current == KIND_J:
                 status["duplicate"] += 1
             elif event.get("prediction") is not None:
-                if current == _O:  # a plain outcome came first: it wins
+                if current == KIND_O:  # a plain outcome came first: it wins
                     status["duplicate"] += 1
                     continue
                 raw_time = event.get("prediction_timestamp")
                 prediction_time = float(raw_time) if isinstance(raw_time, int | float) else time
                 truth = event.get("label"), event.get("value")
                 rows.append(_pair(event, event["prediction"], prediction_time, model, *truth, time))
-                if current == _P:
+                if current == KIND_P:
                     waiting -= 1
                 due = prediction_time + model.horizon
-                kind[pid], encoded[pid], set_due[pid] = _J, _encode_joined(due), due
+                kind[pid], encoded[pid], set_due[pid] = KIND_J, encode_joined(due), due
                 status["embedded"] += 1
-            elif current == _P:
-                prediction = decoded.get(pid) or _decode_prediction(encoded[pid])
+            elif current == KIND_P:
+                prediction = decoded.get(pid) or decode_prediction(encoded[pid])
                 rows.append(_row(prediction, event, time))
                 due = prediction.time + models.get(prediction.model_id, model).horizon
-                kind[pid], encoded[pid], set_due[pid] = _J, _encode_joined(due), due
+                kind[pid], encoded[pid], set_due[pid] = KIND_J, encode_joined(due), due
                 waiting -= 1
                 status["joined"] += 1
-            elif current == _O:
+            elif current == KIND_O:
                 status["duplicate"] += 1
             elif waiting >= cap:
                 result.overflow.append(("outcome", index))
                 status["overflow"] += 1
             else:
                 due = time + model.horizon
-                kind[pid], encoded[pid], set_due[pid] = _O, _encode_outcome(event, time, due), due
+                kind[pid], encoded[pid], set_due[pid] = KIND_O, encode_outcome(event, time, due), due
                 waiting += 1
                 status["waiting"] += 1
 
@@ -629,12 +410,12 @@ class OutcomeJoiner:
             if due_time is None:  # not changed by this batch
                 continue
             final = kind[pid]
-            if joined is not None and final != _J:
-                deletes.append(triple[_J])
-            if waiting_p is not None and final != _P:
-                deletes.append(triple[_P])
-            if waiting_o is not None and final != _O:
-                deletes.append(triple[_O])
+            if joined is not None and final != KIND_J:
+                deletes.append(triple[KIND_J])
+            if waiting_p is not None and final != KIND_P:
+                deletes.append(triple[KIND_P])
+            if waiting_o is not None and final != KIND_O:
+                deletes.append(triple[KIND_O])
             key = triple[final]
             puts[key] = encoded[pid]
             bucket = math.floor(due_time / _BUCKET)
@@ -645,7 +426,7 @@ class OutcomeJoiner:
                 listed.append(key)
         sequences = {bucket: self._chunks.get(bucket, 0) for bucket in scheduled}
         for bucket, listed in scheduled.items():
-            puts[_chunk_key(bucket, sequences[bucket])] = _encode_chunk(listed)
+            puts[chunk_key(bucket, sequences[bucket])] = encode_chunk(listed)
         self.store.write(puts, deletes)
         for bucket, sequence in sequences.items():
             if sequence == 0:
@@ -669,28 +450,28 @@ class OutcomeJoiner:
         if not buckets:
             return Expired([], [])
         try:
-            chunk_keys = [_chunk_key(bucket, n) for bucket in buckets for n in range(self._chunks[bucket])]
+            chunk_keys = [chunk_key(bucket, n) for bucket in buckets for n in range(self._chunks[bucket])]
             listed: dict[bytes, None] = {}
             for raw in self.store.get_many(chunk_keys):
                 if raw is not None:
-                    listed.update(dict.fromkeys(_decode_chunk(raw)))
+                    listed.update(dict.fromkeys(decode_chunk(raw)))
             keys = list(listed)
             due: list[tuple[float, bytes, bytes]] = []
             for key, raw in zip(keys, self.store.get_many(keys) if keys else [], strict=True):
                 if raw is not None:
-                    when = _due(raw)
+                    when = due_of(raw)
                     if when <= now:  # else rewritten since, and listed under its new bucket
                         due.append((when, key, raw))
             due.sort(key=lambda item: (item[0], item[1][1:], item[1][:1]))
             predictions: list[tuple[str, str, float]] = []
             outcomes: list[bytes] = []
             for _, key, raw in due:
-                kind = _KINDS.get(key[:1])
-                if kind == _P:
-                    prediction = _decode_prediction(raw)
+                kind = KINDS.get(key[:1])
+                if kind == KIND_P:
+                    prediction = decode_prediction(raw)
                     predictions.append((prediction.model_id, prediction.model_version, prediction.time))
-                elif kind == _O:
-                    outcomes.append(raw[_HEAD_O.size :])  # exact-size copy of the stored JSON
+                elif kind == KIND_O:
+                    outcomes.append(raw[HEAD_O.size :])  # exact-size copy of the stored JSON
             self.store.write({}, [key for _, key, _ in due] + chunk_keys)
         except BaseException:
             for bucket in buckets:

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchkeeper.monitor.join import (
-    FORMAT_VERSION,
     Expired,
     JoinModel,
     JoinResult,
@@ -23,9 +22,8 @@ from watchkeeper.monitor.join import (
     LabelledRow,
     MemoryJoinStore,
     OutcomeJoiner,
-    _encode_outcome,
-    _outcome_truth,
 )
+from watchkeeper.monitor.join_records import FORMAT_VERSION, encode_outcome, outcome_truth
 
 MODELS = {"m": JoinModel(horizon=100.0, attributes=("sex",))}
 Batch = tuple[list[tuple[dict[str, Any], float]], list[tuple[dict[str, Any], float]]]
@@ -533,8 +531,8 @@ scalars = st.one_of(
 @given(st.dictionaries(st.sampled_from(["label", "value", "model_id", "attributes", "timestamp"]), scalars))
 def test_a_waiting_outcome_reads_back_its_label_and_value_as_sent(fields: dict[str, Any]) -> None:
     event = {"prediction_id": "p", **fields}
-    stored = _encode_outcome(event, 12.5, 112.5)
-    assert _outcome_truth(stored) == (event.get("label"), event.get("value"), 12.5)
+    stored = encode_outcome(event, 12.5, 112.5)
+    assert outcome_truth(stored) == (event.get("label"), event.get("value"), 12.5)
     sent = orjson.loads(orjson.dumps(event))
-    label, value, _ = _outcome_truth(stored)
+    label, value, _ = outcome_truth(stored)
     assert type(label) is type(sent.get("label")) and type(value) is type(sent.get("value"))
