@@ -47,7 +47,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from watchkeeper.monitor import parse
+from watchkeeper.monitor import contracts, parse, reasons
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE_REV = "f35ad92894d1c598d4e06665cf6ed3c4cbe1f67f"  # the last commit with the hand-written checks
@@ -254,7 +254,9 @@ def decisions(raw: list[bytes], before: Any) -> dict[str, Any]:
     """Accepted records per implementation, and whether the fast path matches the reference."""
     now = parse.parse_predictions(raw, MODELS)
     accepted = set(now.indices)
-    reference = {i for i, payload in enumerate(raw) if parse._reference(payload, MODELS, parse._PREDICTIONS)[0]}
+    reference = {
+        i for i, payload in enumerate(raw) if reasons.reference_decision(payload, MODELS, contracts.PREDICTIONS)[0]
+    }
     masks = orjson_masks(raw, MODELS)[2]
     out: dict[str, Any] = {
         "records": len(raw),

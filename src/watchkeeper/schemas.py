@@ -31,7 +31,7 @@ from watchkeeper.events import (
     PredictionEvent,
     RetrainingTrigger,
 )
-from watchkeeper.monitor.parse import expected
+from watchkeeper.monitor.reasons import expected
 
 __all__ = [
     "DOC_TABLES",

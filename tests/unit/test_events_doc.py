@@ -54,7 +54,7 @@ def test_drift_replay_example(tmp_path: Path) -> None:
     _same_config(here, "It writes `demo-credit.profile.json`, `events.jsonl` (7,202 lines)")
     _transcript(here, "It writes `demo-credit.profile.json`, `events.jsonl` (7,202 lines)", stream="stderr")
 
-    reasons = docs.after(DOC, "Reasons produced by `monitor/parse.py` for the two bad lines").splitlines()
+    reasons = docs.after(DOC, "Reasons produced by `monitor/reasons.py` for the two bad lines").splitlines()
     snippet = _script(here, "alert.py", "The same in Python, without the CLI")
     printed = docs.run(f".venv/bin/python {snippet}", here, docs.environment())
     assert printed.returncode == 0, printed.stderr

@@ -19,8 +19,8 @@ import numpy as np
 import orjson
 
 from watchkeeper.monitor.columns import as_numbers, extract_columns
-from watchkeeper.monitor.parse import parse_timestamp
 from watchkeeper.monitor.profile import CategoricalProfile, ColumnProfile, NumericProfile, ReferenceProfile
+from watchkeeper.monitor.reasons import parse_timestamp
 from watchkeeper.report.records import RecordError
 from watchkeeper.stats.categorical import OTHER
 from watchkeeper.stats.histogram import bin_counts

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 from watchkeeper.client import encode_event, outcome_event, prediction_event
 from watchkeeper.events import OutcomeEvent, PredictionEvent
-from watchkeeper.monitor import parse
+from watchkeeper.monitor import contracts, parse, reasons
 from watchkeeper.monitor.parse import ParsedBatch, parse_outcomes, parse_predictions
 
 MODELS = {"m1", "m2"}
 EXAMPLES = int(os.environ.get("WATCHKEEPER_PARSE_EXAMPLES", "300"))  # more for a longer search
-CONTRACTS = {"prediction": (PredictionEvent, parse._PREDICTIONS), "outcome": (OutcomeEvent, parse._OUTCOMES)}
+CONTRACTS = {"prediction": (PredictionEvent, contracts.PREDICTIONS), "outcome": (OutcomeEvent, contracts.OUTCOMES)}
 SENTINEL = "__literal__"
 BAD_LITERALS = [
     b"NaN",
@@ -213,31 +213,31 @@ def _check_batch(raw: list[bytes | None], kind: str) -> ParsedBatch:
     accepted = dict(zip(batch.indices, zip(batch.events, batch.times, strict=True), strict=True))
     fields = {f.encode_name for f in msgspec.structs.fields(contract)}
     for index, payload in enumerate(raw):
-        reference, reason = parse._reference(payload, MODELS, view)
+        reference, reason = reasons.reference_decision(payload, MODELS, view)
         assert (index in accepted) == (reference is not None), (payload, reason, batch.rejected)
         if reference is None:
             continue
         event, time = accepted[index]
         assert set(event) <= fields
-        assert time == parse._epoch(reference.timestamp)
-        plain = parse._lenient_loads(payload)  # (an undeclared field may hold 1e400)
+        assert time == contracts.epoch_seconds(reference.timestamp)
+        plain = reasons.lenient_loads(payload)  # (an undeclared field may hold 1e400)
         for name, value in event.items():
             field_type = next(f.type for f in msgspec.structs.fields(contract) if f.encode_name == name)
             if name == "timestamp":
                 assert value == time  # passed on as epoch seconds
             elif name == "prediction_timestamp" and value is not None:
-                assert value == parse._epoch(reference.prediction_timestamp)
+                assert value == contracts.epoch_seconds(reference.prediction_timestamp)
             else:  # as sent, in the field's type (1 → 1.0 for a float; undeclared nested fields dropped)
-                sent = msgspec.convert(plain[name], parse._fast_type(field_type))
+                sent = msgspec.convert(plain[name], contracts.fast_type(field_type))
                 assert msgspec.json.encode(value) == msgspec.json.encode(sent)
                 if value is not None:  # (null: the contract's default applies)
                     assert msgspec.convert(value, field_type) == getattr(reference, name)
     for rejected in batch.rejected:
-        assert rejected.reason and rejected.reason == parse._reason(raw[rejected.index], MODELS, view)
+        assert rejected.reason and rejected.reason == reasons.rejection_reason(raw[rejected.index], MODELS, view)
         head = _HEAD.match(rejected.reason)
         assert head is not None, rejected.reason
         try:  # a reason may name an undeclared field (that holds NaN, say)
-            record = parse._lenient_loads(raw[rejected.index] or b"null")
+            record = reasons.lenient_loads(raw[rejected.index] or b"null")
         except ValueError:
             record = None
         keys = set(record) if isinstance(record, dict) else set()
@@ -476,9 +476,9 @@ def test_object_matrix_and_as_float_on_missing_and_mixed_values() -> None:
 
 
 def test_parse_timestamp_uses_the_contract() -> None:
-    assert parse.parse_timestamp("2026-01-01T01:00:00+01:00") == 1767225600.0
-    assert parse.parse_timestamp(1767225600) == 1767225600.0
+    assert reasons.parse_timestamp("2026-01-01T01:00:00+01:00") == 1767225600.0
+    assert reasons.parse_timestamp(1767225600) == 1767225600.0
     with pytest.raises(ValueError, match=r"expected an RFC 3339 date-time with offset$"):
-        parse.parse_timestamp("2026-01-01T00:00:00")
+        reasons.parse_timestamp("2026-01-01T00:00:00")
     with pytest.raises(ValueError, match="timestamp: inf"):
-        parse.parse_timestamp(float("inf"))
+        reasons.parse_timestamp(float("inf"))
