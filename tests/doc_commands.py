@@ -1,7 +1,8 @@
 """The command examples of README.md and docs/events.md, for the tests that run them as written.
 
 Every command of the README's ``sh`` blocks is either run by a test (:data:`RUN`, which
-names the test) or listed with the reason it is not (:data:`NOT_RUN`);
+names the test) or listed with the reason it is not (:data:`NOT_RUN`), and its one ``python``
+block (the SDK example) is run too (:data:`SDK_EXAMPLE_RUN_BY`);
 ``tests/unit/test_readme.py`` fails on a command that is in neither. Commands run with
 ``bash`` in a sandbox directory whose ``.venv`` links to this environment, so that
 ``.venv/bin/watchkeeper ...`` is the README's text, unchanged.
@@ -50,6 +51,16 @@ NOT_RUN = {
     "broker by tests/integration/notify/test_slack_kafka.py",
 }
 """README command (by its start) → why no test runs it."""
+
+
+SDK_EXAMPLE_RUN_BY = "tests/integration/test_readme_commands.py"
+"""The test that runs the README's one ``python`` block, the producer SDK example, as written."""
+
+
+def sdk_example() -> str:
+    """The README's one ``python`` block: the producer SDK example."""
+    (block,) = blocks(README, "python")
+    return block
 
 
 def fenced(path: Path) -> list[tuple[str, str, int]]:

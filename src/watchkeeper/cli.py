@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import shlex
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import orjson
 import typer
 
 from watchkeeper import __version__
-from watchkeeper.config import ConfigError, Settings, load_config
+from watchkeeper.config import ConfigError, Settings, load_config, missing_profile
 from watchkeeper.notify.cli import notify_app
 from watchkeeper.report.command import report
 from watchkeeper.tail import alerts_app, deadletter_app
@@ -81,14 +80,9 @@ def _load(config: Path, profiles: bool = False) -> Any:
         models = load_config(config)
     except ConfigError as exc:
         _fail(str(exc))
-    for i, model in enumerate(models.models if profiles else []):
-        path = model.reference.profile
-        if path is not None and not path.is_file():
-            build = (
-                f"watchkeeper profile build TRAINING.csv --model {shlex.quote(model.model_id)} "
-                f"-c {shlex.quote(str(config))} -o {shlex.quote(str(path))}"
-            )
-            _fail(f"{config}: models[{i}].reference.profile: {path.resolve()} does not exist; build it with: {build}")
+    missing = missing_profile(models, config) if profiles else None
+    if missing is not None:
+        _fail(missing)
     return models
 
 
@@ -240,9 +234,14 @@ def _run_worker(
 
 # -- profiles, replay, schemas -------------------------------------------------------
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader.fieldnames or []), list(reader)
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            return list(reader.fieldnames or []), list(reader)
+    except OSError as exc:
+        _fail(f"{path}: cannot read the CSV ({exc.strerror})")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        _fail(f"{path}: not a CSV file with a header ({exc})")
 
 
 def _numeric_or_none(text: str) -> float | None:
@@ -252,13 +251,21 @@ def _numeric_or_none(text: str) -> float | None:
         return None
 
 
-def _numeric_column(data: Path, what: str, values: list[str], fix: str) -> list[float | None]:
-    """The numbers of a CSV column; a one-line error naming it and a value when none is a finite number."""
+def _numeric_column(data: Path, name: str, what: str, values: list[str], fix: str) -> list[float | None]:
+    """The numbers of a CSV column; a one-line error naming it and a value when none is a finite number,
+    a warning naming it, how many and a value when some are text."""
     parsed = [_numeric_or_none(v) for v in values]
     if not any(x is not None and math.isfinite(x) for x in parsed):
         example = next((v for v in values if v.strip()), None)
         found = f"(e.g. {example!r})" if example is not None else "(it is empty)"
         _fail(f"{data}: {what} has no numeric value {found}; {fix}")
+    text = [v for v, x in zip(values, parsed, strict=True) if x is None and v.strip()]
+    if text:
+        typer.echo(
+            f"warning: {data}: {name}: {len(text)} of {len(values)} values are not numbers (e.g. {text[0]!r}); "
+            "the profile leaves them out, as it does empty ones",
+            err=True,
+        )
     return parsed
 
 
@@ -305,14 +312,15 @@ def profile_build(
         if column is not None and column not in header:
             _fail(f"{data}: {flag} {column!r} is not a column; the CSV's columns: {header}")
     model_config = _load(config).model(model) if config is not None else None
+    if config is not None and model_config is None:
+        _fail(f"--model: {model!r}: not in {config}")
     features = {f.name for f in model_config.features} if model_config is not None else set()
     score_column, label_column = _prediction_columns(data, header, features, score_column, label_column)
     kinds: dict[str, str]
     caps: dict[str, int] = {}
     bucket_size = 50
     if config is not None:
-        if model_config is None:
-            _fail(f"--model: {model!r}: not in {config}")
+        assert model_config is not None  # (checked above)
         kinds = {f.name: f.type for f in model_config.features}
         caps = {f.name: f.max_categories for f in model_config.features}
         bins = model_config.drift.bins
@@ -336,13 +344,15 @@ def profile_build(
         raw = [r[name] for r in rows]
         if kind == "numeric":
             what = f"column {name!r} is numeric in the models config but"
-            columns[name] = (kind, _numeric_column(data, what, raw, "fix it or declare the feature categorical"))
+            fix = "fix it or declare the feature categorical"
+            columns[name] = (kind, _numeric_column(data, f"column {name!r}", what, raw, fix))
         else:
             columns[name] = (kind, [v or None for v in raw])
     if score_column:
         scores = [r[score_column] for r in rows]
         fix = "the score is a number (use --label-column for a predicted label)"
-        columns[PREDICTION_SCORE] = ("numeric", _numeric_column(data, f"--score-column {score_column!r}", scores, fix))
+        flag = f"--score-column {score_column!r}"
+        columns[PREDICTION_SCORE] = ("numeric", _numeric_column(data, flag, flag, scores, fix))
     if label_column:
         columns[PREDICTION_LABEL] = ("categorical", [r[label_column] or None for r in rows])
     profile = ReferenceProfile.build(
@@ -387,6 +397,8 @@ def replay(
         _fail(f"{config}: {exc}")
     windows = alerts = triggers = labelled = rejected = 0
     reasons: Counter[str] = Counter()
+    if not events.is_file():
+        _fail(f"{events}: no such file (the recorded events to replay, one JSON object a line)")
     size = events.stat().st_size
     with (
         events.open("rb") as source,

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -52,14 +53,24 @@ def _escape(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def _next_day(day: str) -> str:
+    """The ISO date after ``day`` (``2026-11-23`` → ``2026-11-24``), or "" when it is not a date."""
+    try:
+        return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    except ValueError:
+        return ""
+
+
 def format_alert(event: Mapping[str, Any]) -> str:
     """One line for an alert CloudEvent (decoded JSON): status, severity, model, metric, window."""
     alert = event["data"]
     status = alert["status"].upper()
     observed = alert["observed"]
     shown = "-" if observed is None else f"{observed:.3f}"
-    start = alert["window"]["start"][11:19]
-    end = alert["window"]["end"][11:19]
+    start, end = alert["window"]["start"], alert["window"]["end"]
+    # the time of day when the window lies within one day, else the dates too (windows of 1d, 30d)
+    within_a_day = start[:10] == end[:10] or (end[11:19] == "00:00:00" and _next_day(start[:10]) == end[:10])
+    start, end = (start[11:19], end[11:19]) if within_a_day and start[11:19] != end[11:19] else (start[:19], end[:19])
     return (
         f"ALERT {status:<8} {alert['severity']:<8} {alert['model_id']} {alert['monitor']}/{alert['metric']} "
         f"subject={alert['subject']} observed={shown} {alert['comparator']} {alert['threshold']:.4g} "

@@ -1,12 +1,12 @@
 """The README's commands that talk to Kafka, run as written against the test broker.
 
 ``topics create``, ``worker``, the kcat examples, ``alerts tail`` (all four), ``deadletter
-tail`` and ``report --from-topics`` run in a sandbox with the README's models YAML, a
-profile built by its ``profile build`` command, and ``WATCHKEEPER_*`` variables naming the
-test broker and topics private to the test. The kcat lines get the test broker and topic
-names in place of ``localhost:9092`` and ``watchkeeper.*``, and ``-e`` (exit at the end of
-the topic) on the consumers. The sample lines under "Reading alerts" are what the tails
-print for the same records.
+tail``, ``report --from-topics`` and the SDK example (the README's ``python`` block) run in a
+sandbox with the README's models YAML, a profile built by its ``profile build`` command, and
+``WATCHKEEPER_*`` variables naming the test broker and topics private to the test. The kcat
+lines get the test broker and topic names in place of ``localhost:9092`` and
+``watchkeeper.*``, and ``-e`` (exit at the end of the topic) on the consumers. The sample
+lines under "Reading alerts" are what the tails print for the same records.
 """
 
 from __future__ import annotations
@@ -176,6 +176,12 @@ def test_readme_broker_commands(kafka: LocalKafka, topic_prefix: str, tmp_path: 
         report = docs.run(docs.command(".venv/bin/watchkeeper report --from-topics"), here, env, timeout=120)
         assert report.returncode == 0, report.stderr
         assert "credit-risk" in (here / "report.html").read_text()
+
+        (here / "sdk_example.py").write_text(docs.sdk_example())  # the SDK example, as written (now: its time)
+        sdk = docs.run(".venv/bin/python sdk_example.py", here, env, timeout=60)
+        assert sdk.returncode == 0, sdk.stderr
+        _wait(lambda: _metric(port, accepted) == 2, "the SDK example's prediction to be accepted")
+        _wait(lambda: _metric(port, 'watchkeeper_outcomes_total{status="joined"}') == 2, "its outcome joined")
     finally:
         stop_process(worker)
         log.close()

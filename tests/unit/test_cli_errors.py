@@ -200,3 +200,56 @@ def test_misspelt_yaml_key_suggests_the_real_one(tmp_path: Path) -> None:
     assert _one_line(result.stderr) == (
         f"{config}: models[0].windw: dict: Extra inputs are not permitted; did you mean `window`?"
     )
+
+
+def test_a_misspelt_required_key_is_one_line(tmp_path: Path) -> None:
+    """`model:` for `models:` is one mistake: the suggestion, without a second "Field required" line."""
+    config = tmp_path / "watchkeeper.yaml"
+    config.write_text(MODELS.replace("models:", "model:"))
+    result = runner.invoke(app, ["replay", str(tmp_path / "none.jsonl"), "-c", str(config)])
+    assert result.exit_code == 2
+    assert _one_line(result.stderr) == f"{config}: model: list: Extra inputs are not permitted; did you mean `models`?"
+
+
+def test_a_missing_required_key_without_a_near_miss_is_still_named(tmp_path: Path) -> None:
+    config = tmp_path / "watchkeeper.yaml"
+    config.write_text(MODELS.replace("models:", "pipelines:"))
+    result = runner.invoke(app, ["replay", str(tmp_path / "none.jsonl"), "-c", str(config)])
+    assert result.exit_code == 2
+    assert f"{config}: models: dict: Field required" in result.stderr.splitlines()
+
+
+def test_missing_input_files_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "models.yaml").write_text(MODELS)
+    csv_file, events = tmp_path / "train.csv", tmp_path / "events.jsonl"
+    built = runner.invoke(app, ["profile", "build", str(csv_file), "-m", "credit-risk", "-o", str(tmp_path / "p.json")])
+    assert built.exit_code == 2
+    assert _one_line(built.stderr) == f"{csv_file}: cannot read the CSV (No such file or directory)"
+    replayed = runner.invoke(app, ["replay", str(events), "-c", str(tmp_path / "models.yaml")])
+    assert replayed.exit_code == 2
+    expected = f"{events}: no such file (the recorded events to replay, one JSON object a line)"
+    assert _one_line(replayed.stderr) == expected
+
+
+def test_unknown_model_fails_before_the_prediction_column_notes(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("income,region,score\n50000,north,0.3\n")
+    (tmp_path / "models.yaml").write_text(MODELS)
+    args = ["profile", "build", str(tmp_path / "train.csv"), "-m", "fraud", "-c", str(tmp_path / "models.yaml")]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.json")])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert _one_line(result.stderr) == f"--model: 'fraud': not in {tmp_path / 'models.yaml'}"
+
+
+
+def test_text_among_the_numbers_of_a_numeric_column_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("income,region\n50000,north\nunknown,south\n61000,east\n,west\n")
+    (tmp_path / "models.yaml").write_text(MODELS)
+    args = ["profile", "build", str(tmp_path / "train.csv"), "-m", "credit-risk", "-c", str(tmp_path / "models.yaml")]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.json"), "--no-sequential"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "not numbers" in line]
+    assert warnings == [
+        f"warning: {tmp_path / 'train.csv'}: column 'income': 1 of 4 values are not numbers (e.g. 'unknown'); "
+        "the profile leaves them out, as it does empty ones"
+    ]

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,9 @@ def test_light_install_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["events: []", "client: []"], result.stdout
 
-    command = _run(venv / "bin" / "watchkeeper", "--version", env=environment)
+    shown = _run(venv / "bin" / "watchkeeper", "--version", env=environment)
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, f"watchkeeper {version('watchkeeper')}\n", "")
+    command = _run(venv / "bin" / "watchkeeper", "worker", env=environment)
     assert command.returncode == 2
     assert "pip install 'watchkeeper[server]'" in command.stderr, command.stderr
     assert "Traceback" not in command.stderr

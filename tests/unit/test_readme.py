@@ -8,6 +8,7 @@ where ``.venv/bin/watchkeeper`` is this environment's (the broker ones:
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from importlib.metadata import version
@@ -53,6 +54,28 @@ def test_readme_kcat_examples_match_its_models_yaml() -> None:
     predictions = parse_predictions([json.dumps(prediction).encode()], {model.model_id})
     outcomes = parse_outcomes([json.dumps(outcome).encode()], {model.model_id})
     assert predictions.rejected == [] and outcomes.rejected == []
+
+
+def test_readme_sdk_example_is_the_light_sdk_with_the_yaml_s_model() -> None:
+    """The one ``python`` block needs only the light install and sends what the models YAML monitors
+    (run against a broker by tests/integration/test_readme_commands.py)."""
+    example = docs.sdk_example()
+    tree = ast.parse(example)
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imported == {"watchkeeper.client"}
+    (models_block,) = [b for b in docs.blocks(docs.README, "yaml") if b.startswith("models:")]
+    (model,) = parse_config(yaml.safe_load(models_block), source="README.md").models
+    literal = (ast.Constant, ast.Dict)
+    calls = {
+        n.func.attr: {k.arg: ast.literal_eval(k.value) for k in n.keywords if isinstance(k.value, literal)}
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    }
+    logged = calls["log_prediction"]
+    assert logged["model_id"] == model.model_id == calls["log_outcome"]["model_id"]
+    assert set(logged["features"]) == {f.name for f in model.features}
+    assert set(model.sensitive_attributes) <= set(logged["attributes"])
 
 
 def test_version() -> None:

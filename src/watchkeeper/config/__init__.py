@@ -32,6 +32,7 @@ from watchkeeper.config.models import (
     WatchkeeperConfig,
     format_validation_errors,
     load_config,
+    missing_profile,
     parse_config,
     read_yaml,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "WindowConfig",
     "format_validation_errors",
     "load_config",
+    "missing_profile",
     "parse_config",
     "parse_duration",
     "read_yaml",

@@ -7,6 +7,8 @@ Errors name the field path, the value and what was expected, e.g.
 from __future__ import annotations
 
 import difflib
+import shlex
+from collections.abc import Container
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
@@ -26,7 +28,15 @@ from watchkeeper.config.monitors import (
     WindowConfig,
 )
 
-__all__ = ["ModelConfig", "WatchkeeperConfig", "format_validation_errors", "load_config", "parse_config", "read_yaml"]
+__all__ = [
+    "ModelConfig",
+    "WatchkeeperConfig",
+    "format_validation_errors",
+    "load_config",
+    "missing_profile",
+    "parse_config",
+    "read_yaml",
+]
 
 
 class ModelConfig(Strict):
@@ -150,12 +160,25 @@ def format_validation_errors(
     With the validated ``model``, an unknown key also gets the closest real key
     ("did you mean `window`?") or, if none is close, the keys allowed there.
     """
+    errors = error.errors()
+    hints = [
+        _unknown_key_hint(model, item["loc"]) if model is not None and item["type"] == "extra_forbidden" else ""
+        for item in errors
+    ]
+    # a misspelt required key is one mistake: its "did you mean `models`?" line says it all,
+    # so the "Field required" line of the key it names is left out
+    suggested = {
+        (*item["loc"][:-1], hint.removeprefix("; did you mean `").removesuffix("`?"))
+        for item, hint in zip(errors, hints, strict=True)
+        if hint.startswith("; did you mean `")
+    }
     lines = []
-    for item in error.errors():
+    for item, hint in zip(errors, hints, strict=True):
+        if item["type"] == "missing" and tuple(item["loc"]) in suggested:
+            continue
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-        hint = _unknown_key_hint(model, item["loc"]) if model is not None and item["type"] == "extra_forbidden" else ""
         lines.append(f"{source}: {prefix}{path or '<root>'}: {shown}: {item['msg']}{hint}")
     return "\n".join(lines)
 
@@ -193,3 +216,21 @@ def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = Non
             m = m.model_copy(update={"reference": reference})
         models.append(m)
     return config.model_copy(update={"models": models})
+
+
+def missing_profile(
+    config: WatchkeeperConfig, source: str | Path, model_ids: Container[str] | None = None
+) -> str | None:
+    """The error for the first reference profile file of ``config`` that does not exist (of the
+    models in ``model_ids``, default all), naming its resolved path and the ``profile build``
+    command that makes it; None when every one exists."""
+    for i, model in enumerate(config.models):
+        path = model.reference.profile
+        if path is None or path.is_file() or (model_ids is not None and model.model_id not in model_ids):
+            continue
+        build = (
+            f"watchkeeper profile build TRAINING.csv --model {shlex.quote(model.model_id)} "
+            f"-c {shlex.quote(str(source))} -o {shlex.quote(str(path))}"
+        )
+        return f"{source}: models[{i}].reference.profile: {path.resolve()} does not exist; build it with: {build}"
+    return None

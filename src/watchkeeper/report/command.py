@@ -7,12 +7,13 @@ on stderr naming the file or topic, the field and what was expected, and exit co
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from watchkeeper.config import ConfigError, ModelConfig, load_config
+from watchkeeper.config import ConfigError, ModelConfig, load_config, missing_profile
 
 if TYPE_CHECKING:  # the report's modules (numpy, plotly) are imported when the command runs, not with the CLI
     import numpy as np
@@ -72,8 +73,17 @@ def _profiles(
     return chosen
 
 
+def _window_time(text: str) -> float:
+    """``--window``'s time (ISO 8601; UTC unless it names an offset) in epoch seconds."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--window {text!r}: expected a time in the window, e.g. 2026-11-23 or 2026-11-23T12:00:00Z")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def _window_counts(
-    data: ReportInput, profiles: dict[str, tuple[ReferenceProfile, str]], events: Path
+    data: ReportInput, profiles: dict[str, tuple[ReferenceProfile, str]], events: Path, at: float | None
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per model, the counts of its histogram window's drifted columns, recounted from the events file."""
     from watchkeeper.report.histograms import WindowRequest, window_counts
@@ -81,8 +91,8 @@ def _window_counts(
 
     requests = []
     for model_id, (reference, _) in profiles.items():
-        window = chosen_window(data.models[model_id]) if model_id in data.models else None
-        columns = histogram_columns(window, reference) if window is not None else []
+        window = chosen_window(data.models[model_id], at) if model_id in data.models else None
+        columns = histogram_columns(window, reference, every=at is not None) if window is not None else []
         if window is not None and columns:
             requests.append(WindowRequest(model_id, window.window_start, window.window_end, reference, tuple(columns)))
     return window_counts(events, requests) if requests else {}
@@ -107,6 +117,14 @@ def report(
         typer.Option("--events", help="the replayed events: the histograms' window side is counted from them"),
     ] = None,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="only this model_id (repeatable)")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="draw the histograms of the window holding this time (ISO 8601, UTC), e.g. 2026-11-23T12:00 "
+            "[default: the latest window with drift]",
+        ),
+    ] = None,
     bootstrap_servers: Annotated[
         str | None, typer.Option("--bootstrap-servers", help="with --from-topics [$WATCHKEEPER_BOOTSTRAP_SERVERS]")
     ] = None,
@@ -126,10 +144,12 @@ def report(
     if events is not None and not events.is_file():
         _fail(f"--events {events}: no such file (the events file that was replayed)")
     models = model or []
+    window_at = _window_time(window) if window is not None else None
     try:
-        configs = {m.model_id: m for m in load_config(config).models} if config is not None else {}
+        loaded = load_config(config) if config is not None else None
     except ConfigError as exc:
         _fail(str(exc))
+    configs = {m.model_id: m for m in loaded.models} if loaded is not None else {}
     try:
         data = (
             _from_topics(bootstrap_servers, kafka_timeout, models)
@@ -141,8 +161,10 @@ def report(
             raise RecordError(f"--model {', '.join(missing)}: no records in {data.source}")
         if not data.models:
             raise RecordError(f"{data.source}: no window, labels, alert or retraining records")
+        if loaded is not None and (missing_file := missing_profile(loaded, str(config), data.models)) is not None:
+            raise RecordError(missing_file)
         profiles = _profiles(data, configs, profile or [])
-        counts = _window_counts(data, profiles, events) if events is not None else {}
+        counts = _window_counts(data, profiles, events, window_at) if events is not None else {}
     except RecordError as exc:
         _fail(str(exc))
     sections = [
@@ -153,6 +175,7 @@ def report(
                 profile=profiles[model_id][0] if model_id in profiles else None,
                 profile_origin=profiles[model_id][1] if model_id in profiles else "",
                 window_counts=counts.get(model_id, {}) if events is not None else None,
+                window_at=window_at,
             ),
         )
         for model_id, records_of_model in data.models.items()

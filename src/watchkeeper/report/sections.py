@@ -45,17 +45,23 @@ class ModelContext:
     profile: ReferenceProfile | None
     profile_origin: str  # where the profile came from, for the summary
     window_counts: dict[str, np.ndarray] | None  # the chosen window's counts per column; None without --events
+    window_at: float | None = None  # --window: the histograms' window is the one holding this time (epoch s)
 
 
-def chosen_window(model: ModelRecords) -> WindowRecord | None:
-    """The window whose histograms are drawn: the latest with drift, else the latest judged one."""
+def chosen_window(model: ModelRecords, at: float | None = None) -> WindowRecord | None:
+    """The window whose histograms are drawn: the judged one holding ``at`` (``--window``), else
+    the latest with drift, else the latest judged one."""
     judged = [w for w in model.windows if w.evaluated]
+    if at is not None:
+        return next((w for w in judged if w.window_start <= at < w.window_end), None)
     return next((w for w in reversed(judged) if w.drifted), judged[-1] if judged else None)
 
 
-def histogram_columns(window: WindowRecord, profile: ReferenceProfile) -> list[str]:
-    """The window's drifted columns that the profile has bins for (the derived PCA column has no events to count)."""
-    return [c for c in window.drifted if c in profile.columns and c != MULTIVARIATE]
+def histogram_columns(window: WindowRecord, profile: ReferenceProfile, every: bool = False) -> list[str]:
+    """The window's drifted columns (``every``: all its columns) that the profile has bins for (the
+    derived PCA column has no events to count)."""
+    columns = list(window.columns) if every and not window.drifted else window.drifted
+    return [c for c in columns if c in profile.columns and c != MULTIVARIATE]
 
 
 def _note(text: str) -> str:
@@ -113,18 +119,31 @@ def _drift_part(model: ModelRecords, context: ModelContext, prefix: str) -> str:
 
 
 def _distributions_part(model: ModelRecords, context: ModelContext, prefix: str) -> str:
-    window = chosen_window(model)
+    chosen = context.window_at is not None
+    window = chosen_window(model, context.window_at)
+    if window is None and context.window_at is not None:
+        at = context.window_at
+        held = next((w for w in model.windows if w.window_start <= at < w.window_end), None)
+        if held is not None:
+            label = window_label(held.window_start)
+            return _note(f"The window of --window, {label} (n={held.n}), was not judged (too few events).")
+        return _note(f"No drift window holds --window {window_label(at)}.")
     if window is None:
         return _note("No judged drift window.")
-    if not window.drifted:
+    if not window.drifted and not chosen:
         return _note(f"No window drifted; the latest judged window is {window_label(window.window_start)}.")
     if context.profile is None:
         return _note(
             f"Window {window_label(window.window_start)} drifted in {', '.join(window.drifted)}; histograms need the "
             "reference profile (--profile, --config, or the references topic)."
         )
-    columns = histogram_columns(window, context.profile)
-    intro = f"The latest window with drift, {window_label(window.window_start)} (n={window.n}): its drifted columns"
+    columns = histogram_columns(window, context.profile, every=chosen)
+    if not chosen:
+        intro = f"The latest window with drift, {window_label(window.window_start)} (n={window.n}): its drifted columns"
+    elif window.drifted:
+        intro = f"The window of --window, {window_label(window.window_start)} (n={window.n}): its drifted columns"
+    else:
+        intro = f"The window of --window, {window_label(window.window_start)} (n={window.n}), drifted in no column: all"
     intro += " on the bins PSI compares." if context.window_counts is not None else "; pass --events for its side."
     figures = [
         figure_div(

@@ -5,6 +5,7 @@ reference histograms come from without a config or events, and its one-line erro
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,46 @@ def test_bad_options_and_files_are_named_in_one_line(tmp_path: Path) -> None:
     for args, message in cases:
         code, output = _report(tmp_path, *args)
         assert code == 2 and message in output and len(output.strip().splitlines()) == 1, (args, output)
+
+
+def test_a_profile_missing_from_the_config_is_named_with_the_command_that_builds_it(tmp_path: Path) -> None:
+    config = tmp_path / "watchkeeper.yaml"
+    config.write_text("models:\n- model_id: m\n  features: {a: numeric}\n  reference: {profile: m.profile.json}\n")
+    code, output = _report(tmp_path, str(_lines(tmp_path, WINDOW)), "-c", str(config))
+    assert code == 2
+    assert output == (
+        f"{config}: models[0].reference.profile: {tmp_path / 'm.profile.json'} does not exist; build it with: "
+        f"watchkeeper profile build TRAINING.csv --model m -c {config} -o {tmp_path / 'm.profile.json'}\n"
+    )
+
+
+def test_window_option_chooses_the_histograms_window(replayed: Replayed, tmp_path: Path) -> None:
+    """`--window TIME`: the histograms of the judged window holding TIME, its drifted columns, or all of
+    them when it drifted in none; a time no window holds is a note, a time that is not one an error."""
+    windows = [r for r in replayed.records if r["kind"] == "window" and r["evaluated"]]
+    calm, drifted = next(w for w in windows if not w["drifted"]), next(w for w in reversed(windows) if w["drifted"])
+
+    def histograms(window: dict[str, Any], at: str | None = None) -> tuple[set[str], str]:
+        model = window["model_id"]
+        middle = datetime.fromtimestamp((window["window_start"] + window["window_end"]) / 2, UTC).isoformat()
+        args = [str(replayed.output), "-c", str(replayed.config), "--events", str(replayed.events), "-m", model]
+        code, output = _report(tmp_path, *args, "--window", at or middle)
+        assert code == 0, output
+        page = (tmp_path / "r.html").read_text()
+        return set(re.findall(rf'<div id="{model}-hist-([^"]+)" class="plotly-graph-div', page)), page
+
+    def slugs(columns: Any) -> set[str]:
+        return {c.replace(".", "-") for c in columns if not c.startswith("multivariate.")}
+
+    shown, page = histograms(calm)
+    assert "The window of --window" in page and "drifted in no column: all" in page
+    assert shown == slugs(calm["columns"]) and shown
+    shown, page = histograms(drifted)
+    assert "The window of --window" in page and "drifted in no column" not in page
+    assert shown == slugs(drifted["drifted"]) and shown
+    shown, page = histograms(drifted, at="1990-01-01")
+    assert shown == set() and "No drift window holds --window 1990-01-01 00:00." in page
+
+    code, output = _report(tmp_path, str(replayed.output), "--window", "soon")
+    assert code == 2
+    assert output == "--window 'soon': expected a time in the window, e.g. 2026-11-23 or 2026-11-23T12:00:00Z\n"
