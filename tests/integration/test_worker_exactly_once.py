@@ -4,9 +4,10 @@ On the real broker, a 15-feature model that learns its reference from its first 
 events, with delayed outcomes and a fairness attribute:
 
 * two worker processes over four partitions publish the same drift, CUSUM,
-  data-quality, accuracy and fairness alerts, and the same window statistics and label
-  checkpoint reports, as ``replay`` of the same records (outcomes 0–10 min late, a 15 min
-  label horizon, the model worse from half-way);
+  data-quality, accuracy and fairness alerts, the same window statistics and label
+  checkpoint reports, and the same retraining triggers (a drift policy and a label policy)
+  as ``replay`` of the same records (outcomes 0–10 min late, a 15 min label horizon, the
+  model worse from half-way);
 * a worker killed with SIGKILL at five random moments and restarted each time publishes
   exactly what an uninterrupted run would (every window's ``n`` and statistics, every label
   checkpoint report, every drift, CUSUM, data-quality, accuracy and fairness alert once),
@@ -23,11 +24,12 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.rounding import rounded
 from watchkeeper.config import Settings, parse_config
-from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated
+from watchkeeper.monitor.engine import AlertRaised, LabelsEvaluated, TriggerRaised
 from watchkeeper.monitor.output_records import evaluation_record
 from watchkeeper.monitor.runtime import MonitorRuntime
 
@@ -59,6 +61,25 @@ def _replay(
     windows = [r for o in outputs if (r := evaluation_record(o)) is not None and r["kind"] in kinds]
     alerts = [o.alert.model_dump(mode="json") for o in outputs if isinstance(o, AlertRaised)]
     return _windows(windows), _alerts(alerts, monitors)
+
+
+def _replay_triggers(config: dict[str, Any], stream: list[tuple[str, bytes, bytes]]) -> tuple[dict[str, Any], set[str]]:
+    """Replay's retraining triggers by id (as JSON), and the ids of those released before its flush.
+
+    A trigger waits until the label watermark passes its decision time; replay's flush (the
+    end of the file) releases the rest, which a worker releases only once the outcomes of
+    every partition are idle: so the worker publishes at least the first and at most all.
+    """
+    # the config as the worker reads it from its YAML file (sorted keys: the trigger's config hash)
+    runtime = MonitorRuntime(parse_config(yaml.safe_load(yaml.safe_dump(config))))
+    values = [v for _, _, v in stream]
+    outputs = [
+        o for k in range(0, len(values), 2000) for o in runtime.run_batch(values[k : k + 2000], "replay:0", k)[0]
+    ]
+    before = {o.trigger.id for o in outputs if isinstance(o, TriggerRaised)}
+    outputs += runtime.flush()
+    triggers = {o.trigger.id: o.trigger.model_dump(mode="json") for o in outputs if isinstance(o, TriggerRaised)}
+    return triggers, before
 
 
 def _label_checkpoint(output: Any) -> bool:
@@ -112,12 +133,21 @@ def _accepted(worker: RunningWorker) -> float:
 def test_two_workers_over_four_partitions_publish_what_replay_writes(
     start_worker: Callable[..., RunningWorker],
 ) -> None:
-    config = loan_config(accuracy={"label_horizon": "15m", "baseline_windows": 1, "min_labeled": 100})
+    config = loan_config(
+        accuracy={"label_horizon": "15m", "baseline_windows": 1, "min_labeled": 100},
+        retraining=[
+            {"name": "drift-retrain", "monitors": ["drift"], "cooldown": "30m"},
+            {"name": "label-retrain", "monitors": ["accuracy", "fairness"], "cooldown": "30m"},
+        ],
+    )
     stream = loan_stream(60_000, seed=2, max_delay=600, worse_after=0.5)
     monitors = DRIFT_MONITORS | LABEL_MONITORS
     expected_windows, expected_alerts = _replay(config, stream, monitors)
+    expected_triggers, released_before_flush = _replay_triggers(config, stream)
     assert any(a[3] == "cusum" for a in expected_alerts)
     assert any(a[3] == "accuracy" and a[1] == "firing" for a in expected_alerts)
+    rules = {t["reason"]["rule"] for i, t in expected_triggers.items() if i in released_before_flush}
+    assert rules == {"drift-retrain", "label-retrain"}
     first = start_worker(config, partitions=4, spawn=False)
     produce(first.settings, stream)  # a backlog: no partition looks idle while another is read
     first.spawn()
@@ -129,6 +159,12 @@ def test_two_workers_over_four_partitions_publish_what_replay_writes(
     assert windows == expected_windows
     assert alerts == expected_alerts
     assert len(ids) == len(set(ids))
+    triggers = [orjson.loads(m.value()) for m in read_topic(first.settings, first.settings.topic_retraining, timeout=5)]
+    published = {t["id"]: t["data"] for t in triggers}
+    assert len(published) == len(triggers)  # each published once
+    assert released_before_flush <= set(published) <= set(expected_triggers)
+    for trigger_id, data in published.items():
+        assert rounded(data) == rounded(expected_triggers[trigger_id])
 
 
 def _committed(settings: Settings) -> tuple[int, int]:
