@@ -172,7 +172,9 @@ def worker(
     instance_id: Annotated[
         str | None, typer.Option(envvar="WATCHKEEPER_INSTANCE_ID", help="stable per process (static membership)")
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="critical, error, warning, info or debug")] = "warning",
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", "--log-level", help="critical, error, warning, info or debug")
+    ] = "warning",
     log_format: Annotated[
         Literal["text", "json"],
         typer.Option(envvar="WATCHKEEPER_LOG_FORMAT", help="text (key=value fields) or json (one object a line)"),

@@ -10,16 +10,19 @@ passed with ``extra=`` win) and :class:`LogFormatter` writes the record with its
 * ``json``: one object a line: ``time`` (RFC 3339, UTC), ``level``, ``logger``, ``message``,
   the fields, and ``exc`` for a traceback.
 
-:func:`configure_logging` puts both on the root logger's handlers, the context filter in
-front of the redaction filter (:mod:`watchkeeper.redact`), so the fields are redacted like
-the message; the formatter redacts its finished line once more, which covers what no
-field value holds (a mapping's keys) and the quoting of either format.
+:func:`configure_logging` puts both on the root logger's handlers (the worker), and
+:func:`setup_logging` on a stderr handler of the ``watchkeeper`` loggers alone (the
+notifiers), the context filter in front of the redaction filter (:mod:`watchkeeper.redact`),
+so the fields are redacted like the message; the formatter redacts its finished line once
+more, which covers what no field value holds (a mapping's keys) and the quoting of either
+format.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +34,15 @@ import orjson
 
 from watchkeeper.redact import install_log_redaction, redact
 
-__all__ = ["ContextFilter", "LogFormat", "LogFormatter", "configure_logging", "json_logging", "log_context"]
+__all__ = [
+    "ContextFilter",
+    "LogFormat",
+    "LogFormatter",
+    "configure_logging",
+    "json_logging",
+    "log_context",
+    "setup_logging",
+]
 
 LogFormat = Literal["text", "json"]
 
@@ -136,3 +147,17 @@ def json_logging() -> bool:
         isinstance(handler.formatter, LogFormatter) and handler.formatter.log_format == "json"
         for handler in logging.getLogger().handlers
     )
+
+
+def setup_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
+    """One stderr handler for the ``watchkeeper`` loggers at ``level`` (``warn`` = warning), in
+    ``log_format``, with the context and redaction filters: the notifiers' logging, which
+    leaves other libraries' loggers (httpx, httpcore) at the root logger's level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(LogFormatter(log_format))
+    package = logging.getLogger("watchkeeper")
+    package.handlers[:] = [handler]
+    package.setLevel("WARNING" if level.lower() == "warn" else level.upper())
+    package.propagate = False
+    install_log_redaction(package)

@@ -17,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from watchkeeper import cli
 from watchkeeper.config import KAFKA_CLIENT_LOGGER, Settings
-from watchkeeper.notify.logs import LogFormatter
+from watchkeeper.logs import LogFormatter
 from watchkeeper.redact import MASK, MIN_FRAGMENT, SECRETS, RedactingFilter, Redactor, install_log_redaction
 
 TOKEN = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=MIN_FRAGMENT, max_size=40)
@@ -125,7 +125,7 @@ def root_output() -> Iterator[io.StringIO]:
     package.setLevel(logging.NOTSET)
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(LogFormatter("logfmt"))  # prints extra fields and tracebacks too
+    handler.setFormatter(LogFormatter("text"))  # prints extra fields and tracebacks too
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG)
     install_log_redaction()
@@ -214,6 +214,6 @@ def test_librdkafka_output_reaches_python_logging_redacted(root_output: io.Strin
     # a line as confluent-kafka forwards it ("%s [%s] %s"), holding the password like a protocol dump
     logging.getLogger(KAFKA_CLIENT_LOGGER).debug("%s [%s] %s", "SASL", "rdkafka#producer-1", f"auth wk\x00{password}")
     out = root_output.getvalue()
-    assert f'level=debug logger={KAFKA_CLIENT_LOGGER} event="BROKER [rdkafka#producer-' in out  # -N: Nth in process
+    assert f" DEBUG {KAFKA_CLIENT_LOGGER} BROKER [rdkafka#producer-" in out  # -N: Nth in process
     assert "SASL [rdkafka#producer-1] auth wk" in out
     assert password not in out

@@ -114,7 +114,7 @@ class AlertmanagerNotifier(Notifier):
             )
             if result.outcome != "delivered":
                 why = {"receiver": receiver.name, "why": result.reason}
-                log.warning("resend-failed", extra={"fields": why})
+                log.warning("resend-failed", extra=why)
 
 
 def rebuild_firing(settings: Settings, timeout: float = 30.0) -> list[CloudEvent[Alert]]:
@@ -153,9 +153,9 @@ def rebuild_firing(settings: Settings, timeout: float = 30.0) -> list[CloudEvent
                 continue  # the main consumer dead-letters it
             latest[event.data.fingerprint] = event
         if pending:
-            log.warning("rebuild-incomplete", extra={"fields": {"partitions": sorted(pending)}})
+            log.warning("rebuild-incomplete", extra={"partitions": sorted(pending)})
     finally:
         consumer.close()
     firing = [e for e in latest.values() if e.data.status == "firing"]
-    log.info("rebuilt", extra={"fields": {"fingerprints": len(latest), "firing": len(firing)}})
+    log.info("rebuilt", extra={"fingerprints": len(latest), "firing": len(firing)})
     return firing

@@ -20,9 +20,9 @@ from pydantic import SecretStr
 
 from watchkeeper.broker import bootstrap_origin, settings_for, wait_for_broker
 from watchkeeper.config import Settings
+from watchkeeper.logs import LogFormat, setup_logging
 from watchkeeper.metrics_server import readiness, start_metrics_server
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
-from watchkeeper.notify.logs import setup_logging
 from watchkeeper.notify.routing import NotifyConfig, Receiver, ReceiverType, RoutingError, load_routes
 from watchkeeper.notify.runner import Notifier, NotifyRunner
 
@@ -52,8 +52,10 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="HTTP conn
 SessionOpt = Annotated[
     float, typer.Option("--session-timeout", min=1.0, help="group session timeout (failover), seconds")
 ]
-LogFormatOpt = Annotated[str, typer.Option("--log-format", help="logfmt or json")]
-LogLevelOpt = Annotated[str, typer.Option("--log-level")]
+LogFormatOpt = Annotated[
+    LogFormat, typer.Option("--log-format", help="text (key=value fields) or json (one object a line)")
+]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", "--loglevel", help="critical, error, warning, info or debug")]
 FromBeginningOpt = Annotated[
     bool,
     typer.Option(
@@ -90,7 +92,7 @@ class _Common:
     backoff_base: float
     backoff_cap: float
     timeout: float
-    log_format: str
+    log_format: LogFormat
     log_level: str
     session_timeout: float = 10.0
     rebuild: bool = False
@@ -129,7 +131,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _run(kind: str, c: _Common, build: Any) -> None:
     """Load routes and secrets, build the notifier with ``build(receivers, delivery)``, run it."""
-    setup_logging(c.log_level, "json" if c.log_format == "json" else "logfmt")
+    setup_logging(c.log_level, c.log_format)
     settings = settings_for(c.bootstrap)
     stop = threading.Event()
     policy = RetryPolicy(base=c.backoff_base, cap=c.backoff_cap, max_attempts=c.max_attempts, max_elapsed=c.max_elapsed)
@@ -140,7 +142,7 @@ def _run(kind: str, c: _Common, build: Any) -> None:
         raise _fail(str(exc)) from None
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("stopping", extra={"fields": {"signal": signal.Signals(signum).name}})
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
         stop.set()
 
     signal.signal(signal.SIGINT, _stop)
@@ -206,7 +208,7 @@ def slack(
     session_timeout: SessionOpt = 10.0,
     from_beginning: FromBeginningOpt = False,
     metrics_port: MetricsPortOpt = 0,
-    log_format: LogFormatOpt = "logfmt",
+    log_format: LogFormatOpt = "text",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Post alerts to Slack incoming webhooks (Block Kit; at most 1 message/s per webhook)."""
@@ -246,7 +248,7 @@ def pagerduty(
     session_timeout: SessionOpt = 10.0,
     from_beginning: FromBeginningOpt = False,
     metrics_port: MetricsPortOpt = 0,
-    log_format: LogFormatOpt = "logfmt",
+    log_format: LogFormatOpt = "text",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Send alerts to PagerDuty Events API v2 (trigger / resolve, dedup_key = fingerprint)."""
@@ -287,7 +289,7 @@ def alertmanager(
     session_timeout: SessionOpt = 10.0,
     from_beginning: FromBeginningOpt = False,
     metrics_port: MetricsPortOpt = 0,
-    log_format: LogFormatOpt = "logfmt",
+    log_format: LogFormatOpt = "text",
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Push alerts to Alertmanager /api/v2/alerts, re-sending firing ones every --resend-interval."""

@@ -323,4 +323,4 @@ def deliver(
 
 
 def _log(level: int, event: str, fields: dict[str, object], **more: object) -> None:
-    log.log(level, event, extra={"fields": {**fields, **{k: v for k, v in more.items() if v not in (None, "")}}})
+    log.log(level, event, extra={**fields, **{k: v for k, v in more.items() if v not in (None, "")}})

@@ -139,7 +139,7 @@ class Notifier:
                 "alert": alert.status,
             }
             if key in self._delivered:
-                log.info("duplicate-skipped", extra={"fields": {"receiver": receiver.name, **fields}})
+                log.info("duplicate-skipped", extra={"receiver": receiver.name, **fields})
                 continue
             send = functools.partial(self.send, receiver, event)
             result = deliver(send, receiver.name, receiver.interval, self.delivery, fields)
@@ -240,14 +240,14 @@ class NotifyRunner:
                 self._commit_end_of_new(client, partitions)
             self._last_activity = time.monotonic()  # idle time counts from the (re)assignment
             self.assigned.update(p.partition for p in partitions)
-            log.info("assigned", extra={"fields": {"partitions": [p.partition for p in partitions]}})
+            log.info("assigned", extra={"partitions": [p.partition for p in partitions]})
 
         def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self.assigned.difference_update(p.partition for p in partitions)
-            log.info("revoked", extra={"fields": {"partitions": [p.partition for p in partitions]}})
+            log.info("revoked", extra={"partitions": [p.partition for p in partitions]})
 
         consumer.subscribe([self.settings.topic_alerts], on_assign=on_assign, on_revoke=on_revoke)
-        log.info("started", extra={"fields": fields})
+        log.info("started", extra=fields)
         try:
             while not self.stop.is_set():
                 next_tick = self.notifier.tick()
@@ -256,13 +256,13 @@ class NotifyRunner:
                 if msg is None:
                     idle_since: float | None = self._last_activity
                     if self.idle_exit is not None and idle_since and time.monotonic() - idle_since > self.idle_exit:
-                        log.info("idle-exit", extra={"fields": fields})
+                        log.info("idle-exit", extra=fields)
                         break
                     continue
                 error = msg.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer-error", extra={"fields": {"error": str(error)}})
+                        log.warning("consumer-error", extra={"error": str(error)})
                     continue
                 self._last_activity = time.monotonic()
                 if not self._process(msg, producer):
@@ -275,7 +275,7 @@ class NotifyRunner:
         finally:
             consumer.close()
             producer.flush(10)
-            log.info("stopped", extra={"fields": {**fields, **self.stats.__dict__}})
+            log.info("stopped", extra={**fields, **self.stats.__dict__})
         return self.stats
 
     def _commit_end_of_new(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -308,7 +308,7 @@ class NotifyRunner:
             ) from None
         if ends:
             starts = {tp.partition: tp.offset for tp in ends}
-            log.info("starting-at-end", extra={"fields": {"group": self.group_id, "topic": topic, "offsets": starts}})
+            log.info("starting-at-end", extra={"group": self.group_id, "topic": topic, "offsets": starts})
 
     def not_ready(self) -> str | None:
         """``/readyz``: ready while the group gave this process partitions of the alerts topic."""
@@ -324,7 +324,7 @@ class NotifyRunner:
         try:
             failures = self.notifier.handle(event)
         except Aborted:
-            log.info("aborted", extra={"fields": {"id": event.id, "offset": msg.offset()}})
+            log.info("aborted", extra={"id": event.id, "offset": msg.offset()})
             return False
         if not failures:
             self.stats.delivered_or_skipped += 1
@@ -366,21 +366,14 @@ class NotifyRunner:
             remaining = producer.flush(10)
             if remaining == 0 and not errors:
                 break
-            log.error("deadletter-failed", extra={"fields": {"attempt": attempt, "error": str(errors[:1])}})
+            log.error("deadletter-failed", extra={"attempt": attempt, "error": str(errors[:1])})
             if self.stop.wait(min(30.0, 2.0**attempt)):
                 return False
         self.stats.deadlettered += 1
         self.deadlettered.labels(self.notifier.kind, receiver).inc()
         log.warning(
             "deadlettered",
-            extra={
-                "fields": {
-                    "reason": reason,
-                    "receiver": receiver,
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                }
-            },
+            extra={"reason": reason, "receiver": receiver, "partition": msg.partition(), "offset": msg.offset()},
         )
         return True
 

@@ -88,7 +88,7 @@ def test_sigterm_finishes_in_flight_commits_and_closes(
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=15)
         assert first.returncode == 0, stderr.decode()[-2000:]
-        assert b"event=stopping signal=SIGTERM" in stderr and b"event=stopped" in stderr
+        assert b" stopping signal=SIGTERM" in stderr and b" stopped " in stderr
         second = start_pagerduty(settings, pd.url, group, tmp_path, *OPTIONS)
         second.communicate(timeout=40)
         actions = _actions(pd)

@@ -12,10 +12,10 @@ from confluent_kafka import Message
 from pydantic import SecretStr
 
 from watchkeeper.config import Settings
+from watchkeeper.logs import setup_logging
 from watchkeeper.notify.alertmanager import AlertmanagerNotifier
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
 from watchkeeper.notify.fake import FakeReceiver, hostile_echo, sample_alert, sample_event
-from watchkeeper.notify.logs import setup_logging
 from watchkeeper.notify.receivers import PagerDutyNotifier, SlackNotifier
 from watchkeeper.notify.routing import Receiver
 from watchkeeper.notify.runner import Notifier, NotifyRunner
@@ -81,5 +81,5 @@ def test_runner_keeps_echoed_secrets_out_of_logs_and_deadletters(
     everything = "\n".join(
         [captured.err, captured.out, *(f"{k}={v.decode()}" for h in headers for k, v in h.items() if v is not None)]
     )
-    assert '"event": "deadlettered"' in captured.err and "***" in everything
+    assert '"message":"deadlettered"' in captured.err and "***" in everything
     assert [secret for secret in SECRETS if secret in everything] == []

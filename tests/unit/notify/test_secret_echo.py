@@ -19,10 +19,10 @@ from confluent_kafka import Message
 from pydantic import SecretStr
 
 from watchkeeper.config import Settings
+from watchkeeper.logs import LogFormatter, setup_logging
 from watchkeeper.notify.alertmanager import AlertmanagerNotifier
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
 from watchkeeper.notify.fake import FakeReceiver, hostile_echo, sample_alert, sample_event
-from watchkeeper.notify.logs import LogFormatter, setup_logging
 from watchkeeper.notify.receivers import PagerDutyNotifier, SlackNotifier
 from watchkeeper.notify.routing import Receiver
 from watchkeeper.notify.runner import Notifier, NotifyRunner
@@ -116,7 +116,7 @@ def test_no_secret_in_logs_errors_or_deadletters(
             *(value.decode() for record in producer.records for _, value in record["headers"]),
         ]
     )
-    assert '"event": "retry"' in captured.err and '"event": "deadlettered"' in captured.err
+    assert '"message":"retry"' in captured.err and '"message":"deadlettered"' in captured.err
     assert {"httpx", "httpcore.http11"} <= {record.name for record in caplog.records}
     leaks = [secret for secret in SECRETS if secret in everything]
     assert leaks == []

@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from watchkeeper.logs import LogFormatter
 from watchkeeper.notify.cli import notify_app
 from watchkeeper.notify.delivery import Delivery, RetryPolicy
 from watchkeeper.notify.fake import FakeReceiver, Reply, sample_event, slack_error
-from watchkeeper.notify.logs import LogFormatter
 from watchkeeper.notify.receivers import PagerDutyNotifier, SlackNotifier
 from watchkeeper.notify.routing import Receiver
 
@@ -58,10 +58,16 @@ def test_secrets_never_in_logs_results_or_repr(caplog: pytest.LogCaptureFixture)
 
 def test_log_lines_are_structured() -> None:
     record = logging.LogRecord("watchkeeper.notify", logging.INFO, __file__, 1, "delivered", None, None)
-    record.fields = {"receiver": "team", "status": 200, "summary": "a b"}
-    line = LogFormatter("logfmt").format(record)
-    assert 'level=info logger=watchkeeper.notify event=delivered receiver=team status=200 summary="a b"' in line
-    assert json.loads(LogFormatter("json").format(record))["receiver"] == "team"
+    record.__dict__.update({"receiver": "team", "status": 200, "summary": "a b"})  # (as extra= sets them)
+    line = LogFormatter("text").format(record)
+    assert line.endswith(' INFO watchkeeper.notify delivered receiver=team status=200 summary="a b"')
+    parsed = json.loads(LogFormatter("json").format(record))
+    assert (parsed["message"], parsed["level"], parsed["receiver"], parsed["status"]) == (
+        "delivered",
+        "info",
+        "team",
+        200,
+    )
 
 
 def test_cli_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
