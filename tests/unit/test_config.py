@@ -8,12 +8,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watchkeeper.config import ConfigError, Settings, load_config, parse_config, parse_duration
+from watchkeeper.config import ConfigError, Settings, format_duration, load_config, parse_config, parse_duration
 
 
 @given(st.integers(1, 10**6), st.sampled_from([("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)]))
 def test_durations_in_every_unit(amount: int, unit: tuple[str, int]) -> None:
     assert parse_duration(f"{amount}{unit[0]}") == amount * unit[1]
+
+
+@given(st.integers(1, 10**10))
+def test_a_formatted_duration_reads_back_as_itself(milliseconds: int) -> None:
+    seconds = milliseconds / 1000  # a duration a user writes (to the millisecond)
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_durations_are_formatted_in_their_largest_whole_unit() -> None:
+    written = [format_duration(s) for s in (0.0, 0.25, 1.5, 90.0, 3600.0, 2592000.0, 1209600.0)]
+    assert written == ["0s", "250ms", "1.5s", "90s", "1h", "30d", "2w"]
 
 
 def test_short_feature_form_and_defaults() -> None:

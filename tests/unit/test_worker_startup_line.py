@@ -23,7 +23,7 @@ def test_a_learning_model_with_labels_and_a_sensitive_attribute() -> None:
     )
     assert describe_model(config.models[0]) == (
         "model loan (binary): 2 features, reference learned from the first 10000 events, "
-        "windows of 3600 s (lateness 60 s), monitors: drift, CUSUM, data quality, accuracy, fairness"
+        "windows of 1h (lateness 1m), monitors: drift, CUSUM, data quality, accuracy, fairness"
     )
 
 
@@ -41,5 +41,5 @@ def test_a_profiled_model_without_labels_or_cusum() -> None:
         }
     )
     line = describe_model(config.models[0])
-    assert line.startswith("model m (binary): 1 features, reference profile m.profile.json, windows of 60 s")
+    assert line.startswith("model m (binary): 1 features, reference profile m.profile.json, windows of 1m")
     assert line.endswith("monitors: drift, data quality")

@@ -11,7 +11,7 @@ Model configuration errors name the field path, the value and what was expected,
 ``models[0].window.size: '10 parsecs' is not a duration; expected e.g. 30s, 5m, 1h, 7d``.
 """
 
-from watchkeeper.config.base import DAY, ConfigError, Duration, DurationOrZero, parse_duration
+from watchkeeper.config.base import DAY, ConfigError, Duration, DurationOrZero, format_duration, parse_duration
 from watchkeeper.config.labels import (
     DEFAULT_FAIRNESS_TOLERANCE,
     DEFAULT_METRICS,
@@ -82,6 +82,7 @@ __all__ = [
     "load_config",
     "missing_profile",
     "parse_config",
+    "format_duration",
     "parse_duration",
     "read_yaml",
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-__all__ = ["DAY", "ConfigError", "Duration", "DurationOrZero", "Strict", "parse_duration"]
+__all__ = ["DAY", "ConfigError", "Duration", "DurationOrZero", "Strict", "format_duration", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -35,6 +35,18 @@ def parse_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError(f"{value!r}: expected a positive duration")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as the configuration writes it: in the largest unit that holds it a whole
+    number of times (``2592000.0`` → ``'30d'``, ``90.0`` → ``'90s'``), under a second in
+    milliseconds (``0.25`` → ``'250ms'``), else in seconds (``'1.5s'``);
+    :func:`parse_duration` reads it back."""
+    for unit in ("w", "d", "h", "m", "s") if seconds >= 1 else ("ms",):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and count == round(count):
+            return f"{round(count)}{unit}"
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"  # (to the microsecond; no exponent)
 
 
 def _duration_or_zero(value: Any) -> float:

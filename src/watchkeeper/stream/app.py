@@ -21,7 +21,7 @@ from types import FrameType
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from watchkeeper.config import ModelConfig, Settings, WatchkeeperConfig
+from watchkeeper.config import ModelConfig, Settings, WatchkeeperConfig, format_duration
 from watchkeeper.logs import log_context
 from watchkeeper.metrics import WorkerMetrics
 from watchkeeper.monitor.profile import ReferenceProfile
@@ -55,9 +55,10 @@ def describe_model(config: ModelConfig) -> str:
         )
         if on
     ]
+    window = config.window
     return (
         f"model {config.model_id} ({config.task}): {len(config.features)} features, reference {reference}, "
-        f"windows of {config.window.size:g} s (lateness {config.window.allowed_lateness:g} s), "
+        f"windows of {format_duration(window.size)} (lateness {format_duration(window.allowed_lateness)}), "
         f"monitors: {', '.join(monitors) or 'none'}"
     )
 
