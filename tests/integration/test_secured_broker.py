@@ -276,15 +276,7 @@ def test_sasl_ssl_topics_worker_sdk_notifier_and_tails(secured_kafka: SecuredKaf
     assert created.stdout.startswith("created: ") and settings.topic_alerts in created.stdout
 
     log = tmp_path / "worker.log"
-    with log.open("wb") as sink:
-        worker = subprocess.Popen(
-            _command("worker", "--loglevel", "debug"),
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
+    worker = _start_worker(env, log, tmp_path)
     try:
         rng = np.random.default_rng(5)
         with WatchkeeperClient(settings=settings) as client:  # the SDK, from the same Settings
