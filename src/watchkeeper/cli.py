@@ -9,12 +9,13 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import orjson
 import typer
 
 from watchkeeper import __version__
+from watchkeeper.command_errors import fail
 from watchkeeper.config import ConfigError, Settings, load_config, missing_profile
 from watchkeeper.notify.cli import notify_app
 from watchkeeper.report.command import report
@@ -63,26 +64,15 @@ def _main(
     """Streaming drift, accuracy and fairness monitoring for ML models on Kafka."""
 
 
-def _fail(message: str) -> NoReturn:
-    """Say what is wrong and exit 2: in red, or as one JSON log record under ``--log-format json``."""
-    from watchkeeper.logs import json_logging
-
-    if json_logging():
-        logging.getLogger("watchkeeper").critical(message)
-    else:
-        typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(2)
-
-
 def _load(config: Path, profiles: bool = False) -> Any:
     """The models config; with ``profiles``, also check that every reference profile file exists."""
     try:
         models = load_config(config)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     missing = missing_profile(models, config) if profiles else None
     if missing is not None:
-        _fail(missing)
+        fail(missing)
     return models
 
 
@@ -93,7 +83,7 @@ def _check_broker(settings: Settings, flag: str | None, timeout: float) -> None:
     try:
         check_broker(settings, bootstrap_origin(flag), timeout)
     except BrokerUnreachable as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 # -- local Kafka ---------------------------------------------------------------------
@@ -120,7 +110,7 @@ def kafka_up(
     try:
         outcome = kafka.up()
     except KafkaError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"kafka {outcome} on {kafka.bootstrap}")
 
 
@@ -156,7 +146,7 @@ def topics_create(bootstrap_servers: BootstrapOption = None, kafka_timeout: Kafk
     try:
         created = ensure_topics(settings, timeout=kafka_timeout)
     except KafkaException as exc:
-        _fail(f"creating topics on {settings.bootstrap_servers}: {exc}")
+        fail(f"creating topics on {settings.bootstrap_servers}: {exc}")
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
@@ -226,7 +216,7 @@ def _run_worker(
         try:
             start_metrics_server(settings, metrics.registry)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     try:
         Worker(settings, models, metrics).run()
     except Exception:  # its traceback as one log record: in the log format, redacted
@@ -241,9 +231,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
             reader = csv.DictReader(handle)
             return list(reader.fieldnames or []), list(reader)
     except OSError as exc:
-        _fail(f"{path}: cannot read the CSV ({exc.strerror})")
+        fail(f"{path}: cannot read the CSV ({exc.strerror})")
     except (UnicodeDecodeError, csv.Error) as exc:
-        _fail(f"{path}: not a CSV file with a header ({exc})")
+        fail(f"{path}: not a CSV file with a header ({exc})")
 
 
 def _numeric_or_none(text: str) -> float | None:
@@ -260,7 +250,7 @@ def _numeric_column(data: Path, name: str, what: str, values: list[str], fix: st
     if not any(x is not None and math.isfinite(x) for x in parsed):
         example = next((v for v in values if v.strip()), None)
         found = f"(e.g. {example!r})" if example is not None else "(it is empty)"
-        _fail(f"{data}: {what} has no numeric value {found}; {fix}")
+        fail(f"{data}: {what} has no numeric value {found}; {fix}")
     text = [v for v, x in zip(values, parsed, strict=True) if x is None and v.strip()]
     if text:
         typer.echo(
@@ -312,10 +302,10 @@ def profile_build(
     header, rows = _read_csv(data)
     for flag, column in (("--score-column", score_column), ("--label-column", label_column)):
         if column is not None and column not in header:
-            _fail(f"{data}: {flag} {column!r} is not a column; the CSV's columns: {header}")
+            fail(f"{data}: {flag} {column!r} is not a column; the CSV's columns: {header}")
     model_config = _load(config).model(model) if config is not None else None
     if config is not None and model_config is None:
-        _fail(f"--model: {model!r}: not in {config}")
+        fail(f"--model: {model!r}: not in {config}")
     features = {f.name for f in model_config.features} if model_config is not None else set()
     score_column, label_column = _prediction_columns(data, header, features, score_column, label_column)
     kinds: dict[str, str]
@@ -332,7 +322,7 @@ def profile_build(
         multivariate = multivariate or model_config.drift.multivariate
         missing = [name for name in kinds if name not in header]
         if missing:
-            _fail(f"{data}: columns {missing} of model {model!r} are not in the CSV header {header}")
+            fail(f"{data}: columns {missing} of model {model!r} are not in the CSV header {header}")
     else:
         kinds = {}
         for name in header:
@@ -396,11 +386,11 @@ def replay(
     try:
         runtime = MonitorRuntime(_load(config, profiles=True))
     except ValueError as exc:  # a profile file that cannot be read or parsed
-        _fail(f"{config}: {exc}")
+        fail(f"{config}: {exc}")
     windows = alerts = triggers = labelled = rejected = 0
     reasons: Counter[str] = Counter()
     if not events.is_file():
-        _fail(f"{events}: no such file (the recorded events to replay, one JSON object a line)")
+        fail(f"{events}: no such file (the recorded events to replay, one JSON object a line)")
     size = events.stat().st_size
     with (
         events.open("rb") as source,

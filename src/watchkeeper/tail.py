@@ -19,6 +19,7 @@ import typer
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
 from watchkeeper.broker import BrokerUnreachable, bootstrap_origin, check_broker, settings_for
+from watchkeeper.command_errors import fail
 from watchkeeper.config import Settings
 
 __all__ = [
@@ -142,11 +143,6 @@ def _render_dead_letter(message: Message, model: str | None, as_json: bool) -> s
     return format_dead_letter(headers, value)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def tail_topic(
     settings: Settings,
     topic: str,
@@ -171,10 +167,10 @@ def tail_topic(
         try:
             metadata = consumer.list_topics(topic, timeout=BROKER_TIMEOUT)
         except KafkaException as exc:
-            raise _fail(f"topic {topic!r}: no metadata from {settings.bootstrap_servers}: {exc.args[0]}") from None
+            fail(f"topic {topic!r}: no metadata from {settings.bootstrap_servers}: {exc.args[0]}")
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
-            raise _fail(f"topic {topic!r} does not exist on {settings.bootstrap_servers} (watchkeeper topics create)")
+            fail(f"topic {topic!r} does not exist on {settings.bootstrap_servers} (watchkeeper topics create)")
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         consumer.assign([TopicPartition(topic, p, start) for p in sorted(described.partitions)])
         last = time.monotonic()
@@ -202,7 +198,7 @@ def _settings(bootstrap_servers: str | None) -> Settings:
     try:
         check_broker(settings, bootstrap_origin(bootstrap_servers), BROKER_TIMEOUT)
     except BrokerUnreachable as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     return settings
 
 

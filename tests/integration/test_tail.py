@@ -184,6 +184,6 @@ def test_tail_names_a_missing_topic(settings: Settings, env: dict[str, str]) -> 
         app, ["alerts", "tail", "--idle-exit", "1"], env={**env, "WATCHKEEPER_TOPIC_ALERTS": "nope.x"}
     )
     assert result.exit_code == 2
-    assert f"error: topic 'nope.x' does not exist on {settings.bootstrap_servers} (watchkeeper topics create)" in (
+    assert f"topic 'nope.x' does not exist on {settings.bootstrap_servers} (watchkeeper topics create)" in (
         result.output
     )

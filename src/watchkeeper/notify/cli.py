@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from watchkeeper.broker import bootstrap_origin, settings_for, wait_for_broker
+from watchkeeper.command_errors import fail
 from watchkeeper.config import Settings
 from watchkeeper.logs import LogFormat, setup_logging
 from watchkeeper.metrics_server import readiness, start_metrics_server
@@ -124,11 +125,6 @@ def _receivers(kind: ReceiverType, routes: NotifyConfig, default: Receiver) -> l
     return chosen
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def _run(kind: str, c: _Common, build: Any) -> None:
     """Load routes and secrets, build the notifier with ``build(receivers, delivery)``, run it."""
     setup_logging(c.log_level, c.log_format)
@@ -139,7 +135,7 @@ def _run(kind: str, c: _Common, build: Any) -> None:
     try:
         notifier: Notifier = build(_routes(c.config, c.routes, settings), delivery, settings)
     except RoutingError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
@@ -152,7 +148,7 @@ def _run(kind: str, c: _Common, build: Any) -> None:
         try:
             start_metrics_server(settings.model_copy(update={"metrics_port": c.metrics_port}), registry)
         except ValueError as exc:
-            raise _fail(str(exc)) from None
+            fail(str(exc))
     with notifier:  # closes its HTTP connections
         _consume(kind, c, notifier, settings, stop, registry)
 

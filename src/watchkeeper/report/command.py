@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from watchkeeper.command_errors import fail
 from watchkeeper.config import ConfigError, ModelConfig, load_config, missing_profile
 
 if TYPE_CHECKING:  # the report's modules (numpy, plotly) are imported when the command runs, not with the CLI
@@ -22,11 +23,6 @@ if TYPE_CHECKING:  # the report's modules (numpy, plotly) are imported when the 
     from watchkeeper.report.records import RecordError, ReportInput
 
 __all__ = ["report"]
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(2)
 
 
 def _warn(error: RecordError) -> None:
@@ -49,7 +45,7 @@ def _from_topics(bootstrap_servers: str | None, timeout: float, models: list[str
     try:
         check_broker(settings, bootstrap_origin(bootstrap_servers), timeout)
     except BrokerUnreachable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     records, profiles = read_topics(settings, timeout, _warn)
     source = f"topics {settings.topic_windows}, {settings.topic_alerts}, {settings.topic_retraining} on "
     source += settings.bootstrap_servers
@@ -78,7 +74,7 @@ def _window_time(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"--window {text!r}: expected a time in the window, e.g. 2026-11-23 or 2026-11-23T12:00:00Z")
+        fail(f"--window {text!r}: expected a time in the window, e.g. 2026-11-23 or 2026-11-23T12:00:00Z")
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -140,15 +136,15 @@ def report(
 
     started = time.monotonic()
     if bool(records) == from_topics:
-        _fail("report: expected replay output files or --from-topics (one of the two)")
+        fail("report: expected replay output files or --from-topics (one of the two)")
     if events is not None and not events.is_file():
-        _fail(f"--events {events}: no such file (the events file that was replayed)")
+        fail(f"--events {events}: no such file (the events file that was replayed)")
     models = model or []
     window_at = _window_time(window) if window is not None else None
     try:
         loaded = load_config(config) if config is not None else None
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     configs = {m.model_id: m for m in loaded.models} if loaded is not None else {}
     try:
         data = (
@@ -166,7 +162,7 @@ def report(
         profiles = _profiles(data, configs, profile or [])
         counts = _window_counts(data, profiles, events, window_at) if events is not None else {}
     except RecordError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     sections = [
         model_section(
             records_of_model,
@@ -184,7 +180,7 @@ def report(
     try:
         output.write_text(html, encoding="utf-8")
     except OSError as exc:
-        _fail(f"--output {output}: cannot write ({exc.strerror})")
+        fail(f"--output {output}: cannot write ({exc.strerror})")
     seconds = time.monotonic() - started
     typer.echo(
         f"report of {len(sections)} model(s) -> {output} ({len(html.encode()) / 1e6:.1f} MB, {seconds:.1f} s)", err=True
