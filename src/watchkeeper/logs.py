@@ -141,11 +141,12 @@ def configure_logging(log_format: LogFormat = "text", logger: logging.Logger | N
 
 
 def json_logging() -> bool:
-    """Whether the root logger writes JSON lines (``--log-format json``): then even a fatal
-    command-line error is one JSON object, so that log shippers parse every line."""
+    """Whether the command writes JSON lines (``--log-format json``; the worker's handlers are the
+    root logger's, a notifier's the ``watchkeeper`` logger's): then even a fatal command-line
+    error is one JSON object, so that log shippers parse every line."""
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("watchkeeper").handlers]
     return any(
-        isinstance(handler.formatter, LogFormatter) and handler.formatter.log_format == "json"
-        for handler in logging.getLogger().handlers
+        isinstance(handler.formatter, LogFormatter) and handler.formatter.log_format == "json" for handler in handlers
     )
 
 

@@ -255,3 +255,24 @@ def test_a_worker_that_cannot_start_says_why_in_the_log_format(tmp_path: Path, l
     record = json.loads(line)
     assert record["level"] == "critical" and record["logger"] == "watchkeeper"
     assert record["message"] == expected
+
+
+def test_a_notifier_that_cannot_start_says_why_in_json_too(tmp_path: Path) -> None:
+    """The notifiers log through the ``watchkeeper`` logger's own handler: their fatal line is JSON too."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", "notify", "slack", "--log-format", "json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "critical" and "SLACK_WEBHOOK_URL is unset or empty" in record["message"]
