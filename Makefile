@@ -43,6 +43,7 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check src tests load-tests
+	$(BIN)/ruff format --check src tests load-tests
 
 typecheck: install
 	$(BIN)/mypy

@@ -165,9 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for name in subjects:
-        psi_week, cusum_week, quality_week = (
-            ("—" if w is None else w) for w in (first_alert[name][k] for k in kinds)
-        )
+        psi_week, cusum_week, quality_week = (("—" if w is None else w) for w in (first_alert[name][k] for k in kinds))
         print(
             f"{name:<10} | {psi_week:>22} | {cusum_week:>24} | {quality_week:>24} | "
             f"{alerts[name]['psi']:>10} | {alerts[name]['cusum']:>12} | {drifted_windows[name]:>6} / {windows:<6}"

@@ -428,14 +428,32 @@ def replay(
         f" ({', '.join(f'{m}: {n}' for m, n in late.items())})" if late else ""
     )
     typer.echo(f"{summary} -> {output}", err=True)
-    if reasons:
-        top = reasons.most_common(5)
-        typer.echo("top rejection reasons:", err=True)
-        for reason, count in top:
-            typer.echo(f"{count:>9}  {reason}", err=True)
-        if len(reasons) > len(top):
-            others = len(reasons) - len(top)
-            typer.echo(f"{rejected - sum(c for _, c in top):>9}  ({others} other reason{'s' * (others > 1)})", err=True)
+    _print_top_reasons(reasons)
+
+
+def _print_top_reasons(reasons: Counter[str], top: int = 5) -> None:
+    """The most frequent rejection reasons, those that differ only in the value shown counted as one
+    (``timestamp: …: expected …``, with the most frequent of them as an example)."""
+    from watchkeeper.monitor.reasons import reason_shape
+
+    if not reasons:
+        return
+    shapes: Counter[str] = Counter()
+    examples: dict[str, list[str]] = {}
+    for reason, count in reasons.most_common():
+        shape = reason_shape(reason)
+        shapes[shape] += count
+        examples.setdefault(shape, []).append(reason)
+    typer.echo("top rejection reasons:", err=True)
+    shown = shapes.most_common(top)
+    for shape, count in shown:
+        seen = examples[shape]
+        line = seen[0] if len(seen) == 1 else f"{shape}  ({len(seen)} values, e.g. {seen[0]})"
+        typer.echo(f"{count:>9}  {line}", err=True)
+    if len(shapes) > len(shown):
+        others = len(shapes) - len(shown)
+        rest = sum(shapes.values()) - sum(c for _, c in shown)
+        typer.echo(f"{rest:>9}  ({others} other reason{'s' * (others > 1)})", err=True)
 
 
 @schemas_app.command("write")

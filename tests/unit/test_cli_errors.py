@@ -241,7 +241,6 @@ def test_unknown_model_fails_before_the_prediction_column_notes(tmp_path: Path) 
     assert _one_line(result.stderr) == f"--model: 'fraud': not in {tmp_path / 'models.yaml'}"
 
 
-
 def test_text_among_the_numbers_of_a_numeric_column_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "train.csv").write_text("income,region\n50000,north\nunknown,south\n61000,east\n,west\n")
     (tmp_path / "models.yaml").write_text(MODELS)

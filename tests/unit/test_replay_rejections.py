@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from watchkeeper.cli import app
+from watchkeeper.monitor.reasons import reason_shape
 
 runner = CliRunner()
 
@@ -40,3 +43,38 @@ def test_replay_prints_the_top_rejection_reasons(tmp_path: Path) -> None:
         "        1  features: missing: expected an object of numbers, strings, bools or nulls",
         "        1  (1 other reason)",
     ]
+
+
+def test_reasons_that_differ_only_in_the_value_count_as_one(tmp_path: Path) -> None:
+    good = [
+        {"event_id": str(i), "model_id": "m", "timestamp": 1e9 + i, "features": {"a": float(i % 7)}} for i in range(300)
+    ]
+    bad_times = [
+        {"event_id": f"t{i}", "model_id": "m", "timestamp": f"day {i}", "features": {"a": 1.0}} for i in range(7)
+    ]
+    unknown = {"event_id": "u", "model_id": "other", "timestamp": 1e9, "features": {"a": 1.0}}
+    lines = [*map(orjson.dumps, good), *map(orjson.dumps, [*bad_times, unknown])]
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "m.yaml").write_text(
+        "models:\n- model_id: m\n  features: {a: numeric}\n  reference: {learn_from_first: 100}\n"
+        "  window: {size: 60s}\n"
+    )
+    result = runner.invoke(
+        app, ["replay", str(tmp_path / "events.jsonl"), "-c", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "o.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-3:] == [
+        "top rejection reasons:",
+        "        7  timestamp: …: expected an RFC 3339 date-time with offset  (7 values, e.g. timestamp: 'day 0': "
+        "expected an RFC 3339 date-time with offset)",
+        "        1  model_id: 'other': not a configured model",
+    ]
+
+
+@given(st.text(max_size=40), st.floats(allow_nan=False), st.lists(st.integers(), max_size=3))
+def test_a_reason_shape_hides_the_value_shown(text: str, number: float, items: list[int]) -> None:
+    shapes = {
+        reason_shape(f"features.x1: {value!r}: expected a number, string, bool or null")
+        for value in (text, number, items, {"k": text})
+    }
+    assert shapes == {"features.x1: …: expected a number, string, bool or null"}

@@ -30,7 +30,7 @@ from watchkeeper.monitor.contracts import (
     union_members,
 )
 
-__all__ = ["expected", "lenient_loads", "parse_timestamp", "reference_decision", "rejection_reason"]
+__all__ = ["expected", "lenient_loads", "parse_timestamp", "reason_shape", "reference_decision", "rejection_reason"]
 
 _INT64 = (-(2**63), 2**63 - 1)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # what Python's json reads from an unpaired \uD800 escape
@@ -354,3 +354,28 @@ def parse_timestamp(value: Any) -> float:
         return epoch_seconds(msgspec.convert(value, Timestamp))
     except msgspec.ValidationError:
         raise ValueError(f"timestamp: {_shown(value)}: expected {expected(Timestamp, value, narrow=True)}") from None
+
+
+_SHOWN_VALUE = re.compile(
+    r"^(?P<path>[^:'\"]+): "
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|-?[0-9][0-9.]*(?:e[+-]?[0-9]+)?|\[.*\]|\{.*\}"
+    r"|True|False|None|NaN|-?Infinity|nan|-?inf)"
+    r"(?P<rest>: .*)$",
+    re.DOTALL,
+)
+
+
+def reason_shape(reason: str) -> str:
+    """``reason`` with the value it shows (``path: value: what was expected``) replaced by ``…``:
+    the reasons of one kind of mistake share it whatever the values, so that a summary counts
+    them together. A reason without a shown value is its own shape.
+
+    >>> reason_shape("timestamp: 'yesterday': expected an RFC 3339 date-time with offset")
+    'timestamp: …: expected an RFC 3339 date-time with offset'
+    >>> reason_shape("features.x1: {'a': 1}: expected a number, string, bool or null")
+    'features.x1: …: expected a number, string, bool or null'
+    >>> reason_shape("invalid JSON: JSON is malformed: invalid character (byte 0)")
+    'invalid JSON: JSON is malformed: invalid character (byte 0)'
+    """
+    match = _SHOWN_VALUE.match(reason)
+    return reason if match is None else f"{match['path']}: …{match['rest']}"

@@ -35,9 +35,7 @@ def _event(i: int, timestamp: float) -> bytes:
     return orjson.dumps({"event_id": f"e{i}", "model_id": "m", "timestamp": timestamp, "features": {"x": 1.0}})
 
 
-def _rejected(
-    runtime: MonitorRuntime, times: list[float], sources: list[str], cuts: list[int]
-) -> dict[int, str]:
+def _rejected(runtime: MonitorRuntime, times: list[float], sources: list[str], cuts: list[int]) -> dict[int, str]:
     """Reasons of the rejected events, by position in ``times``, fed in batches cut at ``cuts``."""
     raw = [_event(i, t) for i, t in enumerate(times)]
     bounds = [0, *sorted(set(cuts)), len(raw)]

@@ -60,4 +60,3 @@ def test_the_statistic_is_the_sum_of_squared_standardised_residual_differences()
     assert result.bins == 10
     assert result.statistic == pytest.approx(expected, rel=1e-12)
     assert result.p_value == pytest.approx(stats.chi2.sf(expected, 10), rel=1e-9)
-
