@@ -8,13 +8,15 @@ log shippers parse every line a worker writes.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 
+from watchkeeper.config import ConfigError, WatchkeeperConfig, load_config, missing_profile
 from watchkeeper.logs import json_logging
 
-__all__ = ["fail"]
+__all__ = ["fail", "load_models"]
 
 
 def fail(message: str) -> NoReturn:
@@ -24,3 +26,16 @@ def fail(message: str) -> NoReturn:
     else:
         typer.secho(message, err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
+
+
+def load_models(config: Path, profiles: bool = False) -> WatchkeeperConfig:
+    """The models file, or :func:`fail` naming what is wrong in it; with ``profiles``, also
+    every reference profile file it names must exist (else the command that builds it is said)."""
+    try:
+        models = load_config(config)
+    except ConfigError as exc:
+        fail(str(exc))
+    missing = missing_profile(models, config) if profiles else None
+    if missing is not None:
+        fail(missing)
+    return models
