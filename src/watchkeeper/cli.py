@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from watchkeeper import __version__
+from watchkeeper.cli_options import BootstrapOption, KafkaTimeoutOption
 from watchkeeper.command_errors import fail, load_models
 from watchkeeper.config import Settings
 from watchkeeper.notify.cli import notify_app
@@ -35,15 +36,6 @@ app.add_typer(deadletter_app, name="deadletter")
 app.command("report")(report)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="models YAML", envvar="WATCHKEEPER_CONFIG")]
-BootstrapOption = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap-servers", help="Kafka bootstrap servers [$WATCHKEEPER_BOOTSTRAP_SERVERS or localhost:9092]"
-    ),
-]
-KafkaTimeoutOption = Annotated[
-    float, typer.Option("--kafka-timeout", min=0.1, help="seconds to wait for a broker to answer before giving up")
-]
 
 
 def _print_version(value: bool) -> None:

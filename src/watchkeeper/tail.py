@@ -19,6 +19,7 @@ import typer
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
 from watchkeeper.broker import BrokerUnreachable, bootstrap_origin, check_broker, settings_for
+from watchkeeper.cli_options import BootstrapOption, KafkaTimeoutOption
 from watchkeeper.command_errors import fail
 from watchkeeper.config import Settings
 
@@ -41,9 +42,6 @@ FromBeginningOpt = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="only records of this model_id")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print each record as one JSON line")]
-BootstrapOpt = Annotated[
-    str | None, typer.Option("--bootstrap-servers", help="Kafka bootstrap servers [env WATCHKEEPER_BOOTSTRAP_SERVERS]")
-]
 IdleExitOpt = Annotated[
     float | None, typer.Option("--idle-exit", min=0.0, help="exit after this many seconds without a record")
 ]
@@ -192,11 +190,12 @@ def tail_topic(
         consumer.close()
 
 
-def _settings(bootstrap_servers: str | None) -> Settings:
-    """The settings with ``--bootstrap-servers`` applied, once a broker answers (else exit 2, one line)."""
+def _settings(bootstrap_servers: str | None, timeout: float) -> Settings:
+    """The settings with ``--bootstrap-servers`` applied, once a broker answers within ``timeout``
+    seconds (else exit 2, one line)."""
     settings = settings_for(bootstrap_servers)
     try:
-        check_broker(settings, bootstrap_origin(bootstrap_servers), BROKER_TIMEOUT)
+        check_broker(settings, bootstrap_origin(bootstrap_servers), timeout)
     except BrokerUnreachable as exc:
         fail(str(exc))
     return settings
@@ -207,11 +206,12 @@ def alerts_tail(
     from_beginning: FromBeginningOpt = False,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
-    bootstrap_servers: BootstrapOpt = None,
+    bootstrap_servers: BootstrapOption = None,
+    kafka_timeout: KafkaTimeoutOption = BROKER_TIMEOUT,
     idle_exit: IdleExitOpt = None,
 ) -> None:
     """Print alerts as they arrive (topic: WATCHKEEPER_TOPIC_ALERTS), in the demo's one-line format."""
-    settings = _settings(bootstrap_servers)
+    settings = _settings(bootstrap_servers, kafka_timeout)
     tail_topic(
         settings,
         settings.topic_alerts,
@@ -226,14 +226,15 @@ def deadletter_tail(
     from_beginning: FromBeginningOpt = False,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
-    bootstrap_servers: BootstrapOpt = None,
+    bootstrap_servers: BootstrapOption = None,
+    kafka_timeout: KafkaTimeoutOption = BROKER_TIMEOUT,
     idle_exit: IdleExitOpt = None,
 ) -> None:
     """Print dead letters (topic: WATCHKEEPER_TOPIC_DEADLETTER): source, reason, value shortened.
 
     ``--model`` keeps the records whose value is JSON naming that ``model_id`` (not truncated ones).
     """
-    settings = _settings(bootstrap_servers)
+    settings = _settings(bootstrap_servers, kafka_timeout)
     tail_topic(
         settings,
         settings.topic_deadletter,

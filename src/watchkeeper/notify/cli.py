@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from watchkeeper.broker import bootstrap_origin, settings_for, wait_for_broker
+from watchkeeper.cli_options import BootstrapOption
 from watchkeeper.command_errors import fail
 from watchkeeper.config import Settings
 from watchkeeper.logs import LogFormat, setup_logging
@@ -40,7 +41,6 @@ notify_app = typer.Typer(
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="models YAML with 'notify:' [$WATCHKEEPER_CONFIG]")]
 RoutesOpt = Annotated[Path | None, typer.Option("--routes", help="routes-only YAML ({receivers: [...]})")]
 GroupOpt = Annotated[str | None, typer.Option("--group-id", help="[watchkeeper-notify-<kind>]")]
-BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap-servers", help="[env WATCHKEEPER_BOOTSTRAP_SERVERS]")]
 MaxMessagesOpt = Annotated[int | None, typer.Option("--max-messages", min=1, help="exit after N messages")]
 IdleExitOpt = Annotated[
     float | None, typer.Option("--idle-exit", min=0.0, help="exit after N s without messages (once assigned)")
@@ -193,7 +193,7 @@ def slack(
     config: ConfigOpt = None,
     routes: RoutesOpt = None,
     group_id: GroupOpt = None,
-    bootstrap: BootstrapOpt = None,
+    bootstrap: BootstrapOption = None,
     max_messages: MaxMessagesOpt = None,
     idle_exit: IdleExitOpt = None,
     max_attempts: AttemptsOpt = 10,
@@ -233,7 +233,7 @@ def pagerduty(
     config: ConfigOpt = None,
     routes: RoutesOpt = None,
     group_id: GroupOpt = None,
-    bootstrap: BootstrapOpt = None,
+    bootstrap: BootstrapOption = None,
     max_messages: MaxMessagesOpt = None,
     idle_exit: IdleExitOpt = None,
     max_attempts: AttemptsOpt = 10,
@@ -274,7 +274,7 @@ def alertmanager(
     config: ConfigOpt = None,
     routes: RoutesOpt = None,
     group_id: GroupOpt = None,
-    bootstrap: BootstrapOpt = None,
+    bootstrap: BootstrapOption = None,
     max_messages: MaxMessagesOpt = None,
     idle_exit: IdleExitOpt = None,
     max_attempts: AttemptsOpt = 10,
