@@ -24,8 +24,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 import numpy as np
-import orjson
 
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.binning import ColumnBinner
@@ -359,13 +359,27 @@ class MonitorRuntime:
         return outputs, result.rejected
 
 
+class _TopLevelKeys(msgspec.Struct):
+    """Whether a recorded event has ``features`` / ``prediction_id`` (their values are not decoded)."""
+
+    features: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    prediction_id: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_top_level_keys = msgspec.json.Decoder(_TopLevelKeys).decode
+
+
 def _is_outcome(line: bytes | None) -> bool:
-    """Recorded streams mix both kinds: an event without a top-level ``features`` object is an outcome."""
+    """Recorded streams mix both kinds: an object without a top-level ``features`` key and with a
+    ``prediction_id`` is an outcome. Only the top-level keys are read (the values are skipped, not
+    decoded); anything that is not a JSON object is taken for a prediction, rejected with its reason."""
+    if not line:
+        return False
     try:
-        event = orjson.loads(line) if line else None
-    except orjson.JSONDecodeError:
-        return False  # rejected as a prediction, with the reason
-    return isinstance(event, dict) and "features" not in event and "prediction_id" in event
+        keys = _top_level_keys(line)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return keys.features is msgspec.UNSET and keys.prediction_id is not msgspec.UNSET
 
 
 def replay_lines(
