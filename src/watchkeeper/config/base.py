@@ -31,7 +31,8 @@ def parse_duration(value: Any) -> float:
         match = _DURATION.match(str(value))
         if not match:
             raise ValueError(f"{value!r} is not a duration; expected e.g. 30s, 5m, 1h, 7d")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+        amount, unit = float(match.group(1)), match.group(2) or "s"
+        seconds = amount / 1000 if unit == "ms" else amount * _UNIT_SECONDS[unit]  # (959ms: 0.959, not 0.959…01)
     if seconds <= 0:
         raise ValueError(f"{value!r}: expected a positive duration")
     return seconds
@@ -43,8 +44,8 @@ def format_duration(seconds: float) -> str:
     milliseconds (``0.25`` → ``'250ms'``), else in seconds (``'1.5s'``);
     :func:`parse_duration` reads it back."""
     for unit in ("w", "d", "h", "m", "s") if seconds >= 1 else ("ms",):
-        count = seconds / _UNIT_SECONDS[unit]
-        if count >= 1 and count == round(count):
+        count = seconds * 1000 if unit == "ms" else seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and count == round(count) and parse_duration(f"{round(count)}{unit}") == seconds:
             return f"{round(count)}{unit}"
     return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"  # (to the microsecond; no exponent)
 
