@@ -154,11 +154,8 @@ def setup_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
     """One stderr handler for the ``watchkeeper`` loggers at ``level`` (``warn`` = warning), in
     ``log_format``, with the context and redaction filters: the notifiers' logging, which
     leaves other libraries' loggers (httpx, httpcore) at the root logger's level."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(ContextFilter())
-    handler.setFormatter(LogFormatter(log_format))
     package = logging.getLogger("watchkeeper")
-    package.handlers[:] = [handler]
+    package.handlers[:] = [logging.StreamHandler(sys.stderr)]
     package.setLevel("WARNING" if level.lower() == "warn" else level.upper())
     package.propagate = False
-    install_log_redaction(package)
+    configure_logging(log_format, package)

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from watchkeeper.cli import app
 from watchkeeper.monitor.reasons import reason_shape
@@ -15,23 +15,28 @@ from watchkeeper.monitor.reasons import reason_shape
 runner = CliRunner()
 
 
-def test_replay_prints_the_top_rejection_reasons(tmp_path: Path) -> None:
+def _replay(tmp_path: Path, bad: list[bytes]) -> Result:
+    """``watchkeeper replay`` of 300 valid events of model ``m`` followed by the ``bad`` lines."""
     good = [
         {"event_id": str(i), "model_id": "m", "timestamp": 1e9 + i, "features": {"a": float(i % 7)}} for i in range(300)
     ]
-    unknown = [{"event_id": f"u{i}", "model_id": "other", "timestamp": 1e9, "features": {"a": 1.0}} for i in range(3)]
-    bad_time = {"event_id": "t", "model_id": "m", "timestamp": "yesterday", "features": {"a": 1.0}}
-    no_features = {"event_id": "f", "model_id": "m", "timestamp": 1e9}
-    no_id = {"event_id": "", "model_id": "m", "timestamp": 1e9, "features": {"a": 1.0}}
-    bad = [*[orjson.dumps(e) for e in [*unknown, bad_time, no_features, no_id]], *[b"garbage", b"garbage", b"[1]"] * 2]
     (tmp_path / "events.jsonl").write_bytes(b"\n".join([*map(orjson.dumps, good), *bad]) + b"\n")
     (tmp_path / "m.yaml").write_text(
         "models:\n- model_id: m\n  features: {a: numeric}\n  reference: {learn_from_first: 100}\n"
         "  window: {size: 60s}\n"
     )
-    result = runner.invoke(
+    return runner.invoke(
         app, ["replay", str(tmp_path / "events.jsonl"), "-c", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "o.jsonl")]
     )
+
+
+def test_replay_prints_the_top_rejection_reasons(tmp_path: Path) -> None:
+    unknown = [{"event_id": f"u{i}", "model_id": "other", "timestamp": 1e9, "features": {"a": 1.0}} for i in range(3)]
+    bad_time = {"event_id": "t", "model_id": "m", "timestamp": "yesterday", "features": {"a": 1.0}}
+    no_features = {"event_id": "f", "model_id": "m", "timestamp": 1e9}
+    no_id = {"event_id": "", "model_id": "m", "timestamp": 1e9, "features": {"a": 1.0}}
+    bad = [*[orjson.dumps(e) for e in [*unknown, bad_time, no_features, no_id]], *[b"garbage", b"garbage", b"[1]"] * 2]
+    result = _replay(tmp_path, bad)
     assert result.exit_code == 0, result.output
     assert "12 rejected events" in result.output
     assert result.output.splitlines()[-7:] == [
@@ -46,22 +51,11 @@ def test_replay_prints_the_top_rejection_reasons(tmp_path: Path) -> None:
 
 
 def test_reasons_that_differ_only_in_the_value_count_as_one(tmp_path: Path) -> None:
-    good = [
-        {"event_id": str(i), "model_id": "m", "timestamp": 1e9 + i, "features": {"a": float(i % 7)}} for i in range(300)
-    ]
     bad_times = [
         {"event_id": f"t{i}", "model_id": "m", "timestamp": f"day {i}", "features": {"a": 1.0}} for i in range(7)
     ]
     unknown = {"event_id": "u", "model_id": "other", "timestamp": 1e9, "features": {"a": 1.0}}
-    lines = [*map(orjson.dumps, good), *map(orjson.dumps, [*bad_times, unknown])]
-    (tmp_path / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    (tmp_path / "m.yaml").write_text(
-        "models:\n- model_id: m\n  features: {a: numeric}\n  reference: {learn_from_first: 100}\n"
-        "  window: {size: 60s}\n"
-    )
-    result = runner.invoke(
-        app, ["replay", str(tmp_path / "events.jsonl"), "-c", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "o.jsonl")]
-    )
+    result = _replay(tmp_path, [orjson.dumps(e) for e in [*bad_times, unknown]])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-3:] == [
         "top rejection reasons:",

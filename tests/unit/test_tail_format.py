@@ -10,29 +10,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from watchkeeper.events import Alert, AlertWindow, alert_cloudevent
+from watchkeeper.events import AlertWindow, alert_cloudevent
+from watchkeeper.notify.fake import sample_alert
 from watchkeeper.tail import format_alert
 
 
 def _line(start: datetime, size: timedelta) -> str:
-    alert = Alert(
-        fingerprint="f",
-        sequence=1,
-        status="firing",
-        severity="warning",
-        model_id="credit-risk",
-        model_version="1",
-        monitor="drift",
-        metric="psi",
-        subject="income",
-        observed=0.312,
-        threshold=0.2,
-        comparator=">",
-        window=AlertWindow(start=start, end=start + size, n=4812),
-        starts_at=start + size,
-        summary="s",
-        description="d",
-    )
+    alert = sample_alert(window=AlertWindow(start=start, end=start + size, n=4812))
     return format_alert(orjson.loads(alert_cloudevent(alert, "watchkeeper").model_dump_json()))
 
 

@@ -68,6 +68,7 @@ class MonitorRuntime:
             if model.model_id not in self.profiles and model.reference.profile is not None:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
+        self._features = {m.model_id: frozenset(f.name for f in m.features) for m in config.models}
         self.monitors: dict[str, ModelMonitor] = {}
         self.joins = PartitionJoins(self.models, max_waiting)
         self.watermarks: dict[tuple[str, str], float] = {}  # (model, prediction source) → latest event time
@@ -179,7 +180,8 @@ class MonitorRuntime:
             groups if on_time is None else groups_of(pick(model_ids, on_time)),
         )
         by_model = {p["model_id"]: p for p in partials}
-        result = Stage1Result(partials, rejected, ignored=unmonitored(predictions.events, groups, models, partials))
+        unknown = unmonitored(predictions.events, groups, models, partials, self._features)
+        result = Stage1Result(partials, rejected, ignored=unknown)
         for k, reason in sorted(late_ones.items()):  # not windowed; still joined (label windows stay open)
             result.late.append(Late(p_index[k], model_ids[k], reason))
             partial = by_model.get(model_ids[k]) or self._partial(model_ids[k], "labels", by_model)

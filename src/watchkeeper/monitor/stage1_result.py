@@ -84,25 +84,27 @@ def unmonitored(
     groups: Mapping[str, np.ndarray | None],
     models: Mapping[str, tuple[ModelConfig, ColumnBinner | None]],
     partials: Sequence[Partial],
+    features: Mapping[str, frozenset[str]],
 ) -> list[Ignored]:
     """What of a batch's predictions no statistic counts: unknown features, configured columns
     the profile lacks, and invalid values (from the partials' window entries).
 
     ``groups``: each model's positions in ``events`` (None: all of them); ``models``: each
-    model's config and binner (None while its reference is being learned).
+    model's config and binner (None while its reference is being learned); ``features``: each
+    model's configured feature names.
     """
     found: list[Ignored] = []
     for model_id, index in groups.items():
         config, binner = models[model_id]
-        features = nested(pick(events, index), "features")
-        unknown = unknown_names(features, frozenset(f.name for f in config.features))
+        sent = nested(pick(events, index), "features")
+        unknown = unknown_names(sent, features[model_id])
         if unknown:
             found.append(ignored(model_id, "unknown_feature", Counter(unknown)))
         if binner is not None:
             known = {*binner.numeric, *binner.categorical}
             absent = [c for c in monitored_columns(config) if c not in known]
             if absent:
-                found.append(ignored(model_id, "not_in_profile", Counter(dict.fromkeys(absent, len(features)))))
+                found.append(ignored(model_id, "not_in_profile", Counter(dict.fromkeys(absent, len(sent)))))
     for partial in partials:
         if partial["kind"] != "stats":
             continue

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from watchkeeper.command_errors import fail
-from watchkeeper.config import ConfigError, ModelConfig, load_config, missing_profile
+from watchkeeper.command_errors import fail, load_models
+from watchkeeper.config import ModelConfig, missing_profile
 
 if TYPE_CHECKING:  # the report's modules (numpy, plotly) are imported when the command runs, not with the CLI
     import numpy as np
@@ -141,10 +141,7 @@ def report(
         fail(f"--events {events}: no such file (the events file that was replayed)")
     models = model or []
     window_at = _window_time(window) if window is not None else None
-    try:
-        loaded = load_config(config) if config is not None else None
-    except ConfigError as exc:
-        fail(str(exc))
+    loaded = load_models(config) if config is not None else None
     configs = {m.model_id: m for m in loaded.models} if loaded is not None else {}
     try:
         data = (

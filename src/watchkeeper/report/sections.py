@@ -6,6 +6,7 @@ line instead of drawing an empty chart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -48,12 +49,17 @@ class ModelContext:
     window_at: float | None = None  # --window: the histograms' window is the one holding this time (epoch s)
 
 
+def _holding(windows: Iterable[WindowRecord], at: float) -> WindowRecord | None:
+    """The window of ``windows`` whose span holds the time ``at``."""
+    return next((w for w in windows if w.window_start <= at < w.window_end), None)
+
+
 def chosen_window(model: ModelRecords, at: float | None = None) -> WindowRecord | None:
     """The window whose histograms are drawn: the judged one holding ``at`` (``--window``), else
     the latest with drift, else the latest judged one."""
     judged = [w for w in model.windows if w.evaluated]
     if at is not None:
-        return next((w for w in judged if w.window_start <= at < w.window_end), None)
+        return _holding(judged, at)
     return next((w for w in reversed(judged) if w.drifted), judged[-1] if judged else None)
 
 
@@ -123,7 +129,7 @@ def _distributions_part(model: ModelRecords, context: ModelContext, prefix: str)
     window = chosen_window(model, context.window_at)
     if window is None and context.window_at is not None:
         at = context.window_at
-        held = next((w for w in model.windows if w.window_start <= at < w.window_end), None)
+        held = _holding(model.windows, at)
         if held is not None:
             label = window_label(held.window_start)
             return _note(f"The window of --window, {label} (n={held.n}), was not judged (too few events).")
