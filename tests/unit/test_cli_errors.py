@@ -58,6 +58,16 @@ def test_topics_create_names_the_environment_variable() -> None:
     assert f"cannot reach Kafka at {NOWHERE} (from WATCHKEEPER_BOOTSTRAP_SERVERS) after 1 s" in _one_line(result.stderr)
 
 
+@pytest.mark.parametrize("topic", ["alerts", "deadletter"])
+def test_the_tails_wait_as_long_as_kafka_timeout_says(topic: str) -> None:
+    started = time.monotonic()
+    result = _watchkeeper(topic, "tail", "--bootstrap-servers", NOWHERE, "--kafka-timeout", "1")
+    assert result.returncode == 2
+    assert time.monotonic() - started < 9  # (the default wait is 10 s)
+    expected = f"cannot reach Kafka at {NOWHERE} (from --bootstrap-servers) after 1 s: "
+    assert _one_line(result.stderr).startswith(expected)
+
+
 def test_demo_with_an_unreachable_broker_fails_in_one_line() -> None:
     result = _watchkeeper("demo", "--bootstrap-servers", NOWHERE, "--kafka-timeout", "1")
     assert result.returncode == 2

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from watchkeeper.cli import app
+from watchkeeper.config import parse_config
 from watchkeeper.monitor.reasons import reason_shape
+from watchkeeper.monitor.runtime import MonitorRuntime
 
 runner = CliRunner()
 
@@ -72,3 +74,14 @@ def test_a_reason_shape_hides_the_value_shown(text: str, number: float, items: l
         for value in (text, number, items, {"k": text})
     }
     assert shapes == {"features.x1: …: expected a number, string, bool or null"}
+
+
+def test_replay_judges_an_outcome_line_as_an_outcome_even_when_a_value_is_out_of_range() -> None:
+    """Replay tells outcomes from predictions by their top-level keys alone, as the worker tells them
+    by topic: an outcome whose value is 1e400 gets the outcome's reason, not a prediction's."""
+    config = parse_config(
+        {"models": [{"model_id": "m", "features": {"a": "numeric"}, "reference": {"learn_from_first": 100}}]}
+    )
+    line = b'{"prediction_id": "p1", "model_id": "m", "timestamp": 1e9, "value": 1e400}'
+    _, rejected = MonitorRuntime(config).run_batch([line], "replay:0", 0)
+    assert [r.reason.split(":")[0] for r in rejected] == ["value"]
