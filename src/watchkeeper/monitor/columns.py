@@ -25,6 +25,7 @@ import numpy as np
 
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.binning import ColumnBinner, derives_multivariate
+from watchkeeper.monitor.contracts import FeatureRow, row_columns
 from watchkeeper.monitor.parse import object_matrix
 from watchkeeper.monitor.profile import MULTIVARIATE, PREDICTION_LABEL, PREDICTION_SCORE
 
@@ -97,6 +98,8 @@ def as_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def _picked(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Any]:
     """Per mapping, the tuple of its values of ``names`` (the value itself for one name); None where absent."""
+    if mappings and isinstance(mappings[0], FeatureRow):  # (a batch's rows are all of one kind)
+        return row_columns(mappings, names)  # type: ignore[arg-type]
     pick = operator.itemgetter(*names)
     try:
         return list(map(pick, mappings))  # (one C pass, each mapping read once)
@@ -136,6 +139,8 @@ def unknown_names(mappings: Sequence[Mapping[str, Any]], known: frozenset[str]) 
     some key is unknown are the keys counted (one more pass), so the usual batch costs a set
     union, never a Python loop per event.
     """
+    if mappings and isinstance(mappings[0], FeatureRow) and known.issuperset(type(mappings[0]).names):
+        return {}  # (a model's FeatureRow holds its configured features only)
     names = set().union(*mappings) - known
     if not names:
         return {}
@@ -156,8 +161,11 @@ def texts(values: list[Any]) -> list[str | None]:
 def _numbers(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(n, len(names)) :func:`as_numbers` of the mappings' values of ``names``, read :data:`_READ_CHUNK` at a time."""
     n, k = len(mappings), len(names)
-    numbers = np.empty((n, k))
     flagged = np.zeros((n, k), dtype=bool)
+    if n and k and isinstance(mappings[0], FeatureRow) and type(mappings[0]).numeric.issuperset(names):
+        # decoded as numbers or null: float64 at once (null → NaN), nothing to flag
+        return np.array(row_columns(mappings, names), dtype=np.float64).reshape(n, k), flagged  # type: ignore[arg-type]
+    numbers = np.empty((n, k))
     if not k:
         return numbers, flagged
     for first in range(0, n, _READ_CHUNK):

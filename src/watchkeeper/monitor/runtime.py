@@ -30,6 +30,7 @@ import numpy as np
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.binning import ColumnBinner
 from watchkeeper.monitor.columns import monitored_columns
+from watchkeeper.monitor.contracts import FeatureRow, feature_row
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
 from watchkeeper.monitor.event_times import Groups, late, not_ahead, plausible
 from watchkeeper.monitor.grouping import groups_of, pair_groups, pick
@@ -52,6 +53,12 @@ def load_profile(path: Path) -> ReferenceProfile:
         raise ValueError(f"reference.profile: {str(path)!r}: cannot read ({exc.strerror})") from exc
 
 
+def model_feature_row(config: ModelConfig) -> type[FeatureRow]:
+    """The :class:`FeatureRow` of a model's configured features (its numeric ones typed as numbers)."""
+    numeric = tuple(f.name for f in config.features if f.type == "numeric")
+    return feature_row(numeric, tuple(f.name for f in config.features if f.type != "numeric"))
+
+
 class MonitorRuntime:
     """Stage-1 binners and joins, and stage-2 monitors, for every configured model."""
 
@@ -69,6 +76,7 @@ class MonitorRuntime:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
         self._features = {m.model_id: frozenset(f.name for f in m.features) for m in config.models}
+        self.feature_rows = {m.model_id: model_feature_row(m) for m in config.models}  # (the per-model decoders)
         self.monitors: dict[str, ModelMonitor] = {}
         self.joins = PartitionJoins(self.models, max_waiting)
         self.watermarks: dict[tuple[str, str], float] = {}  # (model, prediction source) → latest event time
@@ -140,7 +148,9 @@ class MonitorRuntime:
             where_o = [i for i, outcome in enumerate(flags) if outcome]
         else:  # predictions only (the usual batch)
             where_p, where_o = list(range(len(raw))), []
-        predictions = parse_predictions([raw[i] for i in where_p] if where_o else list(raw), self.models)
+        predictions = parse_predictions(
+            [raw[i] for i in where_p] if where_o else list(raw), self.models, self.feature_rows
+        )
         outcomes = parse_outcomes([raw[i] for i in where_o], self.models)
         if wall_clock is not None:  # only a batch with an event past the nearest limit can have one too far ahead
             nearest = wall_clock + min((m.window.max_future for m in self.models.values()), default=float("inf"))
