@@ -227,8 +227,12 @@ def _sample_windows(
         rows: dict[str, list[float | str | None]] = {}
         for j, name in enumerate(names):
             column = matrix[mask, j]
-            if columns[name] == "numeric":
-                rows[name] = as_float(column)[0].tolist()  # NaN is missing (JSON null on the wire)
+            if columns[name] == "numeric":  # numbers (NaN, i.e. null on the wire: missing), invalid values as text
+                numbers, invalid = as_float(column)
+                values: list[float | str | None] = numbers.tolist()
+                for i in np.flatnonzero(invalid).tolist():
+                    values[i] = str(column[i])[:_SAMPLE_TEXT]
+                rows[name] = values
             else:
                 rows[name] = [None if v is None else str(v)[:_SAMPLE_TEXT] for v in column]
         result.append(

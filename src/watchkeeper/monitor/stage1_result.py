@@ -106,11 +106,17 @@ def unmonitored(
             if absent:
                 found.append(ignored(model_id, "not_in_profile", Counter(dict.fromkeys(absent, len(sent)))))
     for partial in partials:
-        if partial["kind"] != "stats":
-            continue
         invalid: Counter[str] = Counter()
-        for window in partial["windows"]:
-            invalid.update(window["invalid"])
+        if partial["kind"] == "stats":
+            for window in partial["windows"]:
+                invalid.update(window["invalid"])
+        elif partial["kind"] == "sample":  # (a numeric column's rows hold an invalid value as its text)
+            kinds = monitored_columns(models[partial["model_id"]][0])
+            for entry in partial["windows"]:
+                for name, values in entry["rows"].items():
+                    if kinds.get(name) == "numeric":
+                        invalid[name] += sum(isinstance(v, str) for v in values)
+            invalid = +invalid
         if invalid:
             found.append(ignored(partial["model_id"], "invalid", invalid))
     return found

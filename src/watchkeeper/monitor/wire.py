@@ -44,7 +44,7 @@ __all__ = [
     "WindowlessPartial",
 ]
 
-PARTIAL_VERSION = 3  # the ``v`` of every partial
+PARTIAL_VERSION = 4  # the ``v`` of every partial (4: a sample's numeric rows may hold invalid values as text)
 
 Slices: TypeAlias = dict[str, dict[str, list[int]]]
 """CUSUM sufficient statistics: slice index (as text) → column → exact integer sums."""

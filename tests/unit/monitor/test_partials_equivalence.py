@@ -248,8 +248,8 @@ def _reference_samples(config: ModelConfig, events: list[dict[str, Any]], times:
     rows: dict[str, list[Any]] = {}
     for name, kind in monitored_columns(config).items():
         raw = [_raw(e, name) for e in events]
-        if kind == "numeric":
-            rows[name] = [_number(v)[0] for v in raw]
+        if kind == "numeric":  # a value that is not a number travels as its text
+            rows[name] = [str(v)[:200] if _number(v)[1] else _number(v)[0] for v in raw]
         else:
             rows[name] = [None if v is None else str(v)[:200] for v in raw]
     return {
