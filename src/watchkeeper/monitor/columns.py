@@ -5,9 +5,10 @@ features by name plus the prediction's score and label. This module does that re
 (and nothing after it), kept apart from binning and from building partials because it is
 where the per-event Python work is, and the rest is numpy over whole columns.
 
-The work per event is a few C-level passes over the decoded dicts (one ``itemgetter`` per
-event for all feature columns, one for the prediction's score and label) that build the
-batch's columns: a float64 matrix of the numeric ones and the raw values of the
+The work per event is a few C-level passes over the decoded events (one ``itemgetter`` per
+event for all feature columns, or one ``attrgetter`` where the features were decoded per
+model into a :class:`~watchkeeper.monitor.contracts.FeatureRow`; one for the prediction's
+score and label) that build the batch's columns: a float64 matrix of the numeric ones and the raw values of the
 categorical ones (:class:`ColumnValues`). :func:`field_values` and :func:`nested` are the
 same reading for one field (also used for the label entries, :mod:`watchkeeper.monitor.labels`).
 """
