@@ -162,11 +162,8 @@ def texts(values: list[Any]) -> list[str | None]:
 def _numbers(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(n, len(names)) :func:`as_numbers` of the mappings' values of ``names``, read :data:`_READ_CHUNK` at a time."""
     n, k = len(mappings), len(names)
-    flagged = np.zeros((n, k), dtype=bool)
-    if n and k and isinstance(mappings[0], FeatureRow) and type(mappings[0]).numeric.issuperset(names):
-        # decoded as numbers or null: float64 at once (null → NaN), nothing to flag
-        return np.array(row_columns(mappings, names), dtype=np.float64).reshape(n, k), flagged  # type: ignore[arg-type]
     numbers = np.empty((n, k))
+    flagged = np.zeros((n, k), dtype=bool)
     if not k:
         return numbers, flagged
     for first in range(0, n, _READ_CHUNK):

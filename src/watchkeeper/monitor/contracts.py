@@ -128,14 +128,13 @@ class FeatureRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One event's features, decoded for a configured model (:func:`feature_row` makes the class).
 
     A Struct instead of a dict: no key strings are allocated per event, the numeric
-    features are typed as JSON numbers (so a column reads straight into float64), and a
+    features are typed as JSON numbers (so a numeric column holds no text to flag), and a
     name the model does not configure fails the decode (the generic path then reports it).
     It reads like the dict it replaces: ``row[name]`` and ``row.get(name)`` (None for a
     feature sent as null or not sent), and iterating gives the configured names.
     """
 
     names: ClassVar[dict[str, str]]  # feature name → attribute (f0, f1, …: names need not be identifiers)
-    numeric: ClassVar[frozenset[str]]  # the features typed as numbers
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, self.names[name])
@@ -159,7 +158,7 @@ def feature_row(numeric: tuple[str, ...], other: tuple[str, ...]) -> type[Featur
         fields,
         bases=(FeatureRow,),
         rename={attribute: name for name, attribute in names.items()},
-        namespace={"names": names, "numeric": frozenset(numeric)},
+        namespace={"names": names},
         frozen=True,
         forbid_unknown_fields=True,
     )

@@ -93,9 +93,10 @@ class ReferenceLearner:
         kinds = monitored_columns(self.config)
         data: dict[str, tuple[str, Any]] = {}
         for column in self.columns:
-            values = np.asarray([v for c in chunks for v in c["rows"][column]], dtype=object)[order]
+            pooled = [v for c in chunks for v in c["rows"][column]]
             if kinds[column] == "numeric":  # text (a value that was not a number) is missing in a reference,
-                values = np.asarray([None if isinstance(v, str) else v for v in values], dtype=object)  # as in a CSV
+                pooled = [None if isinstance(v, str) else v for v in pooled]  # as `profile build` reads a CSV
+            values = np.asarray(pooled, dtype=object)[order]
             if any(v is not None and v == v for v in values):  # not all missing (None or NaN)
                 data[column] = (kinds[column], values.tolist())
         drift = self.config.drift

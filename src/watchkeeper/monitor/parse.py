@@ -11,8 +11,8 @@ is derived from them, nothing is written twice:
   ``datetime.timestamp()`` for the date-time fields. Prediction events go first through
   their model's own decoder (:func:`~watchkeeper.monitor.contracts.model_decoder`), whose
   ``features`` are a :class:`~watchkeeper.monitor.contracts.FeatureRow` Struct with the
-  numeric features typed as numbers: fewer objects per event, and columns read straight into
-  float64. A batch with any record that decoder refuses (a string in a numeric feature, an
+  numeric features typed as numbers: fewer objects per event, read by attribute, and no text
+  in a numeric column. A batch with any record that decoder refuses (a string in a numeric feature, an
   unconfigured feature name, anything invalid) is decoded by the generic decoder instead,
   so what is accepted and every reason stay the same.
 * **Exact reasons.** A record that fails anywhere on the fast path is checked again on its

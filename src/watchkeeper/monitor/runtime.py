@@ -75,8 +75,8 @@ class MonitorRuntime:
             if model.model_id not in self.profiles and model.reference.profile is not None:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
-        self._features = {m.model_id: frozenset(f.name for f in m.features) for m in config.models}
         self.feature_rows = {m.model_id: model_feature_row(m) for m in config.models}  # (the per-model decoders)
+        self._features = {model_id: frozenset(row.names) for model_id, row in self.feature_rows.items()}
         self.monitors: dict[str, ModelMonitor] = {}
         self.joins = PartitionJoins(self.models, max_waiting)
         self.watermarks: dict[tuple[str, str], float] = {}  # (model, prediction source) → latest event time
