@@ -1,6 +1,14 @@
 # The watchkeeper worker image (also runs any other `watchkeeper` command).
 #   docker build -t watchkeeper .
 #   docker run --rm watchkeeper --help
+
+# The native feature reader (native/, Rust) as a wheel.
+FROM rust:1.83-slim-bookworm AS native
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+    && python3 -m venv /opt/maturin && /opt/maturin/bin/pip install 'maturin>=1.7,<2'
+COPY native /src/native
+RUN /opt/maturin/bin/maturin build --release --manifest-path /src/native/Cargo.toml --out /wheels
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,7 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/watchkeeper
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install '.[server]' \
+COPY --from=native /wheels /wheels
+RUN pip install /wheels/*.whl '.[server]' \
     && useradd --system --uid 10001 --home-dir /var/lib/watchkeeper --create-home watchkeeper
 
 USER watchkeeper

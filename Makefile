@@ -11,9 +11,11 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# native/ is the Rust feature reader (built by maturin with the machine's cargo; crates from crates.io)
+$(VENV)/.installed: pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --force-reinstall --no-deps ./native
 	$(BIN)/pip install -q -e '.[server,test]'
 	touch $@
 
@@ -44,6 +46,8 @@ system-deps:
 lint: install
 	$(BIN)/ruff check src tests load-tests
 	$(BIN)/ruff format --check src tests load-tests
+	cargo fmt --manifest-path native/Cargo.toml --check
+	cargo clippy --quiet --release --manifest-path native/Cargo.toml -- -D warnings
 
 typecheck: install
 	$(BIN)/mypy

@@ -134,7 +134,7 @@ def parse_pass(runtime: MonitorRuntime, work: list[Batch], _: float) -> float:
     """Process CPU seconds of decoding and validating every batch (the first step of stage 1)."""
     started = time.process_time()
     for raw, _sources, _offsets, _flags in work:
-        parse_predictions(raw, runtime.models, runtime.feature_rows)
+        parse_predictions(raw, runtime.models, runtime.features)
     return time.process_time() - started
 
 

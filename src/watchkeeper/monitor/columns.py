@@ -5,12 +5,14 @@ features by name plus the prediction's score and label. This module does that re
 (and nothing after it), kept apart from binning and from building partials because it is
 where the per-event Python work is, and the rest is numpy over whole columns.
 
-The work per event is a few C-level passes over the decoded events (one ``itemgetter`` per
-event for all feature columns, or one ``attrgetter`` where the features were decoded per
-model into a :class:`~watchkeeper.monitor.contracts.FeatureRow`; one for the prediction's
-score and label) that build the batch's columns: a float64 matrix of the numeric ones and the raw values of the
-categorical ones (:class:`ColumnValues`). :func:`field_values` and :func:`nested` are the
-same reading for one field (also used for the label entries, :mod:`watchkeeper.monitor.labels`).
+Where the native reader has read a batch's features
+(:class:`~watchkeeper.monitor.feature_block.FeatureRef` rows of one block), the feature
+columns are taken from its block whole. Otherwise the work per event is a few C-level
+passes over the decoded events (one ``itemgetter`` per event for all feature columns; one
+for the prediction's score and label) that build the batch's columns: a float64 matrix of
+the numeric ones and the raw values of the categorical ones (:class:`ColumnValues`).
+:func:`field_values` and :func:`nested` are the same reading for one field (also used for
+the label entries, :mod:`watchkeeper.monitor.labels`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from watchkeeper.config import ModelConfig
 from watchkeeper.monitor.binning import ColumnBinner, derives_multivariate
-from watchkeeper.monitor.contracts import FeatureRow, row_columns
+from watchkeeper.monitor.feature_block import FeatureBlock, FeatureRef, block_rows
 from watchkeeper.monitor.parse import object_matrix
 from watchkeeper.monitor.profile import MULTIVARIATE, PREDICTION_LABEL, PREDICTION_SCORE
 
@@ -99,8 +101,6 @@ def as_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def _picked(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Any]:
     """Per mapping, the tuple of its values of ``names`` (the value itself for one name); None where absent."""
-    if mappings and isinstance(mappings[0], FeatureRow):  # (a batch's rows are all of one kind)
-        return row_columns(mappings, names)  # type: ignore[arg-type]
     pick = operator.itemgetter(*names)
     try:
         return list(map(pick, mappings))  # (one C pass, each mapping read once)
@@ -114,8 +114,33 @@ def _picked(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list
         return picked
 
 
+def _block_columns(
+    mappings: Sequence[Any], names: Sequence[str], numeric: bool
+) -> tuple[FeatureBlock, np.ndarray, list[int]] | None:
+    """Where the mappings are rows of one natively read block holding ``names`` (all numeric,
+    or all categorical): the block, the rows and the names' columns in it."""
+    read = block_rows(mappings)
+    if read is None or not names:
+        return None
+    block, rows = read
+    kinds = [block.names.get(name) for name in names]
+    if any(kind is None or kind[0] != numeric for kind in kinds):
+        return None  # (a column the profile has in another kind than the config: read the generic way)
+    return block, rows, [kind[1] for kind in kinds if kind is not None]
+
+
 def _columns(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
     """The mappings' values of each of ``names``, one sequence per name (None where absent)."""
+    read = _block_columns(mappings, names, numeric=False)
+    if read is not None:
+        block, where, columns = read
+        positions = where.tolist()
+        return [
+            [block.categorical[j][r] for r in positions]
+            if len(positions) < 2
+            else operator.itemgetter(*positions)(block.categorical[j])
+            for j in columns
+        ]
     if len(names) < 2:
         return [_picked(mappings, names)] if names else []
     rows = _picked(mappings, names)
@@ -130,6 +155,8 @@ def field_values(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
 def nested(mappings: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
     """Each mapping's mapping under ``name`` (``{}`` where absent or empty), e.g. the events' features."""
     values = field_values(mappings, name)
+    if values and type(values[0]) is FeatureRef and set(map(type, values)) == {FeatureRef}:
+        return values  # (natively read rows, never empty: spares a truth test in Python per row)
     return values if all(values) else [value or {} for value in values]
 
 
@@ -140,8 +167,8 @@ def unknown_names(mappings: Sequence[Mapping[str, Any]], known: frozenset[str]) 
     some key is unknown are the keys counted (one more pass), so the usual batch costs a set
     union, never a Python loop per event.
     """
-    if mappings and isinstance(mappings[0], FeatureRow) and known.issuperset(type(mappings[0]).names):
-        return {}  # (a model's FeatureRow holds its configured features only)
+    if mappings and type(mappings[0]) is FeatureRef and known.issuperset(mappings[0].block.names):
+        return {}  # (the native reader takes configured features only)
     names = set().union(*mappings) - known
     if not names:
         return {}
@@ -162,6 +189,10 @@ def texts(values: list[Any]) -> list[str | None]:
 def _numbers(mappings: Sequence[Mapping[str, Any]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(n, len(names)) :func:`as_numbers` of the mappings' values of ``names``, read :data:`_READ_CHUNK` at a time."""
     n, k = len(mappings), len(names)
+    read = _block_columns(mappings, names, numeric=True)
+    if read is not None:  # (numbers or null only: nothing to flag)
+        block, where, columns = read
+        return block.numeric[np.ix_(where, np.asarray(columns))], np.zeros((n, k), dtype=bool)
     numbers = np.empty((n, k))
     flagged = np.zeros((n, k), dtype=bool)
     if not k:

@@ -8,13 +8,13 @@ is derived from them, nothing is written twice:
   :class:`msgspec.json.Decoder` for it decodes *and* validates each record in C into a plain
   dict, which is what stage 1 consumes. What is left for Python is a set lookup per event
   (is the model configured?), the contract's ``exactly_one_of`` rule on the dicts, and
-  ``datetime.timestamp()`` for the date-time fields. Prediction events go first through
-  their model's own decoder (:func:`~watchkeeper.monitor.contracts.model_decoder`), whose
-  ``features`` are a :class:`~watchkeeper.monitor.contracts.FeatureRow` Struct with the
-  numeric features typed as numbers: fewer objects per event, read by attribute, and no text
-  in a numeric column. A batch with any record that decoder refuses (a string in a numeric feature, an
-  unconfigured feature name, anything invalid) is decoded by the generic decoder instead,
-  so what is accepted and every reason stay the same.
+  ``datetime.timestamp()`` for the date-time fields. A batch of a configured model's
+  predictions goes first through its model's reader
+  (:class:`~watchkeeper.monitor.feature_block.ModelFeatures`): the native reader turns
+  every record's ``features`` into columns and msgspec decodes the rest. A batch with any
+  record that reader refuses (a string in a numeric feature, an unconfigured feature name,
+  anything invalid) is decoded by the generic decoder instead, so what is accepted and
+  every reason stay the same.
 * **Exact reasons.** A record that fails anywhere on the fast path is checked again on its
   own by the reference path: the contract Struct's own decoder decides, and a walker over
   the contract's fields names the first field that fails, its value and what was expected
@@ -46,10 +46,9 @@ from watchkeeper.monitor.contracts import (
     PREDICTIONS,
     TIME_FIELD,
     Contract,
-    FeatureRow,
     epoch_seconds,
-    model_decoder,
 )
+from watchkeeper.monitor.feature_block import ModelFeatures
 from watchkeeper.monitor.grouping import groups_of
 from watchkeeper.monitor.reasons import rejection_reason
 
@@ -76,14 +75,15 @@ class ParsedBatch:
 
 # -- the fast path ----------------------------------------------------------------------
 def parse_predictions(
-    raw: Sequence[bytes | None], models: Container[str], rows: Mapping[str, type[FeatureRow]] | None = None
+    raw: Sequence[bytes | None], models: Container[str], features: Mapping[str, ModelFeatures] | None = None
 ) -> ParsedBatch:
     """Decode and validate a batch of raw prediction events.
 
-    ``rows``: per configured model, the :class:`FeatureRow` of its features, for the faster
-    per-model decoders (else only the generic one is used; the result is the same).
+    ``features``: per configured model, its :class:`ModelFeatures`, for the faster
+    per-model readers (else only the generic decoder is used; the result is the same but
+    for the ``features`` of each event: a dict, or a :class:`FeatureRef`).
     """
-    return _parse(raw, models, PREDICTIONS, rows)
+    return _parse(raw, models, PREDICTIONS, features)
 
 
 def parse_outcomes(raw: Sequence[bytes | None], models: Container[str]) -> ParsedBatch:
@@ -117,22 +117,24 @@ class _ModelOnly(msgspec.Struct):
 _model_only: Callable[[Any], _ModelOnly] = msgspec.json.Decoder(_ModelOnly).decode
 
 
-def _by_model(raw: Sequence[bytes | None], rows: Mapping[str, type[FeatureRow]]) -> list[Any] | None:
-    """Every record decoded by its own model's decoder, or None if any record is refused by it."""
+def _by_model(raw: Sequence[bytes | None], features: Mapping[str, ModelFeatures]) -> list[Any] | None:
+    """Every record decoded by its own model's reader, or None if any record is refused by it."""
     try:
-        if len(rows) == 1:  # (the model check follows the decode)
-            [(model_id, row)] = rows.items()
-            alike = list(map(model_decoder(row), raw))
-            return alike if list(map(_MODEL, alike)).count(model_id) == len(alike) else None
+        if len(features) == 1:  # (the model check follows the decode)
+            [(model_id, model)] = features.items()
+            alike = model.read(raw)  # type: ignore[arg-type]  # (a None record raises TypeError)
+            return alike if alike is not None and list(map(_MODEL, alike)).count(model_id) == len(alike) else None
         groups = groups_of(list(map(operator.attrgetter(MODEL_FIELD), map(_model_only, raw))))
-        if not rows.keys() >= groups.keys():
+        if not features.keys() >= groups.keys():
             return None
         decoded: list[Any] = [None] * len(raw)
         for model_id, where in groups.items():
             if where is None:  # (one model: every record)
-                return list(map(model_decoder(rows[model_id]), raw))
+                return features[model_id].read(raw)  # type: ignore[arg-type]
             positions = where.tolist()
-            events = map(model_decoder(rows[model_id]), map(raw.__getitem__, positions))
+            events = features[model_id].read(list(map(raw.__getitem__, positions)))  # type: ignore[arg-type]
+            if events is None:
+                return None
             collections.deque(map(decoded.__setitem__, positions, events), maxlen=0)
         return decoded
     except _DECODE_ERRORS:
@@ -143,10 +145,10 @@ def _fast(
     raw: Sequence[bytes | None],
     models: Container[str],
     contract: Contract,
-    rows: Mapping[str, type[FeatureRow]] | None = None,
+    features: Mapping[str, ModelFeatures] | None = None,
 ) -> list[Any]:
     """Per record: the decoded dict (its datetime fields as epoch seconds), or None."""
-    decoded = (_by_model(raw, rows) if rows else None) or _decode_each(contract.decode, raw)
+    decoded = (_by_model(raw, features) if features else None) or _decode_each(contract.decode, raw)
     complete = None not in decoded
     if not (complete and all(map(models.__contains__, map(_MODEL, decoded)))):
         for i, event in enumerate(decoded):  # the model check (a set lookup each)
@@ -180,9 +182,9 @@ def _parse(
     raw: Sequence[bytes | None],
     models: Container[str],
     contract: Contract,
-    rows: Mapping[str, type[FeatureRow]] | None = None,
+    features: Mapping[str, ModelFeatures] | None = None,
 ) -> ParsedBatch:
-    decoded = _fast(raw, models, contract, rows)
+    decoded = _fast(raw, models, contract, features)
     if None not in decoded:  # the whole batch is valid
         times = np.fromiter(map(operator.itemgetter(TIME_FIELD), decoded), dtype=np.float64, count=len(decoded))
         return ParsedBatch(decoded, times, list(range(len(decoded))), [])

@@ -30,9 +30,9 @@ import numpy as np
 from watchkeeper.config import ModelConfig, WatchkeeperConfig
 from watchkeeper.monitor.binning import ColumnBinner
 from watchkeeper.monitor.columns import monitored_columns
-from watchkeeper.monitor.contracts import FeatureRow, feature_row
 from watchkeeper.monitor.engine import ModelMonitor, Output, ProfileLearned
 from watchkeeper.monitor.event_times import Groups, late, not_ahead, plausible
+from watchkeeper.monitor.feature_block import ModelFeatures
 from watchkeeper.monitor.grouping import groups_of, pair_groups, pick
 from watchkeeper.monitor.join import JoinStore, LabelledRow
 from watchkeeper.monitor.labels import label_entries, prediction_entries, uses_labels
@@ -53,10 +53,10 @@ def load_profile(path: Path) -> ReferenceProfile:
         raise ValueError(f"reference.profile: {str(path)!r}: cannot read ({exc.strerror})") from exc
 
 
-def model_feature_row(config: ModelConfig) -> type[FeatureRow]:
-    """The :class:`FeatureRow` of a model's configured features (its numeric ones typed as numbers)."""
+def model_features(config: ModelConfig) -> ModelFeatures:
+    """The :class:`ModelFeatures` of a model's configured features (the reader of its predictions)."""
     numeric = tuple(f.name for f in config.features if f.type == "numeric")
-    return feature_row(numeric, tuple(f.name for f in config.features if f.type != "numeric"))
+    return ModelFeatures(numeric, tuple(f.name for f in config.features if f.type != "numeric"))
 
 
 class MonitorRuntime:
@@ -75,8 +75,8 @@ class MonitorRuntime:
             if model.model_id not in self.profiles and model.reference.profile is not None:
                 self.profiles[model.model_id] = load_profile(model.reference.profile)
         self._binners: dict[str, ColumnBinner] = {}
-        self.feature_rows = {m.model_id: model_feature_row(m) for m in config.models}  # (the per-model decoders)
-        self._features = {model_id: frozenset(row.names) for model_id, row in self.feature_rows.items()}
+        self.features = {m.model_id: model_features(m) for m in config.models}  # (the per-model readers)
+        self._features = {model_id: features.names for model_id, features in self.features.items()}
         self.monitors: dict[str, ModelMonitor] = {}
         self.joins = PartitionJoins(self.models, max_waiting)
         self.watermarks: dict[tuple[str, str], float] = {}  # (model, prediction source) → latest event time
@@ -148,9 +148,7 @@ class MonitorRuntime:
             where_o = [i for i, outcome in enumerate(flags) if outcome]
         else:  # predictions only (the usual batch)
             where_p, where_o = list(range(len(raw))), []
-        predictions = parse_predictions(
-            [raw[i] for i in where_p] if where_o else list(raw), self.models, self.feature_rows
-        )
+        predictions = parse_predictions([raw[i] for i in where_p] if where_o else list(raw), self.models, self.features)
         outcomes = parse_outcomes([raw[i] for i in where_o], self.models)
         if wall_clock is not None:  # only a batch with an event past the nearest limit can have one too far ahead
             nearest = wall_clock + min((m.window.max_future for m in self.models.values()), default=float("inf"))

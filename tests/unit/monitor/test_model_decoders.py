@@ -1,14 +1,15 @@
-"""The per-model prediction decoders change nothing but speed.
+"""The per-model readers (the native feature reader) change nothing but speed.
 
-``parse_predictions`` given the models' :class:`FeatureRow` classes first decodes each
-record with its model's own decoder (features as a Struct, numeric ones typed as numbers)
-and falls back to the generic decoder for a batch with any record that decoder refuses.
-Whatever the batch, the accepted events, their times, every rejection reason and the
-columns stage 1 reads from them must be those of the generic decoder alone.
+``parse_predictions`` given the models' :class:`ModelFeatures` first reads each model's
+records with the native reader (features into columns, the rest by msgspec) and falls
+back to the generic decoder for a batch with any record that reader refuses. Whatever the
+batch, the accepted events, their times, every rejection reason and the columns stage 1
+reads from them must be those of the generic decoder alone (numeric features as floats).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -19,15 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watchkeeper.monitor.columns import ColumnValues, unknown_names
-from watchkeeper.monitor.contracts import FeatureRow, feature_row
+from watchkeeper.monitor.feature_block import FeatureRef, ModelFeatures
 from watchkeeper.monitor.parse import ParsedBatch, parse_predictions
 
 NUMERIC = ("income", "age in years")  # (a name that is no identifier)
 OTHER = ("region",)
-ROWS = {"m1": feature_row(NUMERIC, OTHER), "m2": feature_row(("x",), ())}
+READERS = {"m1": ModelFeatures(NUMERIC, OTHER), "m2": ModelFeatures(("x",), ())}
 MODELS = {"m1", "m2"}
 LITERALS = [b"1e400", b"123456789012345678901234567890", b"9223372036854775807", b"-0.0", b"NaN", b"5e-324"]
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30).map(str).map(int) | st.floats(-1e9, 1e9) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=8,
+)
 feature_values = st.one_of(
     st.none(),
     st.booleans(),
@@ -41,16 +47,21 @@ feature_values = st.one_of(
 @st.composite
 def raw_predictions(draw: st.DrawFn, clean: bool) -> bytes | None:
     """A prediction of m1 or m2; unless ``clean``, possibly of no configured model, or odd in any field."""
-    if clean:  # (what the per-model decoders take: numbers or null in the numeric features)
+    if clean:  # (what the native reader takes: numbers or null in numeric features, text or null in others)
         model = draw(st.sampled_from(["m1", "m2"]))
         numbers = st.one_of(
             st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False)
         )
         names = NUMERIC + OTHER if model == "m1" else ("x",)
         sent = draw(st.lists(st.sampled_from(names), unique=True))
-        features = {n: draw(feature_values if n in OTHER else numbers) for n in sent}
+        texts = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["eu", "ü", "a\\b", 'say "hi"', "\x01"]))
+        features = {n: draw(texts if n in OTHER else numbers) for n in sent}
         event = {"event_id": "e", "model_id": model, "timestamp": draw(st.floats(1e9, 2e9)), "features": features}
-        return orjson.dumps(event)
+        event["metadata"] = draw(st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=3))  # (skipped)
+        raw = json.dumps(event, indent=draw(st.sampled_from([None, 2])), ensure_ascii=False).encode()
+        if draw(st.integers(0, 9)) == 0:  # a second features object, or its key written with an escape
+            raw = raw.replace(b'"metadata"', draw(st.sampled_from([b'"features":{},"metadata"', b'"feat\\u0075res"'])))
+        return raw
     model = draw(st.sampled_from(["m1", "m1", "m1", "m2", "zz"]))
     names = NUMERIC + OTHER if model != "m2" else ("x",)
     numbers = st.one_of(st.none(), st.integers(-(10**6), 10**6), st.floats(-1e9, 1e9))
@@ -80,15 +91,16 @@ def _features(batch: ParsedBatch) -> list[dict[str, Any]]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
+    """The same value; a number read natively (a float) equals the generic decoder's int or float."""
+    if type(a) is float and type(b) in (int, float):
+        return a == float(b) and math.copysign(1, a) == math.copysign(1, float(b))
     return type(a) is type(b) and a == b
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.booleans().flatmap(lambda clean: st.lists(raw_predictions(clean), min_size=1, max_size=12)))
-def test_per_model_decoders_give_what_the_generic_decoder_gives(raw: list[bytes | None]) -> None:
-    fast, generic = parse_predictions(raw, MODELS, ROWS), parse_predictions(raw, MODELS)
+def test_per_model_readers_give_what_the_generic_decoder_gives(raw: list[bytes | None]) -> None:
+    fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
     assert fast.indices == generic.indices
     assert [(r.index, r.reason) for r in fast.rejected] == [(r.index, r.reason) for r in generic.rejected]
     assert fast.times.tolist() == generic.times.tolist()
@@ -110,18 +122,64 @@ def test_per_model_decoders_give_what_the_generic_decoder_gives(raw: list[bytes 
         )
 
 
-def test_a_clean_batch_takes_the_per_model_decoder() -> None:
-    """The speed-up applies to the usual batch: every event's features come back as the model's row."""
+def test_a_clean_batch_takes_the_native_reader() -> None:
+    """The speed-up applies to the usual batch: every event's features come back as a row of one block."""
     events = [
         {"event_id": f"e{i}", "model_id": model, "timestamp": 1.7e9 + i, "features": features}
         for i, (model, features) in enumerate(
             [("m1", {"income": 1, "age in years": 2.5, "region": "eu"}), ("m2", {"x": None}), ("m1", {})]
         )
     ]
-    batch = parse_predictions([orjson.dumps(e) for e in events], MODELS, ROWS)
-    assert [type(e["features"]) for e in batch.events] == [ROWS["m1"], ROWS["m2"], ROWS["m1"]]
-    assert all(isinstance(e["features"], FeatureRow) for e in batch.events)
-    assert batch.events[0]["features"]["age in years"] == 2.5 and batch.events[2]["features"].get("income") is None
+    batch = parse_predictions([orjson.dumps(e) for e in events], MODELS, READERS)
+    assert all(type(e["features"]) is FeatureRef for e in batch.events)
+    first = batch.events[0]["features"]
+    assert dict(first) == {"income": 1.0, "age in years": 2.5, "region": "eu"}
+    assert batch.events[2]["features"].get("income") is None and batch.events[1]["features"]["x"] is None
     mixed = [*events, {**events[0], "features": {"income": "high"}}]  # a text in a numeric feature
-    batch = parse_predictions([orjson.dumps(e) for e in mixed], MODELS, ROWS)
+    batch = parse_predictions([orjson.dumps(e) for e in mixed], MODELS, READERS)
     assert [type(e["features"]) for e in batch.events] == [dict] * 4  # (the generic decoder read the batch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(-(10**20), 10**20), st.floats(allow_nan=False)), min_size=1, max_size=8)
+)
+def test_numbers_read_natively_equal_the_generic_decoder_bit_for_bit(numbers: list[int | float | None]) -> None:
+    """Floats (correctly rounded), integers (as float(int), to int64) and null: the same float64 bits."""
+    texts = ["null" if v is None else repr(v) for v in numbers] + ["-0"]  # (-0: the int 0, not -0.0)
+    raw = [b'{"event_id":"e","model_id":"m2","timestamp":1.7e9,"features":{"x":%s}}' % t.encode() for t in texts]
+    fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
+    binner: Any = SimpleNamespace(numeric=["x"], categorical=[], profile=SimpleNamespace(multivariate=None))
+    read = [ColumnValues.from_events(binner, batch.events).numeric for batch in (fast, generic)]
+    assert read[0].tobytes() == read[1].tobytes()
+    if all(v is None or abs(v) < 10**18 for v in numbers):  # (every finite float, every int64 of ≤ 18 digits)
+        assert type(fast.events[0]["features"]) is FeatureRef  # (the native reader took the batch)
+
+
+def test_a_large_batch_read_in_chunks_equals_the_generic_decoder() -> None:
+    """A batch big enough to be read by several threads: the same columns, and one bad record anywhere refuses it."""
+    rng = np.random.default_rng(7)
+    events = [
+        {
+            "event_id": f"e{i}",
+            "model_id": "m1",
+            "timestamp": 1.7e9 + i,
+            "features": {
+                "income": float(rng.normal()),
+                "age in years": int(rng.integers(18, 90)),
+                "region": f"r{i % 5}",
+            },
+        }
+        for i in range(3000)
+    ]
+    raw = [orjson.dumps(e) for e in events]
+    binner: Any = SimpleNamespace(numeric=list(NUMERIC), categorical=list(OTHER), profile=SimpleNamespace())
+    binner.profile.multivariate = None
+    fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
+    assert all(type(e["features"]) is FeatureRef for e in fast.events)
+    read = [ColumnValues.from_events(binner, batch.events) for batch in (fast, generic)]
+    assert read[0].numeric.tobytes() == read[1].numeric.tobytes()
+    assert read[0].categorical == read[1].categorical
+    raw[2900] = orjson.dumps({**events[2900], "features": {"income": "high"}})  # (in the last chunk)
+    fast = parse_predictions(raw, MODELS, READERS)
+    assert type(fast.events[0]["features"]) is dict and fast.events[2900]["features"]["income"] == "high"

@@ -1,0 +1,132 @@
+"""A batch's features read natively into columns, for one configured model.
+
+Most of stage 1's time used to go into decoding each prediction's ``features`` object into
+Python objects, reading them back out by name and freeing them. For a model's batch,
+:meth:`ModelFeatures.read` instead has the native reader (``watchkeeper_native``, Rust)
+parse every record's ``features`` straight into a float64 matrix of the numeric features
+and one list per categorical feature, with the GIL released, while msgspec decodes the
+rest of each event as before. Each decoded event's ``features`` is then a
+:class:`FeatureRef`: its row of the batch's :class:`FeatureBlock`. It reads like the dict
+it replaces (``ref[name]``, ``ref.get(name)``, iteration over the configured names), and
+:func:`block_rows` lets the column readers take whole columns from the block.
+
+The reader takes a strict subset of the contract (numbers or null in numeric features,
+strings without escapes or null in categorical ones, configured names only, each at most
+once; see ``native/src/lib.rs``); for a batch with any record outside it, ``read`` answers
+None and the batch is decoded the generic way, so what is accepted, every rejection reason
+and every counter stay the same. Numeric values come out as floats (an integer 3 as 3.0):
+stage 1 bins them as float64 either way.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import msgspec
+import numpy as np
+from watchkeeper_native import read_features
+
+from watchkeeper.events import PredictionEvent
+from watchkeeper.monitor.contracts import typed_dict
+
+__all__ = ["FeatureBlock", "FeatureRef", "ModelFeatures", "block_rows"]
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureBlock:
+    """One model's features of one batch: ``numeric`` (rows × numeric names, NaN: not sent or
+    null) and per categorical name its values (None: not sent or null)."""
+
+    numeric_names: tuple[str, ...]
+    categorical_names: tuple[str, ...]
+    numeric: np.ndarray
+    categorical: list[list[str | None]]
+
+    @cached_property
+    def names(self) -> dict[str, tuple[bool, int]]:
+        """Feature name → (numeric?, its column)."""
+        return {
+            **{name: (True, j) for j, name in enumerate(self.numeric_names)},
+            **{name: (False, j) for j, name in enumerate(self.categorical_names)},
+        }
+
+
+class FeatureRef(Mapping[str, float | str | None]):
+    """One event's features: row ``row`` of ``block``, a mapping of the configured features.
+
+    A feature not sent or sent as null reads as None, as ``get`` reads it from the dict
+    this replaces.
+    """
+
+    __slots__ = ("block", "row")
+
+    def __init__(self, block: FeatureBlock, row: int) -> None:
+        self.block = block
+        self.row = row
+
+    def __getitem__(self, name: str) -> float | str | None:
+        numeric, column = self.block.names[name]
+        if numeric:
+            value = float(self.block.numeric[self.row, column])
+            return None if value != value else value  # (NaN: not sent, or null)
+        return self.block.categorical[column][self.row]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.block.names)
+
+    def __len__(self) -> int:
+        return len(self.block.names)
+
+
+def block_rows(mappings: Sequence[Any]) -> tuple[FeatureBlock, np.ndarray] | None:
+    """The block and rows of ``mappings`` if all are :class:`FeatureRef` of one block, else None."""
+    if not mappings or type(mappings[0]) is not FeatureRef:
+        return None
+    block = mappings[0].block
+    if not all(map(operator.is_, map(operator.attrgetter("block"), mappings), itertools.repeat(block))):
+        return None  # (rows of several batches, or mixed with dicts)
+    rows = np.fromiter(map(operator.attrgetter("row"), mappings), dtype=np.intp, count=len(mappings))
+    return block, rows
+
+
+@dataclass(frozen=True)
+class ModelFeatures:
+    """A configured model's features, and the reader of its prediction batches."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    _names: tuple[list[str], list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", (list(self.numeric), list(self.categorical)))
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset((*self.numeric, *self.categorical))
+
+    def read(self, raw: Sequence[bytes]) -> list[dict[str, Any]] | None:
+        """Each record decoded, its ``features`` a :class:`FeatureRef`; None if the native reader
+        refuses any record (then the generic decoder decides the batch).
+
+        Raises what msgspec raises for a record whose other fields break the contract.
+        """
+        read = read_features(raw, *self._names)
+        if read is None:
+            return None
+        block = FeatureBlock(self.numeric, self.categorical, *read)
+        events = list(map(_without_features, raw))
+        refs = map(FeatureRef, itertools.repeat(block), range(len(events)))
+        collections.deque(map(operator.setitem, events, itertools.repeat("features"), refs), maxlen=0)
+        return events
+
+
+# the prediction contract without ``features`` (the native reader has read them)
+_without_features: Callable[[bytes], dict[str, Any]] = msgspec.json.Decoder(
+    typed_dict(PredictionEvent, without="features")
+).decode
