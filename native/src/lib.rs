@@ -27,6 +27,10 @@ use rustc_hash::FxHashMap as HashMap;
 
 const MAX_DEPTH: usize = 64; // deeper values outside `features` are left to the generic decoder
 const MAX_INTEGER_DIGITS: usize = 18; // every such integer is an int64
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+]; // every one exact in a double
 const MAX_THREADS: usize = 4; // threads that read one batch (at most one per core)
 const MIN_CHUNK: usize = 256; // records per thread, at least
 
@@ -147,21 +151,90 @@ impl<'a> Cursor<'a> {
     }
 
     /// A numeric feature's value: NaN for null.
+    ///
+    /// One pass checks the number's grammar and gathers its decimal digits. An integer (of at
+    /// most 18 digits) is converted exactly as Python's `float(int)`; a float whose digits fit in
+    /// 53 bits with a power of ten up to 22 is one correctly rounded multiplication or division
+    /// of two exact doubles (Clinger's fast path: W. D. Clinger, "How to read floating point
+    /// numbers accurately", PLDI 1990); any other float goes to Rust's correctly rounded parser.
     fn numeric_value(&mut self) -> Option<f64> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
             return Some(f64::NAN);
         }
-        let (text, integer) = self.number()?;
-        // SAFETY: the number grammar admits ASCII digits, '-', '+', '.', 'e' and 'E' only
-        let text = unsafe { std::str::from_utf8_unchecked(text) };
+        let (bytes, start) = (self.bytes, self.at);
+        let mut at = start;
+        let negative = bytes.get(at) == Some(&b'-');
+        at += usize::from(negative);
+        let (mut mantissa, mut digits) = (0u64, 0usize); // (wraps past 19 digits: then unused)
+        let mut gather = |at: &mut usize| {
+            let first = *at;
+            while let Some(digit @ b'0'..=b'9') = bytes.get(*at).copied() {
+                mantissa = mantissa
+                    .wrapping_mul(10)
+                    .wrapping_add(u64::from(digit - b'0'));
+                *at += 1;
+            }
+            digits += *at - first;
+            *at - first
+        };
+        match bytes.get(at)? {
+            b'0' => at += 1,
+            b'1'..=b'9' => {
+                gather(&mut at);
+            }
+            _ => return None,
+        }
+        let mut exponent: i64 = 0;
+        let mut integer = true;
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            integer = false;
+            let fraction = gather(&mut at);
+            if fraction == 0 {
+                return None;
+            }
+            exponent -= fraction as i64;
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            integer = false;
+            let sign = match bytes.get(at) {
+                Some(b'-') => -1,
+                _ => 1,
+            };
+            at += usize::from(matches!(bytes.get(at), Some(b'+' | b'-')));
+            let first = at;
+            let mut power: i64 = 0;
+            while let Some(digit @ b'0'..=b'9') = bytes.get(at).copied() {
+                power = (power * 10 + i64::from(digit - b'0')).min(1 << 20);
+                at += 1;
+            }
+            if at == first {
+                return None;
+            }
+            exponent += sign * power;
+        }
+        self.at = at;
         if integer {
-            let digits = text.len() - usize::from(text.starts_with('-'));
             if digits > MAX_INTEGER_DIGITS {
                 return None;
             }
-            return Some(text.parse::<i64>().ok()? as f64); // (round half to even, as float(int))
+            let value = mantissa as i64; // (< 10^18: exact)
+            return Some((if negative { -value } else { value }) as f64); // (-0 is the int 0)
         }
+        if digits <= 19 && mantissa <= 1 << 53 && exponent.abs() <= 22 {
+            let exact = mantissa as f64;
+            let power = POWERS_OF_TEN[exponent.unsigned_abs() as usize];
+            let value = if exponent < 0 {
+                exact / power
+            } else {
+                exact * power
+            };
+            return Some(if negative { -value } else { value });
+        }
+        // SAFETY: the grammar checked above admits ASCII digits, '-', '+', '.', 'e' and 'E' only
+        let text = unsafe { std::str::from_utf8_unchecked(&bytes[start..at]) };
         let value = text.parse::<f64>().ok()?;
         value.is_finite().then_some(value)
     }

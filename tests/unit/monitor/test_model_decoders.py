@@ -140,13 +140,20 @@ def test_a_clean_batch_takes_the_native_reader() -> None:
     assert [type(e["features"]) for e in batch.events] == [dict] * 4  # (the generic decoder read the batch)
 
 
+TRICKY = [  # (around the fast path's limits: 2^53, 10^22, 19 digits; subnormals; exponent forms)
+    "0.1", "1.5e3", "1E-7", "-0.0", "-0e5", "1e22", "1e23", "9007199254740992.5", "9007199254740993e0",
+    "0.30000000000000004", "123456789012345678.5", "1234567890123456789012.5e-3", "0.000000000000000000001",
+    "5e-324", "1.5e-400", "2.2250738585072014e-308", "1.7976931348623157e308", "4.35e-1", "100000000000000000000000e-2",
+]  # fmt: skip
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.one_of(st.none(), st.integers(-(10**20), 10**20), st.floats(allow_nan=False)), min_size=1, max_size=8)
 )
 def test_numbers_read_natively_equal_the_generic_decoder_bit_for_bit(numbers: list[int | float | None]) -> None:
     """Floats (correctly rounded), integers (as float(int), to int64) and null: the same float64 bits."""
-    texts = ["null" if v is None else repr(v) for v in numbers] + ["-0"]  # (-0: the int 0, not -0.0)
+    texts = ["null" if v is None else repr(v) for v in numbers] + ["-0"] + TRICKY  # (-0: the int 0, not -0.0)
     raw = [b'{"event_id":"e","model_id":"m2","timestamp":1.7e9,"features":{"x":%s}}' % t.encode() for t in texts]
     fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
     binner: Any = SimpleNamespace(numeric=["x"], categorical=[], profile=SimpleNamespace(multivariate=None))
@@ -183,3 +190,17 @@ def test_a_large_batch_read_in_chunks_equals_the_generic_decoder() -> None:
     raw[2900] = orjson.dumps({**events[2900], "features": {"income": "high"}})  # (in the last chunk)
     fast = parse_predictions(raw, MODELS, READERS)
     assert type(fast.events[0]["features"]) is dict and fast.events[2900]["features"]["income"] == "high"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.from_regex(r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True), min_size=1)
+)
+def test_any_json_number_literal_is_read_as_the_generic_decoder_reads_it(literals: list[str]) -> None:
+    """Written by hand, not by repr: short and long mantissas, exponents, leading zeros, both exponent signs."""
+    raw = [b'{"event_id":"e","model_id":"m2","timestamp":1.7e9,"features":{"x":%s}}' % t.encode() for t in literals]
+    fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
+    assert fast.indices == generic.indices
+    binner: Any = SimpleNamespace(numeric=["x"], categorical=[], profile=SimpleNamespace(multivariate=None))
+    read = [ColumnValues.from_events(binner, batch.events).numeric for batch in (fast, generic)]
+    assert read[0].tobytes() == read[1].tobytes(), literals
