@@ -11,7 +11,7 @@ adjusted p < alpha AND PSI >= min_psi (AND JS >= min_js). See docs/statistics.md
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,9 @@ class ColumnDrift:
         return self.significant and self.large_effect
 
 
+_COLUMN_FIELDS = tuple(f.name for f in fields(ColumnDrift))  # (all scalars: no deep copy as asdict makes)
+
+
 @dataclass(frozen=True)
 class DriftReport:
     model_id: str
@@ -86,7 +89,7 @@ class DriftReport:
             "n": self.n,
             "evaluated": self.evaluated,
             "drifted": self.drifted,
-            "columns": {c.column: _finite(asdict(c)) for c in self.columns},
+            "columns": {c.column: _finite({name: getattr(c, name) for name in _COLUMN_FIELDS}) for c in self.columns},
         }
 
 
