@@ -310,13 +310,22 @@ impl<'n> Reader<'n> {
         }
         let size = records.len().div_ceil(chunks);
         let parts: Vec<Option<Columns<'a>>> = std::thread::scope(|scope| {
+            // (a thread the system refuses to start: that chunk is read here, after the others start)
             let handles: Vec<_> = records
                 .chunks(size)
-                .map(|chunk| scope.spawn(|| self.read(chunk)))
+                .map(|chunk| {
+                    (
+                        chunk,
+                        std::thread::Builder::new().spawn_scoped(scope, || self.read(chunk)),
+                    )
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|handle| handle.join().ok().flatten())
+                .map(|(chunk, handle)| match handle {
+                    Ok(handle) => handle.join().ok().flatten(),
+                    Err(_) => self.read(chunk),
+                })
                 .collect()
         });
         let mut out = Columns {
@@ -458,7 +467,12 @@ fn read_features<'py>(
         categorical: categorical.len(),
     };
     let bytes: Vec<&[u8]> = records.iter().map(|record| record.as_bytes()).collect();
-    let Some(read) = py.allow_threads(|| reader.read_chunks(&bytes)) else {
+    let Some(read) = py.allow_threads(|| {
+        // (a bug here must not stop the worker: the generic decoder then reads the batch)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.read_chunks(&bytes)))
+            .ok()
+            .flatten()
+    }) else {
         return Ok(None);
     };
     let matrix = PyArray1::from_vec(py, read.numeric).reshape([records.len(), numeric.len()])?;
