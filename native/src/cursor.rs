@@ -1,0 +1,252 @@
+//! A cursor over one raw JSON record: the grammar the feature reader checks, and the values it reads.
+
+const MAX_INTEGER_DIGITS: usize = 18; // every such integer is an int64
+const MAX_DEPTH: usize = 64; // deeper values outside `features` are left to the generic decoder
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+]; // every one exact in a double
+
+pub(crate) struct Cursor<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes.get(self.at).copied()
+    }
+
+    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// The contents of a string written without escapes (`checked`: nor control characters).
+    pub(crate) fn plain_string(&mut self, checked: bool) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let (bytes, start) = (self.bytes, self.at);
+        let end = start + memchr::memchr2(b'"', b'\\', &bytes[start..])?;
+        if bytes[end] != b'"' {
+            return None;
+        }
+        let text = &bytes[start..end];
+        if checked && text.iter().fold(false, |control, &b| control | (b < 0x20)) {
+            return None;
+        }
+        self.at = end + 1;
+        Some(text)
+    }
+
+    /// Past any string (escapes allowed: the generic decoder checks what they say).
+    fn skip_string(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        let bytes = self.bytes;
+        let mut at = self.at;
+        loop {
+            at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+            if bytes[at] == b'"' {
+                self.at = at + 1;
+                return Some(());
+            }
+            at += 2; // (past the escaped character)
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let (bytes, start) = (self.bytes, self.at);
+        let mut end = start;
+        while end < bytes.len() && bytes[end].is_ascii_digit() {
+            end += 1;
+        }
+        self.at = end;
+        end - start
+    }
+
+    /// A JSON number (RFC 8259 grammar): its text and whether it is an integer.
+    fn number(&mut self) -> Option<(&'a [u8], bool)> {
+        self.skip_whitespace();
+        let start = self.at;
+        if self.bytes.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        match self.bytes.get(self.at)? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        let mut integer = true;
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            integer = false;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
+            self.at += 1;
+            integer = false;
+            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some((&self.bytes[start..self.at], integer))
+    }
+
+    /// A numeric feature's value: NaN for null.
+    ///
+    /// One pass checks the number's grammar and gathers its decimal digits. An integer (of at
+    /// most 18 digits) is converted exactly as Python's `float(int)`; a float whose digits fit in
+    /// 53 bits with a power of ten up to 22 is one correctly rounded multiplication or division
+    /// of two exact doubles (Clinger's fast path: W. D. Clinger, "How to read floating point
+    /// numbers accurately", PLDI 1990); any other float goes to Rust's correctly rounded parser.
+    pub(crate) fn numeric_value(&mut self) -> Option<f64> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(f64::NAN);
+        }
+        let (bytes, start) = (self.bytes, self.at);
+        let mut at = start;
+        let negative = bytes.get(at) == Some(&b'-');
+        at += usize::from(negative);
+        let (mut mantissa, mut digits) = (0u64, 0usize); // (wraps past 19 digits: then unused)
+        let mut gather = |at: &mut usize| {
+            let first = *at;
+            while let Some(digit @ b'0'..=b'9') = bytes.get(*at).copied() {
+                mantissa = mantissa
+                    .wrapping_mul(10)
+                    .wrapping_add(u64::from(digit - b'0'));
+                *at += 1;
+            }
+            digits += *at - first;
+            *at - first
+        };
+        match bytes.get(at)? {
+            b'0' => at += 1,
+            b'1'..=b'9' => {
+                gather(&mut at);
+            }
+            _ => return None,
+        }
+        let mut exponent: i64 = 0;
+        let mut integer = true;
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            integer = false;
+            let fraction = gather(&mut at);
+            if fraction == 0 {
+                return None;
+            }
+            exponent -= fraction as i64;
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            integer = false;
+            let sign = match bytes.get(at) {
+                Some(b'-') => -1,
+                _ => 1,
+            };
+            at += usize::from(matches!(bytes.get(at), Some(b'+' | b'-')));
+            let first = at;
+            let mut power: i64 = 0;
+            while let Some(digit @ b'0'..=b'9') = bytes.get(at).copied() {
+                power = (power * 10 + i64::from(digit - b'0')).min(1 << 20);
+                at += 1;
+            }
+            if at == first {
+                return None;
+            }
+            exponent += sign * power;
+        }
+        self.at = at;
+        if integer {
+            if digits > MAX_INTEGER_DIGITS {
+                return None;
+            }
+            let value = mantissa as i64; // (< 10^18: exact)
+            return Some((if negative { -value } else { value }) as f64); // (-0 is the int 0)
+        }
+        if digits <= 19 && mantissa <= 1 << 53 && exponent.abs() <= 22 {
+            let exact = mantissa as f64;
+            let power = POWERS_OF_TEN[exponent.unsigned_abs() as usize];
+            let value = if exponent < 0 {
+                exact / power
+            } else {
+                exact * power
+            };
+            return Some(if negative { -value } else { value });
+        }
+        // SAFETY: the grammar checked above admits ASCII digits, '-', '+', '.', 'e' and 'E' only
+        let text = unsafe { std::str::from_utf8_unchecked(&bytes[start..at]) };
+        let value = text.parse::<f64>().ok()?;
+        value.is_finite().then_some(value)
+    }
+
+    /// A categorical feature's value: None for null.
+    pub(crate) fn categorical_value(&mut self) -> Option<Option<&'a [u8]>> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        let text = self.plain_string(true)?;
+        std::str::from_utf8(text).ok()?;
+        Some(Some(text))
+    }
+
+    /// Past an object (`keyed`) or an array, its opening byte next; `close` is its closing byte.
+    fn skip_container(&mut self, close: u8, depth: usize, keyed: bool) -> Option<()> {
+        self.at += 1;
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            if keyed {
+                self.skip_string()?;
+                self.expect(b':')?;
+            }
+            self.skip_value(depth + 1)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                byte if byte == close => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Past any JSON value.
+    pub(crate) fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' => self.skip_container(b'}', depth, true),
+            b'[' => self.skip_container(b']', depth, false),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number().map(|_| ()),
+        }
+    }
+}
