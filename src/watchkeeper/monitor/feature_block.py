@@ -25,7 +25,6 @@ import itertools
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -40,21 +39,17 @@ __all__ = ["FeatureBlock", "FeatureRef", "ModelFeatures", "block_rows"]
 
 @dataclass(frozen=True, eq=False)
 class FeatureBlock:
-    """One model's features of one batch: ``numeric`` (rows × numeric names, NaN: not sent or
-    null) and per categorical name its values (None: not sent or null)."""
+    """One model's features of one batch: ``numeric`` (rows × the model's numeric features,
+    NaN: not sent or null) and per categorical feature its values (None: not sent or null)."""
 
-    numeric_names: tuple[str, ...]
-    categorical_names: tuple[str, ...]
+    features: ModelFeatures
     numeric: np.ndarray
     categorical: list[list[str | None]]
 
-    @cached_property
+    @property
     def names(self) -> dict[str, tuple[bool, int]]:
         """Feature name → (numeric?, its column)."""
-        return {
-            **{name: (True, j) for j, name in enumerate(self.numeric_names)},
-            **{name: (False, j) for j, name in enumerate(self.categorical_names)},
-        }
+        return self.features.columns
 
 
 class FeatureRef(Mapping[str, float | str | None]):
@@ -101,14 +96,16 @@ class ModelFeatures:
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    _names: tuple[list[str], list[str]] = field(init=False, repr=False, compare=False)
+    columns: dict[str, tuple[bool, int]] = field(init=False, repr=False, compare=False)  # name → (numeric?, column)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_names", (list(self.numeric), list(self.categorical)))
+        columns = {name: (True, j) for j, name in enumerate(self.numeric)}
+        columns.update({name: (False, j) for j, name in enumerate(self.categorical)})
+        object.__setattr__(self, "columns", columns)
 
     @property
     def names(self) -> frozenset[str]:
-        return frozenset((*self.numeric, *self.categorical))
+        return frozenset(self.columns)
 
     def read(self, raw: Sequence[bytes]) -> list[dict[str, Any]] | None:
         """Each record decoded, its ``features`` a :class:`FeatureRef`; None if the native reader
@@ -116,10 +113,10 @@ class ModelFeatures:
 
         Raises what msgspec raises for a record whose other fields break the contract.
         """
-        read = read_features(raw, *self._names)
+        read = read_features(raw, list(self.numeric), list(self.categorical))
         if read is None:
             return None
-        block = FeatureBlock(self.numeric, self.categorical, *read)
+        block = FeatureBlock(self, *read)
         events = list(map(_without_features, raw))
         refs = map(FeatureRef, itertools.repeat(block), range(len(events)))
         collections.deque(map(operator.setitem, events, itertools.repeat("features"), refs), maxlen=0)
