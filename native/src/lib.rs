@@ -1,10 +1,11 @@
 //! Prediction events' features straight into columns, with the GIL released.
 //!
-//! Stage 1 of watchkeeper spends over half of its time decoding each event's `features`
+//! Stage 1 of watchkeeper spent over half of its time decoding each event's `features`
 //! object into Python objects, reading them back out by name and freeing them. This module
 //! reads the `features` of a whole batch of raw JSON records into a float64 matrix (the
 //! model's numeric features) and one list per categorical feature, without a Python object
-//! per value, and without holding the GIL while it parses.
+//! per value, in threads that run without the GIL while the caller decodes the rest of
+//! each event ([`start_features`], then [`PendingFeatures::result`]).
 //!
 //! It accepts a strict subset of what the prediction contract accepts, and answers `None`
 //! for a batch with any record outside it; the caller then decodes that batch the generic
@@ -23,67 +24,107 @@
 mod cursor;
 mod reader;
 
+use std::sync::Arc;
+
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::reader::Reader;
+use crate::reader::{Chunks, Reader, Record};
 
-/// Read the `features` of a batch of raw prediction records into columns.
+/// The `features` of a batch of raw prediction records, being read into columns by threads
+/// of their own (see [`start_features`]); [`PendingFeatures::result`] waits for them.
+#[pyclass(module = "watchkeeper_native")]
+struct PendingFeatures {
+    chunks: Option<Chunks>, // (declared first: dropped, and so joined, before the records)
+    records: Vec<Py<PyBytes>>,
+    numeric: usize,
+}
+
+#[pymethods]
+impl PendingFeatures {
+    /// The (records × numeric) float64 matrix (NaN: not sent or null) and, per categorical
+    /// feature, the list of its values (None: not sent or null); or None if any record is
+    /// outside the subset this reader takes (see the module's documentation), for the
+    /// caller's generic path. Waits, with the GIL released, for the threads to finish.
+    #[allow(clippy::type_complexity)]
+    fn result<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyArray2<f64>>, Vec<Bound<'py, PyList>>)>> {
+        let chunks = self
+            .chunks
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("the result of this read was taken already"))?;
+        let Some(read) = py.allow_threads(|| {
+            // (a bug here must not stop the worker: the generic decoder then reads the batch)
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chunks.finish()))
+                .ok()
+                .flatten()
+        }) else {
+            return Ok(None);
+        };
+        let matrix =
+            PyArray1::from_vec(py, read.numeric).reshape([self.records.len(), self.numeric])?;
+        let mut lists = Vec::with_capacity(read.categorical.len());
+        for values in read.categorical {
+            let mut texts: HashMap<&[u8], PyObject> = HashMap::default(); // one str object per distinct value
+            let mut items: Vec<PyObject> = Vec::with_capacity(values.len());
+            for value in values {
+                items.push(match value {
+                    None => py.None(),
+                    Some(text) => texts
+                        .entry(text)
+                        .or_insert_with(|| {
+                            // (checked to be UTF-8 while reading)
+                            PyString::new(py, std::str::from_utf8(text).unwrap_or_default())
+                                .into_any()
+                                .unbind()
+                        })
+                        .clone_ref(py),
+                });
+            }
+            lists.push(PyList::new(py, items)?);
+        }
+        Ok(Some((matrix, lists)))
+    }
+}
+
+/// Start reading the `features` of a batch of raw prediction records into columns.
 ///
-/// `numeric` and `categorical` are the model's feature names. Returns the (records ×
-/// numeric) float64 matrix (NaN: not sent or null) and, per categorical feature, the list
-/// of its values (None: not sent or null); or None if any record is outside the subset
-/// this reader takes (see the module's documentation), for the caller's generic path.
+/// `numeric` and `categorical` are the model's feature names. The records are parsed by
+/// up to four threads (one per core) that run without the GIL while the caller goes on;
+/// the returned [`PendingFeatures`] holds the records until they are done.
 #[pyfunction]
-#[allow(clippy::type_complexity)]
-fn read_features<'py>(
-    py: Python<'py>,
-    records: Vec<Bound<'py, PyBytes>>,
+fn start_features(
+    records: Vec<Bound<'_, PyBytes>>,
     numeric: Vec<String>,
     categorical: Vec<String>,
-) -> PyResult<Option<(Bound<'py, PyArray2<f64>>, Vec<Bound<'py, PyList>>)>> {
+) -> PyResult<PendingFeatures> {
     let reader = Reader::new(&numeric, &categorical).map_err(|name| {
-        pyo3::exceptions::PyValueError::new_err(format!(
+        PyValueError::new_err(format!(
             "feature names: {name:?} is given twice; expected distinct names"
         ))
     })?;
-    let bytes: Vec<&[u8]> = records.iter().map(|record| record.as_bytes()).collect();
-    let Some(read) = py.allow_threads(|| {
-        // (a bug here must not stop the worker: the generic decoder then reads the batch)
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.read_chunks(&bytes)))
-            .ok()
-            .flatten()
-    }) else {
-        return Ok(None);
-    };
-    let matrix = PyArray1::from_vec(py, read.numeric).reshape([records.len(), numeric.len()])?;
-    let mut lists = Vec::with_capacity(categorical.len());
-    for values in read.categorical {
-        let mut texts: HashMap<&[u8], PyObject> = HashMap::default(); // one str object per distinct value
-        let mut items: Vec<PyObject> = Vec::with_capacity(values.len());
-        for value in values {
-            items.push(match value {
-                None => py.None(),
-                Some(text) => texts
-                    .entry(text)
-                    .or_insert_with(|| {
-                        // (checked to be UTF-8 while reading)
-                        PyString::new(py, std::str::from_utf8(text).unwrap_or_default())
-                            .into_any()
-                            .unbind()
-                    })
-                    .clone_ref(py),
-            });
-        }
-        lists.push(PyList::new(py, items)?);
-    }
-    Ok(Some((matrix, lists)))
+    // SAFETY: `PendingFeatures` keeps every record (immutable bytes) alive until its chunks
+    // are joined: in `result`, or when it is dropped (`chunks` drops before `records`)
+    let bytes = records
+        .iter()
+        .map(|record| unsafe { Record::new(record.as_bytes()) })
+        .collect();
+    let chunks = Arc::new(reader).spawn(bytes);
+    Ok(PendingFeatures {
+        chunks: Some(chunks),
+        records: records.into_iter().map(Bound::unbind).collect(),
+        numeric: numeric.len(),
+    })
 }
 
 #[pymodule]
 fn watchkeeper_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(read_features, module)?)?;
+    module.add_function(wrap_pyfunction!(start_features, module)?)?;
+    module.add_class::<PendingFeatures>()?;
     Ok(())
 }

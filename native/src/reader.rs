@@ -1,4 +1,9 @@
-//! The reader of one batch: every record's `features` into columns, or None.
+//! The reader of one batch: every record's `features` into columns, or None, in threads
+//! that run while the caller goes on.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -21,27 +26,59 @@ pub(crate) struct Columns<'a> {
 }
 
 /// Reads one batch; None if any record is outside the subset.
-pub(crate) struct Reader<'n> {
-    names: Vec<(&'n [u8], Column)>, // in the model's order: numeric, then categorical
-    columns: HashMap<&'n [u8], Column>,
+pub(crate) struct Reader {
+    names: Vec<(Vec<u8>, Column)>, // in the model's order: numeric, then categorical
+    columns: HashMap<Vec<u8>, Column>,
     numeric: usize,
     categorical: usize,
 }
 
-impl<'n> Reader<'n> {
+/// A batch being read in chunks, each on its own thread (or, if the system refused to start
+/// that thread, left to be read by [`Reader::finish`]).
+pub(crate) struct Chunks {
+    reader: Arc<Reader>,
+    records: Vec<Record>,
+    parts: Vec<(Range<usize>, Option<Thread>)>,
+}
+
+/// The thread reading one chunk; its answer as [`Reader::read`]'s.
+type Thread = JoinHandle<Option<Columns<'static>>>;
+
+/// A record's bytes, owned by a Python object that outlives the read (see [`Reader::spawn`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Record(*const u8, usize);
+
+// (the bytes are immutable and kept alive by the caller until the threads are joined)
+unsafe impl Send for Record {}
+unsafe impl Sync for Record {}
+
+impl Record {
+    /// # Safety
+    /// The bytes must stay alive and unchanged until every thread reading them is joined.
+    pub(crate) unsafe fn new(bytes: &[u8]) -> Self {
+        Record(bytes.as_ptr(), bytes.len())
+    }
+
+    fn bytes(self) -> &'static [u8] {
+        // SAFETY: see `Record::new`
+        unsafe { std::slice::from_raw_parts(self.0, self.1) }
+    }
+}
+
+impl Reader {
     /// The reader of a model's features; Err(the name) if a name is given twice.
-    pub(crate) fn new(numeric: &'n [String], categorical: &'n [String]) -> Result<Self, &'n str> {
-        let names: Vec<(&[u8], Column)> = (numeric.iter().enumerate())
-            .map(|(j, name)| (name.as_bytes(), Column::Numeric(j)))
+    pub(crate) fn new(numeric: &[String], categorical: &[String]) -> Result<Self, String> {
+        let names: Vec<(Vec<u8>, Column)> = (numeric.iter().enumerate())
+            .map(|(j, name)| (name.as_bytes().to_vec(), Column::Numeric(j)))
             .chain(
                 (categorical.iter().enumerate())
-                    .map(|(j, name)| (name.as_bytes(), Column::Categorical(j))),
+                    .map(|(j, name)| (name.as_bytes().to_vec(), Column::Categorical(j))),
             )
             .collect();
-        let mut columns: HashMap<&[u8], Column> = HashMap::default();
-        for (name, column) in names.iter().copied() {
-            if columns.insert(name, column).is_some() {
-                return Err(std::str::from_utf8(name).unwrap_or_default());
+        let mut columns: HashMap<Vec<u8>, Column> = HashMap::default();
+        for (name, column) in &names {
+            if columns.insert(name.clone(), *column).is_some() {
+                return Err(String::from_utf8_lossy(name).into_owned());
             }
         }
         Ok(Reader {
@@ -52,41 +89,50 @@ impl<'n> Reader<'n> {
         })
     }
 
-    /// The batch read in up to [`MAX_THREADS`] chunks at once (it is parsed outside the GIL, so
-    /// the worker's other threads go on meanwhile); None if any chunk has a record outside the subset.
-    pub(crate) fn read_chunks<'a>(&self, records: &[&'a [u8]]) -> Option<Columns<'a>> {
+    /// Start reading the batch in up to [`MAX_THREADS`] chunks, each on a thread of its own,
+    /// and return at once: the caller goes on (decoding the rest of the events) meanwhile.
+    pub(crate) fn spawn(self: Arc<Self>, records: Vec<Record>) -> Chunks {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let chunks = cores.min(MAX_THREADS).min(records.len() / MIN_CHUNK).max(1);
-        if chunks == 1 {
-            return self.read(records);
-        }
-        let size = records.len().div_ceil(chunks);
-        let parts: Vec<Option<Columns<'a>>> = std::thread::scope(|scope| {
-            // (a thread the system refuses to start: that chunk is read here, after the others start)
-            let handles: Vec<_> = records
-                .chunks(size)
-                .map(|chunk| {
-                    (
-                        chunk,
-                        std::thread::Builder::new().spawn_scoped(scope, || self.read(chunk)),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(chunk, handle)| match handle {
-                    Ok(handle) => handle.join().ok().flatten(),
-                    Err(_) => self.read(chunk),
-                })
-                .collect()
-        });
-        let mut out = Columns {
-            numeric: Vec::with_capacity(records.len() * self.numeric),
-            categorical: vec![],
-        };
-        out.categorical = (0..self.categorical)
-            .map(|_| Vec::with_capacity(records.len()))
+        let size = records.len().div_ceil(chunks).max(1);
+        let parts = (0..records.len())
+            .step_by(size)
+            .map(|start| {
+                let range = start..(start + size).min(records.len());
+                let (reader, chunk) = (Arc::clone(&self), records[range.clone()].to_vec());
+                let handle = std::thread::Builder::new()
+                    .name("watchkeeper-read".into())
+                    .spawn(move || reader.read(chunk.into_iter().map(Record::bytes)))
+                    .ok();
+                (range, handle)
+            })
             .collect();
+        Chunks {
+            reader: self,
+            records,
+            parts,
+        }
+    }
+}
+
+impl Chunks {
+    /// Wait for every chunk (reading here the ones no thread was started for) and join them
+    /// into the batch's columns; None if any record is outside the subset (or a thread panicked).
+    pub(crate) fn finish(mut self) -> Option<Columns<'static>> {
+        let parts: Vec<Option<Columns<'static>>> = std::mem::take(&mut self.parts)
+            .into_iter()
+            .map(|(range, handle)| match handle {
+                Some(handle) => handle.join().ok().flatten(),
+                None => (self.reader).read(self.records[range].iter().copied().map(Record::bytes)),
+            })
+            .collect();
+        let n = self.records.len();
+        let mut out = Columns {
+            numeric: Vec::with_capacity(n * self.reader.numeric),
+            categorical: (0..self.reader.categorical)
+                .map(|_| Vec::with_capacity(n))
+                .collect(),
+        };
         for part in parts {
             let part = part?;
             out.numeric.extend_from_slice(&part.numeric);
@@ -96,14 +142,27 @@ impl<'n> Reader<'n> {
         }
         Some(out)
     }
+}
 
-    fn read<'a>(&self, records: &[&'a [u8]]) -> Option<Columns<'a>> {
+impl Drop for Chunks {
+    /// The threads read the records' bytes: they end before the records may be released.
+    fn drop(&mut self) {
+        for (_, handle) in self.parts.drain(..) {
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Reader {
+    fn read<'a>(&self, records: impl ExactSizeIterator<Item = &'a [u8]>) -> Option<Columns<'a>> {
         let mut out = Columns {
             numeric: vec![f64::NAN; records.len() * self.numeric],
             categorical: vec![vec![None; records.len()]; self.categorical],
         };
         let mut seen = vec![usize::MAX; self.numeric + self.categorical]; // record that sent each feature
-        for (row, bytes) in records.iter().enumerate() {
+        for (row, bytes) in records.enumerate() {
             let mut cursor = Cursor { bytes, at: 0 };
             cursor.expect(b'{')?;
             let mut found = false;
@@ -153,7 +212,7 @@ impl<'n> Reader<'n> {
             let name = cursor.plain_string(false)?;
             cursor.expect(b':')?;
             let column = match self.names.get(next) {
-                Some(&(expected, column)) if expected == name => column,
+                Some((expected, column)) if expected == name => *column,
                 _ => *self.columns.get(name)?,
             };
             let slot = match column {

@@ -4,11 +4,12 @@ Most of stage 1's time used to go into decoding each prediction's ``features`` o
 Python objects, reading them back out by name and freeing them. For a model's batch,
 :meth:`ModelFeatures.read` instead has the native reader (``watchkeeper_native``, Rust)
 parse every record's ``features`` straight into a float64 matrix of the numeric features
-and one list per categorical feature, with the GIL released, while msgspec decodes the
-rest of each event as before. Each decoded event's ``features`` is then a
-:class:`FeatureRef`: its row of the batch's :class:`FeatureBlock`. It reads like the dict
-it replaces (``ref[name]``, ``ref.get(name)``, iteration over the configured names), and
-:func:`block_rows` lets the column readers take whole columns from the block.
+and one list per categorical feature, in threads of its own that run without the GIL
+while msgspec decodes the rest of each event as before. Each decoded event's
+``features`` is then a :class:`FeatureRef`: its row of the batch's :class:`FeatureBlock`.
+It reads like the dict it replaces (``ref[name]``, ``ref.get(name)``, iteration over the
+configured names), and :func:`block_rows` lets the column readers take whole columns from
+the block.
 
 The reader takes a strict subset of the contract (numbers or null in numeric features,
 strings without escapes or null in categorical ones, configured names only, each at most
@@ -29,7 +30,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from watchkeeper_native import read_features
+from watchkeeper_native import start_features
 
 from watchkeeper.events import PredictionEvent
 from watchkeeper.monitor.contracts import typed_dict
@@ -90,18 +91,18 @@ def block_rows(mappings: Sequence[Any]) -> tuple[FeatureBlock, np.ndarray] | Non
     return block, rows
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class ModelFeatures:
     """A configured model's features, and the reader of its prediction batches."""
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    columns: dict[str, tuple[bool, int]] = field(init=False, repr=False, compare=False)  # name → (numeric?, column)
+    columns: dict[str, tuple[bool, int]] = field(init=False, repr=False)  # name → (numeric?, column)
+    refused: bool = field(default=False, init=False, repr=False)  # whether the native reader refused the last batch
 
     def __post_init__(self) -> None:
-        columns = {name: (True, j) for j, name in enumerate(self.numeric)}
-        columns.update({name: (False, j) for j, name in enumerate(self.categorical)})
-        object.__setattr__(self, "columns", columns)
+        self.columns = {name: (True, j) for j, name in enumerate(self.numeric)}
+        self.columns.update({name: (False, j) for j, name in enumerate(self.categorical)})
 
     @property
     def names(self) -> frozenset[str]:
@@ -111,13 +112,20 @@ class ModelFeatures:
         """Each record decoded, its ``features`` a :class:`FeatureRef`; None if the native reader
         refuses any record (then the generic decoder decides the batch).
 
+        msgspec decodes the rest of each event while the native reader's threads parse the
+        features (unless the last batch was refused: then the features are read first, so
+        a producer whose events the reader keeps refusing costs no decode in vain).
         Raises what msgspec raises for a record whose other fields break the contract.
         """
-        read = read_features(raw, list(self.numeric), list(self.categorical))
+        pending = start_features(raw, list(self.numeric), list(self.categorical))
+        events = None if self.refused else list(map(_without_features, raw))
+        read = pending.result()
+        self.refused = read is None
         if read is None:
             return None
+        if events is None:
+            events = list(map(_without_features, raw))
         block = FeatureBlock(self, *read)
-        events = list(map(_without_features, raw))
         refs = map(FeatureRef, itertools.repeat(block), range(len(events)))
         collections.deque(map(operator.setitem, events, itertools.repeat("features"), refs), maxlen=0)
         return events

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from watchkeeper_native import start_features
 
 from watchkeeper.monitor.columns import ColumnValues, unknown_names
 from watchkeeper.monitor.feature_block import FeatureRef, ModelFeatures
@@ -190,6 +192,25 @@ def test_a_large_batch_read_in_chunks_equals_the_generic_decoder() -> None:
     raw[2900] = orjson.dumps({**events[2900], "features": {"income": "high"}})  # (in the last chunk)
     fast = parse_predictions(raw, MODELS, READERS)
     assert type(fast.events[0]["features"]) is dict and fast.events[2900]["features"]["income"] == "high"
+    raw[2900] = orjson.dumps(events[2900])  # the next batch is clean again: read natively, the same columns
+    fast = parse_predictions(raw, MODELS, READERS)
+    assert type(fast.events[0]["features"]) is FeatureRef
+    assert ColumnValues.from_events(binner, fast.events).numeric.tobytes() == read[1].numeric.tobytes()
+
+
+def test_a_pending_read_holds_its_records_until_its_threads_are_done() -> None:
+    """The reader's threads parse while stage 1 goes on: the records they read stay alive even if
+    nothing else holds them (dropped before the result, or read after), and a result is taken once."""
+    records = [b'{"model_id":"m2","features":{"x":%d.5}}' % i for i in range(4000)]
+    dropped = start_features(records, ["x"], [])
+    pending = start_features(records, ["x"], [])
+    del records, dropped  # (the one dropped joins its threads first; the other keeps the bytes it reads)
+    read = pending.result()
+    assert read is not None and read[0][:, 0].tolist() == [i + 0.5 for i in range(4000)] and read[1] == []
+    with pytest.raises(RuntimeError, match="taken already"):
+        pending.result()
+    with pytest.raises(ValueError, match='"x" is given twice'):
+        start_features([], ["x"], ["x"])
 
 
 @settings(max_examples=300, deadline=None)
