@@ -11,7 +11,6 @@ survives kill -9 and rebalances exactly.
 from __future__ import annotations
 
 import logging
-import operator
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,15 +24,24 @@ from watchkeeper.monitor.partials import split_partial
 from watchkeeper.monitor.runtime import MonitorRuntime
 from watchkeeper.monitor.stage1_result import Ignored
 from watchkeeper.monitor.wire import Partial
-from watchkeeper.stream.kafka import MAX_MESSAGE_BYTES, Outgoing, TransactionalStage, read_changelog, where
+from watchkeeper.stream.kafka import (
+    MAX_MESSAGE_BYTES,
+    OFFSET,
+    PARTITION,
+    TOPIC,
+    VALUE,
+    Outgoing,
+    TransactionalStage,
+    read_changelog,
+    records_only,
+    where,
+)
 
 __all__ = ["IgnoredReporter", "Ingester", "RecordingStore", "dead_letter", "ignored_message"]
 
 log = logging.getLogger("watchkeeper.worker")
 
 _DEADLETTER_VALUE_BYTES = 512 * 1024  # a dead-letter copy keeps at most this much of the value
-_VALUE, _TOPIC = operator.methodcaller("value"), operator.methodcaller("topic")  # (C-level reads of a batch)
-_PARTITION, _OFFSET = operator.methodcaller("partition"), operator.methodcaller("offset")
 
 _REASON_KINDS = (
     "invalid JSON",
@@ -218,14 +226,18 @@ class Ingester(TransactionalStage):
             self._close(partition)
             self._open(partition)
 
-    def observe(self, messages: Sequence[Message]) -> None:
-        for message in messages:
-            partition = message.partition()
-            topic = message.topic()
-            if partition is None or topic not in (self.settings.topic_predictions, self.settings.topic_outcomes):
+    def observe(self, messages: Sequence[Message], errors: Sequence[KafkaError | None]) -> None:
+        settings = self.settings
+        kinds = {settings.topic_predictions: self.caught_up, settings.topic_outcomes: self.outcomes_caught_up}
+        if records_only(errors):  # records only (the usual batch): none of their partitions is at its end
+            for topic, partition in set(zip(map(TOPIC, messages), map(PARTITION, messages), strict=True)):
+                if topic in kinds:
+                    kinds[topic].discard(partition)
+            return
+        for message, error in zip(messages, errors, strict=True):  # in order: a partition's last event decides
+            partition, caught_up = message.partition(), kinds.get(message.topic() or "")
+            if partition is None or caught_up is None:
                 continue
-            caught_up = self.caught_up if topic == self.settings.topic_predictions else self.outcomes_caught_up
-            error = message.error()
             if error is None:
                 caught_up.discard(partition)
             elif error.code() == KafkaError._PARTITION_EOF:
@@ -234,12 +246,12 @@ class Ingester(TransactionalStage):
     # -- batches ------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> list[Outgoing]:
         settings = self.settings
-        raw = list(map(_VALUE, messages))
-        topics = list(map(_TOPIC, messages))
-        places = list(zip(topics, map(_PARTITION, messages), strict=True))
+        raw = list(map(VALUE, messages))
+        topics = list(map(TOPIC, messages))
+        places = list(zip(topics, map(PARTITION, messages), strict=True))
         names = {place: f"{place[0]}:{place[1]}" for place in set(places)}  # "topic:partition", once each
         sources = list(map(names.__getitem__, places))
-        offsets = list(map(_OFFSET, messages))
+        offsets = list(map(OFFSET, messages))
         is_outcome = list(map(settings.topic_outcomes.__eq__, topics))
         result = self.runtime.stage1(raw, sources, offsets, is_outcome=is_outcome, wall_clock=time.time())
         outgoing: list[Outgoing] = []

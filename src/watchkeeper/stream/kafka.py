@@ -14,7 +14,9 @@ at once instead of after the session timeout, and the range assignor, so that pa
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +43,19 @@ LARGE_MESSAGE_BYTES = 16 * 1024 * 1024  # the references topic is created to acc
 
 Outgoing = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
 """A record to produce: (topic, key, value, partition or None for the key's, headers)."""
+
+
+# C-level reads of a batch's records (``map(TOPIC, messages)``: no Python loop per record)
+ERROR, VALUE, TOPIC = operator.methodcaller("error"), operator.methodcaller("value"), operator.methodcaller("topic")
+PARTITION, OFFSET = operator.methodcaller("partition"), operator.methodcaller("offset")
+
+
+def records_only(errors: Sequence[KafkaError | None]) -> bool:
+    """Whether a batch's ``errors`` (``map(ERROR, messages)``) are all None: records, no event.
+
+    (By identity: a KafkaError compares with None by converting it to an error code, and raises.)
+    """
+    return all(map(operator.is_, errors, itertools.repeat(None)))
 
 
 def where(message: Message) -> tuple[str, int, int]:
@@ -219,20 +234,22 @@ class TransactionalStage:
             self._discard()
             self.rewind()
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout)
-        records = [m for m in messages if m.error() is None]
-        for message in messages:
-            error = message.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                log.warning(
-                    "consumer error",
-                    extra={
-                        "stage": self.name,
-                        "topic": message.topic(),
-                        "partition": message.partition(),
-                        "error": str(error),
-                    },
-                )
-        self.observe(messages)
+        errors = list(map(ERROR, messages))
+        records = messages
+        if not records_only(errors):  # (partition-end events, or errors)
+            records = [m for m, e in zip(messages, errors, strict=True) if e is None]
+            for message, error in zip(messages, errors, strict=True):
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    log.warning(
+                        "consumer error",
+                        extra={
+                            "stage": self.name,
+                            "topic": message.topic(),
+                            "partition": message.partition(),
+                            "error": str(error),
+                        },
+                    )
+        self.observe(messages, errors)
         outgoing = self.process(records) if records else self.idle()
         if records or outgoing:
             self._add(outgoing, records)
@@ -240,8 +257,9 @@ class TransactionalStage:
             self._commit()
         return len(records)
 
-    def observe(self, messages: Sequence[Message]) -> None:
-        """Every record and partition-end event of a batch, in order (stage 1 tracks which are read to the end)."""
+    def observe(self, messages: Sequence[Message], errors: Sequence[KafkaError | None]) -> None:
+        """Every record and partition-end event of a batch, in order, with each one's error (None
+        for a record): stage 1 tracks which partitions are read to the end."""
 
     def _add(self, outgoing: Iterable[Outgoing], records: Sequence[Message]) -> None:
         try:
@@ -253,9 +271,11 @@ class TransactionalStage:
         except KafkaException as exc:
             self._abort(exc)
             return
-        for message in records:
-            topic, partition, offset = where(message)
-            self._offsets[(topic, partition)] = max(self._offsets.get((topic, partition), -1), offset + 1)
+        # a partition's records come in offset order: the last one read is its position
+        places = zip(map(TOPIC, records), map(PARTITION, records), strict=True)
+        last = dict(zip(places, map(OFFSET, records), strict=True))
+        for place, offset in last.items():
+            self._offsets[place] = max(self._offsets.get(place, -1), offset + 1)
 
     def _commit(self) -> None:
         """Commit the open transaction (records and input offsets) if there is one."""
