@@ -552,6 +552,7 @@ class WorkerRun:
     workers: list[WorkerProcess]
     samples: list[tuple[float, float]] = field(default_factory=list)  # (s since start, counted total)
     seconds: float = 0.0
+    all_counting_s: float | None = None  # first sample at which every worker had counted events
     py_spy: dict[str, Any] | None = None
 
 
@@ -589,6 +590,8 @@ def run_workers(
                         )
                 total = sum(count(w.metrics) for w in workers)
                 run.samples.append((now, total))
+                if run.all_counting_s is None and all(count(w.metrics) > 0 for w in workers):
+                    run.all_counting_s = now
                 if total >= target:
                     run.seconds = now
                     break
@@ -644,13 +647,18 @@ def stop_py_spy(spy: subprocess.Popen[bytes] | None, path: Path) -> dict[str, An
 
 
 def summarise_run(run: WorkerRun, target: int) -> dict[str, Any]:
-    t10, t90 = crossing(run.samples, 0.1 * target), crossing(run.samples, 0.9 * target)
+    start, t90 = crossing(run.samples, 0.1 * target), crossing(run.samples, 0.9 * target)
+    if run.all_counting_s is not None and start < run.all_counting_s < t90:  # (a worker joined late: from then on)
+        start = run.all_counting_s
+    counted = 0.9 * target - value_at(run.samples, start)
     out: dict[str, Any] = {
-        "events_per_s": 0.8 * target / (t90 - t10),
+        "events_per_s": counted / (t90 - start),
+        "steady_state_from_s": start,
+        "all_workers_counting_s": run.all_counting_s,
         "including_startup_per_s": target / run.seconds,
         "seconds_to_all": run.seconds,
         "first_counted_s": crossing(run.samples, 1),
-        "seconds_10_to_90_percent": t90 - t10,
+        "seconds_steady_state": t90 - start,
         "processes": [],
     }
     for w in run.workers:
@@ -662,14 +670,14 @@ def summarise_run(run: WorkerRun, target: int) -> dict[str, Any]:
             "rss_mb_max": max((r for _, r in w.rss), default=None),
         }
         if len(w.cpu) > 1:
-            cpu = value_at(w.cpu, t90) - value_at(w.cpu, t10)
-            proc["cpu_utilisation_steady_state"] = cpu / (t90 - t10)
+            cpu = value_at(w.cpu, t90) - value_at(w.cpu, start)
+            proc["cpu_utilisation_steady_state"] = cpu / (t90 - start)
             proc["cpu_seconds_total"] = w.cpu[-1][1]
         out["processes"].append(proc)
     cpus = [p["cpu_utilisation_steady_state"] for p in out["processes"] if "cpu_utilisation_steady_state" in p]
     if len(cpus) == len(run.workers):
         out["cpu_utilisation_steady_state"] = sum(cpus)
-        out["cpu_us_per_record_steady_state"] = 1e6 * sum(cpus) * (t90 - t10) / (0.8 * target)
+        out["cpu_us_per_record_steady_state"] = 1e6 * sum(cpus) * (t90 - start) / counted
     if run.py_spy is not None:
         out["py_spy"] = run.py_spy
     return out

@@ -153,6 +153,13 @@ class WorkerMetrics:
         self.deadletter = Counter(
             "watchkeeper_deadletter", "Inputs sent to the dead-letter topic", ["topic", "reason"], registry=r
         )
+        self.decoded = Counter(
+            "watchkeeper_decoded_records",
+            "Prediction records stage 1 decoded, by decoder: native (features read straight into columns) "
+            "or generic (a batch with a record the native reader does not take: the same results, slower)",
+            ["decoder"],
+            registry=r,
+        )
         self.partials = Counter("watchkeeper_partials", "Partials processed by stage 2", ["kind"], registry=r)
         self.duplicates = Counter(
             "watchkeeper_partials_duplicate", "Partials skipped as already applied", ["model_id"], registry=r

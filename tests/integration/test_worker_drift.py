@@ -131,6 +131,13 @@ def test_shifted_feature_alerts_end_to_end(setup: RunningWorker) -> None:
     port = setup.metrics_port
     body = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5).read().decode()
     assert f'watchkeeper_events_total{{model_id="{MODEL}",outcome="accepted"}} 12000.0' in body
+    decoded = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("watchkeeper_decoded_records_total{")
+    }
+    # the SDK's events take the native reader; a batch holding one of the two bad records, the generic decoder
+    assert decoded.get("native", 0) > 0 and sum(decoded.values()) == 12002, decoded
 
     # the same events replayed offline give the same alerts, CUSUM included, number for number
     runtime = MonitorRuntime(parse_config(yaml.safe_load(setup.config_path.read_text())))

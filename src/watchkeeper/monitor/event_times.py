@@ -38,6 +38,7 @@ def _without(batch: ParsedBatch, reasons: Mapping[int, str]) -> ParsedBatch:
         batch.times[keep],
         [i for i, k in zip(batch.indices, keep, strict=True) if k],
         list(batch.rejected) + [Rejected(batch.indices[i], reason) for i, reason in sorted(reasons.items())],
+        batch.native,
     )
 
 

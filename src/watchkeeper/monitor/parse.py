@@ -65,12 +65,14 @@ class Rejected:
 
 @dataclass(frozen=True)
 class ParsedBatch:
-    """Valid events (decoded dicts), their event times (epoch seconds) and batch positions."""
+    """Valid events (decoded dicts), their event times (epoch seconds) and batch positions;
+    ``native``: whether the models' native readers decoded the batch (else the generic decoder)."""
 
     events: list[dict[str, Any]]
     times: np.ndarray
     indices: list[int]
     rejected: list[Rejected]
+    native: bool = False
 
 
 # -- the fast path ----------------------------------------------------------------------
@@ -146,9 +148,12 @@ def _fast(
     models: Container[str],
     contract: Contract,
     features: Mapping[str, ModelFeatures] | None = None,
-) -> list[Any]:
-    """Per record: the decoded dict (its datetime fields as epoch seconds), or None."""
-    decoded = (_by_model(raw, features) if features else None) or _decode_each(contract.decode, raw)
+) -> tuple[list[Any], bool]:
+    """Per record: the decoded dict (its datetime fields as epoch seconds), or None; and
+    whether the models' native readers decoded the batch."""
+    by_model = _by_model(raw, features) if features and raw else None
+    native = by_model is not None
+    decoded = by_model if by_model is not None else _decode_each(contract.decode, raw)
     complete = None not in decoded
     if not (complete and all(map(models.__contains__, map(_MODEL, decoded)))):
         for i, event in enumerate(decoded):  # the model check (a set lookup each)
@@ -175,7 +180,7 @@ def _fast(
             where = range(len(decoded)) if complete else [i for i, event in enumerate(decoded) if event is not None]
             for k in broken:
                 decoded[where[k]] = None
-    return decoded
+    return decoded, native
 
 
 def _parse(
@@ -184,10 +189,10 @@ def _parse(
     contract: Contract,
     features: Mapping[str, ModelFeatures] | None = None,
 ) -> ParsedBatch:
-    decoded = _fast(raw, models, contract, features)
+    decoded, native = _fast(raw, models, contract, features)
     if None not in decoded:  # the whole batch is valid
         times = np.fromiter(map(operator.itemgetter(TIME_FIELD), decoded), dtype=np.float64, count=len(decoded))
-        return ParsedBatch(decoded, times, list(range(len(decoded))), [])
+        return ParsedBatch(decoded, times, list(range(len(decoded))), [], native)
     events, kept, indices, rejected = [], [], [], []
     for index, event in enumerate(decoded):
         if event is not None:
@@ -197,7 +202,7 @@ def _parse(
         else:
             reason = rejection_reason(raw[index], models, contract)
             rejected.append(Rejected(index, reason or "event: rejected (the validators disagree; please report)"))
-    return ParsedBatch(events, np.asarray(kept, dtype=np.float64), indices, rejected)
+    return ParsedBatch(events, np.asarray(kept, dtype=np.float64), indices, rejected, native)
 
 
 # -- columns for stage 1 --------------------------------------------------------------------

@@ -190,6 +190,8 @@ class MonitorRuntime:
         by_model = {p["model_id"]: p for p in partials}
         unknown = unmonitored(predictions.events, groups, models, partials, self._features)
         result = Stage1Result(partials, rejected, ignored=unknown)
+        if len(raw) > len(where_o):
+            result.decoded["native" if predictions.native else "generic"] = len(raw) - len(where_o)
         for k, reason in sorted(late_ones.items()):  # not windowed; still joined (label windows stay open)
             result.late.append(Late(p_index[k], model_ids[k], reason))
             partial = by_model.get(model_ids[k]) or self._partial(model_ids[k], "labels", by_model)

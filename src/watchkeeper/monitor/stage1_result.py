@@ -71,6 +71,7 @@ class Stage1Result:
     ignored: list[Ignored] = field(default_factory=list)  # values not monitored, to count and log (the shell)
     overflow: list[Overflow] = field(default_factory=list)
     late: list[Late] = field(default_factory=list)  # dead-lettered where the model's window.dead_letter_late
+    decoded: dict[str, int] = field(default_factory=dict)  # prediction records by decoder: native / generic
 
 
 def ignored(model_id: str, reason: IgnoredReason, counts: Counter[str]) -> Ignored:

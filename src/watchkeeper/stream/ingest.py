@@ -269,6 +269,8 @@ class Ingester(TransactionalStage):
             self.metrics.deadletter.labels(settings.topic_outcomes, "expired").inc()
         for status, count in result.outcomes.items():
             self.metrics.outcomes.labels(status).inc(count)
+        for decoder, count in result.decoded.items():
+            self.metrics.decoded.labels(decoder).inc(count)
         self.ignored.report(result.ignored)
         for partial in result.partials:
             n = sum(window["n"] for window in partial["windows"])

@@ -133,13 +133,14 @@ def test_a_clean_batch_takes_the_native_reader() -> None:
         )
     ]
     batch = parse_predictions([orjson.dumps(e) for e in events], MODELS, READERS)
-    assert all(type(e["features"]) is FeatureRef for e in batch.events)
+    assert batch.native and all(type(e["features"]) is FeatureRef for e in batch.events)
     first = batch.events[0]["features"]
     assert dict(first) == {"income": 1.0, "age in years": 2.5, "region": "eu"}
     assert batch.events[2]["features"].get("income") is None and batch.events[1]["features"]["x"] is None
     mixed = [*events, {**events[0], "features": {"income": "high"}}]  # a text in a numeric feature
     batch = parse_predictions([orjson.dumps(e) for e in mixed], MODELS, READERS)
     assert [type(e["features"]) for e in batch.events] == [dict] * 4  # (the generic decoder read the batch)
+    assert not batch.native  # (and says so: watchkeeper_decoded_records_total{decoder="generic"})
 
 
 TRICKY = [  # (around the fast path's limits: 2^53, 10^22, 19 digits; subnormals; exponent forms)
