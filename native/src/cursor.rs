@@ -1,5 +1,7 @@
 //! A cursor over one raw JSON record: the grammar the feature reader checks, and the values it reads.
 
+use std::borrow::Cow;
+
 const MAX_INTEGER_DIGITS: usize = 18; // every such integer is an int64
 const MAX_DEPTH: usize = 64; // deeper values outside `features` are left to the generic decoder
 const POWERS_OF_TEN: [f64; 23] = [
@@ -34,20 +36,78 @@ impl<'a> Cursor<'a> {
         (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
     }
 
-    /// The contents of a string written without escapes (`checked`: nor control characters).
-    pub(crate) fn plain_string(&mut self, checked: bool) -> Option<&'a [u8]> {
+    /// The contents of a string written without escapes.
+    pub(crate) fn plain_string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let (bytes, start) = (self.bytes, self.at);
         let end = start + memchr::memchr2(b'"', b'\\', &bytes[start..])?;
         if bytes[end] != b'"' {
             return None;
         }
-        let text = &bytes[start..end];
-        if checked && text.iter().fold(false, |control, &b| control | (b < 0x20)) {
-            return None;
-        }
         self.at = end + 1;
-        Some(text)
+        Some(&bytes[start..end])
+    }
+
+    /// A string's text, as UTF-8: borrowed if written without escapes, else with its escapes
+    /// decoded as JSON defines them (a surrogate pair as its one character). None for a raw
+    /// control character, invalid UTF-8, an unknown escape or a lone surrogate, which the
+    /// generic decoder rejects (so it decides the batch).
+    pub(crate) fn text(&mut self) -> Option<Cow<'a, [u8]>> {
+        self.expect(b'"')?;
+        let bytes = self.bytes;
+        let (mut at, mut out) = (self.at, Vec::new());
+        loop {
+            let next = at + memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+            let raw = &bytes[at..next];
+            if raw.iter().fold(false, |control, &b| control | (b < 0x20)) {
+                return None;
+            }
+            if bytes[next] == b'"' && out.is_empty() && at == self.at {
+                std::str::from_utf8(raw).ok()?;
+                self.at = next + 1;
+                return Some(Cow::Borrowed(raw));
+            }
+            out.extend_from_slice(raw);
+            if bytes[next] == b'"' {
+                std::str::from_utf8(&out).ok()?;
+                self.at = next + 1;
+                return Some(Cow::Owned(out));
+            }
+            at = next + 2;
+            match *bytes.get(next + 1)? {
+                b'"' => out.push(b'"'),
+                b'\\' => out.push(b'\\'),
+                b'/' => out.push(b'/'),
+                b'b' => out.push(0x08),
+                b'f' => out.push(0x0c),
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b't' => out.push(b'\t'),
+                b'u' => {
+                    let unit = hex4(bytes.get(at..at + 4)?)?;
+                    at += 4;
+                    let code = match unit {
+                        0xD800..=0xDBFF => {
+                            // a high surrogate: only with a low one after it
+                            if bytes.get(at..at + 2)? != b"\\u" {
+                                return None;
+                            }
+                            let low = hex4(bytes.get(at + 2..at + 6)?)?;
+                            if !(0xDC00..=0xDFFF).contains(&low) {
+                                return None;
+                            }
+                            at += 6;
+                            0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                        }
+                        0xDC00..=0xDFFF => return None,
+                        _ => unit,
+                    };
+                    let mut utf8 = [0u8; 4];
+                    out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut utf8).as_bytes());
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// Past any string (escapes allowed: the generic decoder checks what they say).
@@ -200,14 +260,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// A categorical feature's value: None for null.
-    pub(crate) fn categorical_value(&mut self) -> Option<Option<&'a [u8]>> {
+    pub(crate) fn categorical_value(&mut self) -> Option<Option<Cow<'a, [u8]>>> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
             return Some(None);
         }
-        let text = self.plain_string(true)?;
-        std::str::from_utf8(text).ok()?;
-        Some(Some(text))
+        self.text().map(Some)
     }
 
     /// Past an object (`keyed`) or an array, its opening byte next; `close` is its closing byte.
@@ -249,4 +307,11 @@ impl<'a> Cursor<'a> {
             _ => self.number().map(|_| ()),
         }
     }
+}
+
+/// The value of four hexadecimal digits (either case), as in a `\uXXXX` escape.
+fn hex4(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |value, &digit| {
+        Some(value << 4 | char::from(digit).to_digit(16)?)
+    })
 }

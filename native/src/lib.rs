@@ -17,7 +17,9 @@
 //! * a numeric feature is `null` or a JSON number: an integer of at most 18 digits (exactly
 //!   an int64, converted to float64 as Python's `float(int)` does) or a finite float
 //!   (correctly rounded, as msgspec and Python parse it);
-//! * a categorical feature is `null` or a string without escapes or control characters.
+//! * a categorical feature is `null` or a string (its escapes decoded as JSON defines them,
+//!   a surrogate pair as one character; a raw control character, invalid UTF-8 or a lone
+//!   surrogate refuses the batch, as the generic decoder rejects them).
 //!
 //! A feature not sent or sent as `null` is NaN (numeric) or `None` (categorical).
 
@@ -72,8 +74,8 @@ impl PendingFeatures {
         for values in read.categorical {
             let mut texts: HashMap<&[u8], PyObject> = HashMap::default(); // one str object per distinct value
             let mut items: Vec<PyObject> = Vec::with_capacity(values.len());
-            for value in values {
-                items.push(match value {
+            for value in &values {
+                items.push(match value.as_deref() {
                     None => py.None(),
                     Some(text) => texts
                         .entry(text)

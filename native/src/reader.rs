@@ -1,6 +1,7 @@
 //! The reader of one batch: every record's `features` into columns, or None, in threads
 //! that run while the caller goes on.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +23,7 @@ enum Column {
 /// The columns of one batch, borrowed from its records.
 pub(crate) struct Columns<'a> {
     pub(crate) numeric: Vec<f64>, // row-major (records × numeric features)
-    pub(crate) categorical: Vec<Vec<Option<&'a [u8]>>>, // per categorical feature, per record
+    pub(crate) categorical: Vec<Vec<Option<Cow<'a, [u8]>>>>, // per categorical feature, per record
 }
 
 /// Reads one batch; None if any record is outside the subset.
@@ -168,7 +169,7 @@ impl Reader {
             let mut found = false;
             if cursor.peek()? != b'}' {
                 loop {
-                    let key = cursor.plain_string(false)?;
+                    let key = cursor.plain_string()?;
                     cursor.expect(b':')?;
                     if key == b"features" {
                         if found {
@@ -209,7 +210,7 @@ impl Reader {
         }
         let mut next = 0; // producers usually send the features in one order: try the one after the last first
         loop {
-            let name = cursor.plain_string(false)?;
+            let name = cursor.plain_string()?;
             cursor.expect(b':')?;
             let column = match self.names.get(next) {
                 Some((expected, column)) if expected == name => *column,

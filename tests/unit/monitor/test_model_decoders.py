@@ -29,6 +29,10 @@ NUMERIC = ("income", "age in years")  # (a name that is no identifier)
 OTHER = ("region",)
 READERS = {"m1": ModelFeatures(NUMERIC, OTHER), "m2": ModelFeatures(("x",), ())}
 MODELS = {"m1", "m2"}
+ESCAPED = [  # (inside a JSON string: valid escapes; a lone surrogate, an unknown escape, a raw tab are rejected)
+    b"S\\u00e3o \\\"Paulo\\\"", b"\\uD83D\\ude00", b"a\\/b\\\\c\\n\\u0000", b"\\ud83d", b"\\ude00x", b"\\ud83d\\u0041",
+    b"\\q", b"tab\there", b"\\u00G0",
+]  # fmt: skip
 LITERALS = [b"1e400", b"123456789012345678901234567890", b"9223372036854775807", b"-0.0", b"NaN", b"5e-324"]
 
 JSON_VALUES = st.recursive(
@@ -60,9 +64,12 @@ def raw_predictions(draw: st.DrawFn, clean: bool) -> bytes | None:
         features = {n: draw(texts if n in OTHER else numbers) for n in sent}
         event = {"event_id": "e", "model_id": model, "timestamp": draw(st.floats(1e9, 2e9)), "features": features}
         event["metadata"] = draw(st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=3))  # (skipped)
-        raw = json.dumps(event, indent=draw(st.sampled_from([None, 2])), ensure_ascii=False).encode()
+        ascii_only = draw(st.booleans())  # (json.dumps's default: escapes for all but ASCII, surrogate pairs)
+        raw = json.dumps(event, indent=draw(st.sampled_from([None, 2])), ensure_ascii=ascii_only).encode()
         if draw(st.integers(0, 9)) == 0:  # a second features object, or its key written with an escape
             raw = raw.replace(b'"metadata"', draw(st.sampled_from([b'"features":{},"metadata"', b'"feat\\u0075res"'])))
+        if model == "m1" and draw(st.integers(0, 9)) == 0:  # a category as written by hand: escapes, good and bad
+            raw = raw.replace(b'"features": {', b'"features": {"region": "%s", ' % draw(st.sampled_from(ESCAPED)), 1)
         return raw
     model = draw(st.sampled_from(["m1", "m1", "m1", "m2", "zz"]))
     names = NUMERIC + OTHER if model != "m2" else ("x",)
@@ -132,8 +139,11 @@ def test_a_clean_batch_takes_the_native_reader() -> None:
             [("m1", {"income": 1, "age in years": 2.5, "region": "eu"}), ("m2", {"x": None}), ("m1", {})]
         )
     ]
-    batch = parse_predictions([orjson.dumps(e) for e in events], MODELS, READERS)
+    events[2]["features"] = {"region": "S\u00e3o Paulo \U0001f600"}  # (written with escapes below)
+    batch = parse_predictions([json.dumps(e).encode() for e in events], MODELS, READERS)
     assert batch.native and all(type(e["features"]) is FeatureRef for e in batch.events)
+    assert batch.events[2]["features"]["region"] == "S\u00e3o Paulo \U0001f600"
+    events[2]["features"] = {}
     first = batch.events[0]["features"]
     assert dict(first) == {"income": 1.0, "age in years": 2.5, "region": "eu"}
     assert batch.events[2]["features"].get("income") is None and batch.events[1]["features"]["x"] is None
