@@ -62,7 +62,8 @@ impl<'a> Cursor<'a> {
             if raw.iter().fold(false, |control, &b| control | (b < 0x20)) {
                 return None;
             }
-            if bytes[next] == b'"' && out.is_empty() && at == self.at {
+            if bytes[next] == b'"' && at == self.at {
+                // (no escape before the closing quote: the text as written)
                 std::str::from_utf8(raw).ok()?;
                 self.at = next + 1;
                 return Some(Cow::Borrowed(raw));

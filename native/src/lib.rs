@@ -112,7 +112,7 @@ fn start_features(
     })?;
     // SAFETY: `PendingFeatures` keeps every record (immutable bytes) alive until its chunks
     // are joined: in `result`, or when it is dropped (`chunks` drops before `records`)
-    let bytes = records
+    let bytes: Arc<[Record]> = records
         .iter()
         .map(|record| unsafe { Record::new(record.as_bytes()) })
         .collect();

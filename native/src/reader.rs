@@ -35,10 +35,10 @@ pub(crate) struct Reader {
 }
 
 /// A batch being read in chunks, each on its own thread (or, if the system refused to start
-/// that thread, left to be read by [`Reader::finish`]).
+/// that thread, left to be read by [`Chunks::finish`]).
 pub(crate) struct Chunks {
     reader: Arc<Reader>,
-    records: Vec<Record>,
+    records: Arc<[Record]>, // (shared with the threads, each reading its range)
     parts: Vec<(Range<usize>, Option<Thread>)>,
 }
 
@@ -92,7 +92,7 @@ impl Reader {
 
     /// Start reading the batch in up to [`MAX_THREADS`] chunks, each on a thread of its own,
     /// and return at once: the caller goes on (decoding the rest of the events) meanwhile.
-    pub(crate) fn spawn(self: Arc<Self>, records: Vec<Record>) -> Chunks {
+    pub(crate) fn spawn(self: Arc<Self>, records: Arc<[Record]>) -> Chunks {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let chunks = cores.min(MAX_THREADS).min(records.len() / MIN_CHUNK).max(1);
         let size = records.len().div_ceil(chunks).max(1);
@@ -100,10 +100,11 @@ impl Reader {
             .step_by(size)
             .map(|start| {
                 let range = start..(start + size).min(records.len());
-                let (reader, chunk) = (Arc::clone(&self), records[range.clone()].to_vec());
+                let (reader, shared, chunk) =
+                    (Arc::clone(&self), Arc::clone(&records), range.clone());
                 let handle = std::thread::Builder::new()
                     .name("watchkeeper-read".into())
-                    .spawn(move || reader.read(chunk.into_iter().map(Record::bytes)))
+                    .spawn(move || reader.read_range(&shared, chunk))
                     .ok();
                 (range, handle)
             })
@@ -124,7 +125,7 @@ impl Chunks {
             .into_iter()
             .map(|(range, handle)| match handle {
                 Some(handle) => handle.join().ok().flatten(),
-                None => (self.reader).read(self.records[range].iter().copied().map(Record::bytes)),
+                None => self.reader.read_range(&self.records, range),
             })
             .collect();
         let n = self.records.len();
@@ -157,6 +158,11 @@ impl Drop for Chunks {
 }
 
 impl Reader {
+    /// The records of `range` read (see [`Reader::read`]).
+    fn read_range(&self, records: &[Record], range: Range<usize>) -> Option<Columns<'static>> {
+        self.read(records[range].iter().copied().map(Record::bytes))
+    }
+
     fn read<'a>(&self, records: impl ExactSizeIterator<Item = &'a [u8]>) -> Option<Columns<'a>> {
         let mut out = Columns {
             numeric: vec![f64::NAN; records.len() * self.numeric],

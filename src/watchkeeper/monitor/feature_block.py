@@ -13,10 +13,10 @@ the block.
 
 The reader takes a strict subset of the contract (numbers or null in numeric features,
 strings or null in categorical ones, configured names only, written without escapes and
-each at most once; see ``native/src/lib.rs``); for a batch with any record outside it, ``read`` answers
-None and the batch is decoded the generic way, so what is accepted, every rejection reason
-and every counter stay the same. Numeric values come out as floats (an integer 3 as 3.0):
-stage 1 bins them as float64 either way.
+each at most once; see ``native/src/lib.rs``); for a batch with any record outside it,
+``read`` answers None and the batch is decoded the generic way, so what is accepted, every
+rejection reason and every counter stay the same. Numeric values come out as floats (an
+integer 3 as 3.0): stage 1 bins them as float64 either way.
 """
 
 from __future__ import annotations
