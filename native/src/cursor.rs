@@ -1,4 +1,8 @@
-//! A cursor over one raw JSON record: the grammar the feature reader checks, and the values it reads.
+//! A cursor over one raw JSON record: the grammar the event reader checks, and the values it reads.
+//!
+//! Everything it passes over is checked at least as strictly as the generic decoder checks it
+//! (strings valid UTF-8 with valid escapes, numbers that float64 or int64 carry), since no other
+//! decoder looks at a record the reader takes.
 
 use std::borrow::Cow;
 
@@ -8,6 +12,23 @@ const POWERS_OF_TEN: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ]; // every one exact in a double
+
+/// A JSON number as the contracts take it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    /// As a float64: an integer as Python's `float(int)` converts it (exact below 2^53).
+    pub(crate) fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(value) => value as f64,
+            Number::Float(value) => value,
+        }
+    }
+}
 
 pub(crate) struct Cursor<'a> {
     pub(crate) bytes: &'a [u8],
@@ -31,7 +52,7 @@ impl<'a> Cursor<'a> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
 
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
+    pub(crate) fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.at.checked_add(word.len())?;
         (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
     }
@@ -111,78 +132,25 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Past any string (escapes allowed: the generic decoder checks what they say).
-    fn skip_string(&mut self) -> Option<()> {
-        self.expect(b'"')?;
-        let bytes = self.bytes;
-        let mut at = self.at;
-        loop {
-            at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
-            if bytes[at] == b'"' {
-                self.at = at + 1;
-                return Some(());
-            }
-            at += 2; // (past the escaped character)
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let (bytes, start) = (self.bytes, self.at);
-        let mut end = start;
-        while end < bytes.len() && bytes[end].is_ascii_digit() {
-            end += 1;
-        }
-        self.at = end;
-        end - start
-    }
-
-    /// A JSON number (RFC 8259 grammar): its text and whether it is an integer.
-    fn number(&mut self) -> Option<(&'a [u8], bool)> {
-        self.skip_whitespace();
-        let start = self.at;
-        if self.bytes.get(self.at) == Some(&b'-') {
-            self.at += 1;
-        }
-        match self.bytes.get(self.at)? {
-            b'0' => self.at += 1,
-            b'1'..=b'9' => {
-                self.digits();
-            }
-            _ => return None,
-        }
-        let mut integer = true;
-        if self.bytes.get(self.at) == Some(&b'.') {
-            self.at += 1;
-            integer = false;
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
-            self.at += 1;
-            integer = false;
-            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
-                self.at += 1;
-            }
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        Some((&self.bytes[start..self.at], integer))
-    }
-
     /// A numeric feature's value: NaN for null.
+    pub(crate) fn numeric_value(&mut self) -> Option<f64> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(f64::NAN);
+        }
+        Some(self.number()?.as_f64())
+    }
+
+    /// A JSON number (RFC 8259 grammar): an integer of at most 18 digits (exactly an int64), or a
+    /// finite float (None for anything else: the generic decoder decides those).
     ///
     /// One pass checks the number's grammar and gathers its decimal digits. An integer (of at
     /// most 18 digits) is converted exactly as Python's `float(int)`; a float whose digits fit in
     /// 53 bits with a power of ten up to 22 is one correctly rounded multiplication or division
     /// of two exact doubles (Clinger's fast path: W. D. Clinger, "How to read floating point
     /// numbers accurately", PLDI 1990); any other float goes to Rust's correctly rounded parser.
-    pub(crate) fn numeric_value(&mut self) -> Option<f64> {
-        if self.peek()? == b'n' {
-            self.literal(b"null")?;
-            return Some(f64::NAN);
-        }
+    pub(crate) fn number(&mut self) -> Option<Number> {
+        self.skip_whitespace();
         let (bytes, start) = (self.bytes, self.at);
         let mut at = start;
         let negative = bytes.get(at) == Some(&b'-');
@@ -242,7 +210,7 @@ impl<'a> Cursor<'a> {
                 return None;
             }
             let value = mantissa as i64; // (< 10^18: exact)
-            return Some((if negative { -value } else { value }) as f64); // (-0 is the int 0)
+            return Some(Number::Int(if negative { -value } else { value })); // (-0 is the int 0)
         }
         if digits <= 19 && mantissa <= 1 << 53 && exponent.abs() <= 22 {
             let exact = mantissa as f64;
@@ -252,12 +220,12 @@ impl<'a> Cursor<'a> {
             } else {
                 exact * power
             };
-            return Some(if negative { -value } else { value });
+            return Some(Number::Float(if negative { -value } else { value }));
         }
         // SAFETY: the grammar checked above admits ASCII digits, '-', '+', '.', 'e' and 'E' only
         let text = unsafe { std::str::from_utf8_unchecked(&bytes[start..at]) };
         let value = text.parse::<f64>().ok()?;
-        value.is_finite().then_some(value)
+        value.is_finite().then_some(Number::Float(value))
     }
 
     /// A categorical feature's value: None for null.
@@ -278,7 +246,7 @@ impl<'a> Cursor<'a> {
         }
         loop {
             if keyed {
-                self.skip_string()?;
+                self.text()?;
                 self.expect(b':')?;
             }
             self.skip_value(depth + 1)?;
@@ -293,13 +261,13 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Past any JSON value.
+    /// Past any JSON value, checked (see the module's documentation).
     pub(crate) fn skip_value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
         match self.peek()? {
-            b'"' => self.skip_string(),
+            b'"' => self.text().map(|_| ()),
             b'{' => self.skip_container(b'}', depth, true),
             b'[' => self.skip_container(b']', depth, false),
             b't' => self.literal(b"true"),

@@ -1,29 +1,40 @@
-//! Prediction events' features straight into columns, with the GIL released.
+//! Prediction events straight into Python, parsed with the GIL released.
 //!
-//! Stage 1 of watchkeeper spent over half of its time decoding each event's `features`
-//! object into Python objects, reading them back out by name and freeing them. This module
-//! reads the `features` of a whole batch of raw JSON records into a float64 matrix (the
-//! model's numeric features) and one list per categorical feature, without a Python object
-//! per value, in threads that run without the GIL while the caller decodes the rest of
-//! each event ([`start_features`], then [`PendingFeatures::result`]).
+//! Stage 1 of watchkeeper spent most of its time decoding each event into Python objects
+//! (msgspec parses a record in C, but under the GIL), reading the features back out by
+//! name and freeing them. This module parses a whole batch of raw JSON prediction records
+//! in threads that run without the GIL ([`start_events`], then [`PendingEvents::result`]):
+//! each record's `features` go into a float64 matrix (the model's numeric features) and one
+//! list per categorical feature, without a Python object per value; its other fields into a
+//! dict as the generic decoder makes it, the event time as epoch seconds.
 //!
 //! It accepts a strict subset of what the prediction contract accepts, and answers `None`
 //! for a batch with any record outside it; the caller then decodes that batch the generic
 //! way, which accepts, rejects and counts exactly as before. The subset:
 //!
-//! * the record is one JSON object with exactly one top-level `"features"` key, itself an
-//!   object, and no top-level key written with an escape;
+//! * the record is one JSON object, each top-level key written without escapes; `features`
+//!   (an object), `event_id` and `model_id` (non-empty strings) and `timestamp` are sent;
+//!   no key the contract names is sent twice;
 //! * every feature name is one the model configures, written without escapes, at most once;
-//! * a numeric feature is `null` or a JSON number: an integer of at most 18 digits (exactly
-//!   an int64, converted to float64 as Python's `float(int)` does) or a finite float
-//!   (correctly rounded, as msgspec and Python parse it);
-//! * a categorical feature is `null` or a string (its escapes decoded as JSON defines them,
-//!   a surrogate pair as one character; a raw control character, invalid UTF-8 or a lone
-//!   surrogate refuses the batch, as the generic decoder rejects them).
+//!   a numeric feature is `null` or a number, a categorical one `null` or a string;
+//! * a number is an integer of at most 18 digits (exactly an int64, converted to float64 as
+//!   Python's `float(int)` does where a float is expected) or a finite float (correctly
+//!   rounded, as msgspec and Python parse it); strings are valid UTF-8, their escapes decoded
+//!   as JSON defines them (a surrogate pair as one character; a raw control character or a
+//!   lone surrogate refuses the batch);
+//! * `timestamp` is epoch seconds within the contract's bounds, or an RFC 3339 date-time
+//!   `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)` between the years 1685 and 2255;
+//! * `prediction_id` is a string or `null`, `model_version` a string; `prediction` an
+//!   object with `label` (string, integer, boolean or `null`), `score` (a number from 0 to 1
+//!   or `null`), `value` (a number or `null`), `probabilities` (an object of numbers or
+//!   `null`); `attributes` an object of strings, numbers, booleans or `null`; `metadata` an
+//!   object (checked, and left out of the dict: the monitor never reads it); any other field
+//!   any JSON value (checked, and ignored as the contract ignores it).
 //!
 //! A feature not sent or sent as `null` is NaN (numeric) or `None` (categorical).
 
 mod cursor;
+mod event;
 mod reader;
 
 use std::sync::Arc;
@@ -31,31 +42,39 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString};
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::reader::{Chunks, Reader, Record};
+use crate::cursor::Number;
+use crate::event::{Event, Prediction, Scalar};
+use crate::reader::{Chunks, Columns, Reader, Record};
 
-/// The `features` of a batch of raw prediction records, being read into columns by threads
-/// of their own (see [`start_features`]); [`PendingFeatures::result`] waits for them.
+/// A batch of raw prediction records being read by threads of their own (see
+/// [`start_events`]); [`PendingEvents::result`] waits for them.
 #[pyclass(module = "watchkeeper_native")]
-struct PendingFeatures {
+struct PendingEvents {
     chunks: Option<Chunks>, // (declared first: dropped, and so joined, before the records)
     records: Vec<Py<PyBytes>>,
     numeric: usize,
 }
 
+/// One batch's events as Python objects: the dicts, their times, the features' columns.
+type Events<'py> = (
+    Bound<'py, PyList>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Vec<Bound<'py, PyList>>,
+);
+
 #[pymethods]
-impl PendingFeatures {
-    /// The (records × numeric) float64 matrix (NaN: not sent or null) and, per categorical
-    /// feature, the list of its values (None: not sent or null); or None if any record is
-    /// outside the subset this reader takes (see the module's documentation), for the
-    /// caller's generic path. Waits, with the GIL released, for the threads to finish.
-    #[allow(clippy::type_complexity)]
-    fn result<'py>(
-        &mut self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, PyArray2<f64>>, Vec<Bound<'py, PyList>>)>> {
+impl PendingEvents {
+    /// Each record's fields but its features as a dict (``timestamp`` in epoch seconds), the
+    /// event times (float64), the (records × numeric) float64 matrix of the numeric features
+    /// (NaN: not sent or null) and, per categorical feature, the list of its values (None:
+    /// not sent or null); or None if any record is outside the subset this reader takes (see
+    /// the module's documentation), for the caller's generic path. Waits, with the GIL
+    /// released, for the threads to finish.
+    fn result<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Events<'py>>> {
         let chunks = self
             .chunks
             .take()
@@ -68,56 +87,180 @@ impl PendingFeatures {
         }) else {
             return Ok(None);
         };
-        let matrix =
-            PyArray1::from_vec(py, read.numeric).reshape([self.records.len(), self.numeric])?;
-        let mut lists = Vec::with_capacity(read.categorical.len());
-        for values in read.categorical {
-            let mut texts: HashMap<&[u8], PyObject> = HashMap::default(); // one str object per distinct value
-            let mut items: Vec<PyObject> = Vec::with_capacity(values.len());
-            for value in &values {
-                items.push(match value.as_deref() {
+        let Columns {
+            events,
+            numeric,
+            categorical,
+        } = read;
+        let matrix = PyArray1::from_vec(py, numeric).reshape([self.records.len(), self.numeric])?;
+        let mut texts = Texts::new(py);
+        let times = PyArray1::from_iter(py, events.iter().map(|event| event.time));
+        let dicts = events
+            .iter()
+            .map(|event| texts.event(event))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut lists = Vec::with_capacity(categorical.len());
+        for values in categorical {
+            let items = (values.iter())
+                .map(|value| match value {
                     None => py.None(),
-                    Some(text) => texts
-                        .entry(text)
-                        .or_insert_with(|| {
-                            // (checked to be UTF-8 while reading)
-                            PyString::new(py, std::str::from_utf8(text).unwrap_or_default())
-                                .into_any()
-                                .unbind()
-                        })
-                        .clone_ref(py),
-                });
-            }
+                    Some(text) => texts.shared(text),
+                })
+                .collect::<Vec<_>>();
             lists.push(PyList::new(py, items)?);
         }
-        Ok(Some((matrix, lists)))
+        Ok(Some((PyList::new(py, dicts)?, times, matrix, lists)))
     }
 }
 
-/// Start reading the `features` of a batch of raw prediction records into columns.
+/// Python objects of one batch's values: one str object per distinct repeated text (model
+/// ids, versions, categories, attributes), the dict keys interned.
+struct Texts<'py> {
+    py: Python<'py>,
+    shared: HashMap<Vec<u8>, PyObject>,
+    keys: [Bound<'py, PyString>; 11],
+}
+
+const KEYS: [&str; 11] = [
+    "event_id",
+    "prediction_id",
+    "model_id",
+    "model_version",
+    "timestamp",
+    "prediction",
+    "attributes",
+    "label",
+    "score",
+    "value",
+    "probabilities",
+];
+
+impl<'py> Texts<'py> {
+    fn new(py: Python<'py>) -> Self {
+        Texts {
+            py,
+            shared: HashMap::default(),
+            keys: KEYS.map(|key| PyString::intern(py, key)),
+        }
+    }
+
+    /// A text as a str: checked to be UTF-8 while reading.
+    fn text(&self, text: &[u8]) -> PyObject {
+        PyString::new(self.py, std::str::from_utf8(text).unwrap_or_default())
+            .into_any()
+            .unbind()
+    }
+
+    /// A text that recurs in the batch, as one str object.
+    fn shared(&mut self, text: &[u8]) -> PyObject {
+        if let Some(object) = self.shared.get(text) {
+            return object.clone_ref(self.py);
+        }
+        let object = self.text(text);
+        self.shared.insert(text.to_vec(), object.clone_ref(self.py));
+        object
+    }
+
+    fn scalar(&mut self, value: &Scalar<'_>) -> PyResult<PyObject> {
+        let py = self.py;
+        Ok(match value {
+            Scalar::Null => py.None(),
+            Scalar::Bool(flag) => PyBool::new(py, *flag).to_owned().into_any().unbind(),
+            Scalar::Number(Number::Int(integer)) => integer.into_pyobject(py)?.into_any().unbind(),
+            Scalar::Number(Number::Float(float)) => PyFloat::new(py, *float).into_any().unbind(),
+            Scalar::Text(text) => self.shared(text),
+        })
+    }
+
+    fn number(&self, value: Option<f64>) -> PyObject {
+        value.map_or_else(
+            || self.py.None(),
+            |v| PyFloat::new(self.py, v).into_any().unbind(),
+        )
+    }
+
+    fn event(&mut self, event: &Event<'_>) -> PyResult<Bound<'py, PyDict>> {
+        let py = self.py;
+        let [event_id, prediction_id, model_id, model_version, timestamp, prediction, attributes, ..] =
+            &self.keys.clone();
+        let dict = PyDict::new(py);
+        let id = self.text(&event.event_id);
+        dict.set_item(event_id, &id)?;
+        match &event.prediction_id {
+            None => {}
+            Some(None) => dict.set_item(prediction_id, py.None())?,
+            Some(Some(same)) if *same == event.event_id => dict.set_item(prediction_id, &id)?,
+            Some(Some(other)) => dict.set_item(prediction_id, self.text(other))?,
+        }
+        dict.set_item(model_id, self.shared(&event.model_id))?;
+        if let Some(version) = &event.model_version {
+            dict.set_item(model_version, self.shared(version))?;
+        }
+        dict.set_item(timestamp, PyFloat::new(py, event.time))?;
+        if let Some(sent) = &event.prediction {
+            dict.set_item(prediction, self.prediction(sent)?)?;
+        }
+        if let Some(entries) = &event.attributes {
+            let object = PyDict::new(py);
+            for (name, value) in entries {
+                object.set_item(self.shared(name), self.scalar(value)?)?;
+            }
+            dict.set_item(attributes, object)?;
+        }
+        Ok(dict)
+    }
+
+    fn prediction(&mut self, sent: &Prediction<'_>) -> PyResult<Bound<'py, PyDict>> {
+        let [.., label, score, value, probabilities] = &self.keys.clone();
+        let dict = PyDict::new(self.py);
+        if let Some(given) = &sent.label {
+            dict.set_item(label, self.scalar(given)?)?;
+        }
+        if let Some(given) = sent.score {
+            dict.set_item(score, self.number(given))?;
+        }
+        if let Some(given) = sent.value {
+            dict.set_item(value, self.number(given))?;
+        }
+        match &sent.probabilities {
+            None => {}
+            Some(None) => dict.set_item(probabilities, self.py.None())?,
+            Some(Some(entries)) => {
+                let object = PyDict::new(self.py);
+                for (class, p) in entries {
+                    object.set_item(self.shared(class), PyFloat::new(self.py, p.as_f64()))?;
+                }
+                dict.set_item(probabilities, object)?;
+            }
+        }
+        Ok(dict)
+    }
+}
+
+/// Start reading a batch of raw prediction records; returns at once.
 ///
 /// `numeric` and `categorical` are the model's feature names. The records are parsed by
-/// up to four threads (one per core) that run without the GIL while the caller goes on;
-/// the returned [`PendingFeatures`] holds the records until they are done.
+/// up to four threads (one per core) that run without the GIL; the returned
+/// [`PendingEvents`] holds the records until they are done.
 #[pyfunction]
-fn start_features(
+fn start_events(
     records: Vec<Bound<'_, PyBytes>>,
     numeric: Vec<String>,
     categorical: Vec<String>,
-) -> PyResult<PendingFeatures> {
+) -> PyResult<PendingEvents> {
     let reader = Reader::new(&numeric, &categorical).map_err(|name| {
         PyValueError::new_err(format!(
             "feature names: {name:?} is given twice; expected distinct names"
         ))
     })?;
-    // SAFETY: `PendingFeatures` keeps every record (immutable bytes) alive until its chunks
+    // SAFETY: `PendingEvents` keeps every record (immutable bytes) alive until its chunks
     // are joined: in `result`, or when it is dropped (`chunks` drops before `records`)
     let bytes: Arc<[Record]> = records
         .iter()
         .map(|record| unsafe { Record::new(record.as_bytes()) })
         .collect();
     let chunks = Arc::new(reader).spawn(bytes);
-    Ok(PendingFeatures {
+    Ok(PendingEvents {
         chunks: Some(chunks),
         records: records.into_iter().map(Bound::unbind).collect(),
         numeric: numeric.len(),
@@ -126,7 +269,7 @@ fn start_features(
 
 #[pymodule]
 fn watchkeeper_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(start_features, module)?)?;
-    module.add_class::<PendingFeatures>()?;
+    module.add_function(wrap_pyfunction!(start_events, module)?)?;
+    module.add_class::<PendingEvents>()?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! The reader of one batch: every record's `features` into columns, or None, in threads
-//! that run while the caller goes on.
+//! The reader of one batch: every record's fields (its `features` into columns), or None, in
+//! threads that run while the caller waits without the GIL.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::cursor::Cursor;
+use crate::event::{Event, Fields};
 
 const MAX_THREADS: usize = 4; // threads that read one batch (at most one per core)
 const MIN_CHUNK: usize = 256; // records per thread, at least
@@ -20,8 +21,9 @@ enum Column {
     Categorical(usize),
 }
 
-/// The columns of one batch, borrowed from its records.
+/// One batch read: its features as columns and the other fields per record, borrowed from its records.
 pub(crate) struct Columns<'a> {
+    pub(crate) events: Vec<Event<'a>>,
     pub(crate) numeric: Vec<f64>, // row-major (records × numeric features)
     pub(crate) categorical: Vec<Vec<Option<Cow<'a, [u8]>>>>, // per categorical feature, per record
 }
@@ -91,7 +93,7 @@ impl Reader {
     }
 
     /// Start reading the batch in up to [`MAX_THREADS`] chunks, each on a thread of its own,
-    /// and return at once: the caller goes on (decoding the rest of the events) meanwhile.
+    /// and return at once.
     pub(crate) fn spawn(self: Arc<Self>, records: Arc<[Record]>) -> Chunks {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let chunks = cores.min(MAX_THREADS).min(records.len() / MIN_CHUNK).max(1);
@@ -130,6 +132,7 @@ impl Chunks {
             .collect();
         let n = self.records.len();
         let mut out = Columns {
+            events: Vec::with_capacity(n),
             numeric: Vec::with_capacity(n * self.reader.numeric),
             categorical: (0..self.reader.categorical)
                 .map(|_| Vec::with_capacity(n))
@@ -137,6 +140,7 @@ impl Chunks {
         };
         for part in parts {
             let part = part?;
+            out.events.extend(part.events);
             out.numeric.extend_from_slice(&part.numeric);
             for (column, values) in out.categorical.iter_mut().zip(part.categorical) {
                 column.extend(values);
@@ -165,6 +169,7 @@ impl Reader {
 
     fn read<'a>(&self, records: impl ExactSizeIterator<Item = &'a [u8]>) -> Option<Columns<'a>> {
         let mut out = Columns {
+            events: Vec::with_capacity(records.len()),
             numeric: vec![f64::NAN; records.len() * self.numeric],
             categorical: vec![vec![None; records.len()]; self.categorical],
         };
@@ -173,6 +178,7 @@ impl Reader {
             let mut cursor = Cursor { bytes, at: 0 };
             cursor.expect(b'{')?;
             let mut found = false;
+            let mut fields = Fields::default();
             if cursor.peek()? != b'}' {
                 loop {
                     let key = cursor.plain_string()?;
@@ -183,8 +189,8 @@ impl Reader {
                         }
                         found = true;
                         self.features(&mut cursor, row, &mut out, &mut seen)?;
-                    } else {
-                        cursor.skip_value(1)?;
+                    } else if !fields.read(key, &mut cursor)? {
+                        cursor.skip_value(1)?; // (a field the contract does not name: ignored)
                     }
                     match cursor.peek()? {
                         b',' => cursor.at += 1,
@@ -198,6 +204,7 @@ impl Reader {
             if !found || cursor.at != bytes.len() {
                 return None;
             }
+            out.events.push(fields.event()?);
         }
         Some(out)
     }

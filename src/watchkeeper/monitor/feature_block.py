@@ -1,22 +1,21 @@
-"""A batch's features read natively into columns, for one configured model.
+"""A batch of one configured model's predictions read natively: dicts, times and feature columns.
 
-Most of stage 1's time used to go into decoding each prediction's ``features`` object into
-Python objects, reading them back out by name and freeing them. For a model's batch,
-:meth:`ModelFeatures.read` instead has the native reader (``watchkeeper_native``, Rust)
-parse every record's ``features`` straight into a float64 matrix of the numeric features
-and one list per categorical feature, in threads of its own that run without the GIL
-while msgspec decodes the rest of each event as before. Each decoded event's
+Most of stage 1's time used to go into decoding each prediction event into Python objects
+(under the GIL), reading the features back out by name and freeing them. For a model's
+batch, :meth:`ModelFeatures.read` instead has the native reader (``watchkeeper_native``,
+Rust) parse every record in threads of its own that run without the GIL: each record's
+``features`` go straight into a float64 matrix of the numeric features and one list per
+categorical feature, and its other fields into the dict the generic decoder would make
+(``timestamp`` in epoch seconds, ``metadata`` left out: nothing reads it). Each event's
 ``features`` is then a :class:`FeatureRef`: its row of the batch's :class:`FeatureBlock`.
 It reads like the dict it replaces (``ref[name]``, ``ref.get(name)``, iteration over the
 configured names), and :func:`block_rows` lets the column readers take whole columns from
 the block.
 
-The reader takes a strict subset of the contract (numbers or null in numeric features,
-strings or null in categorical ones, configured names only, written without escapes and
-each at most once; see ``native/src/lib.rs``); for a batch with any record outside it,
-``read`` answers None and the batch is decoded the generic way, so what is accepted, every
-rejection reason and every counter stay the same. Numeric values come out as floats (an
-integer 3 as 3.0): stage 1 bins them as float64 either way.
+The reader takes a strict subset of the contract (see ``native/src/lib.rs``); for a batch
+with any record outside it, ``read`` answers None and the batch is decoded the generic
+way, so what is accepted, every rejection reason and every counter stay the same. Numeric
+features come out as floats (an integer 3 as 3.0): stage 1 bins them as float64 either way.
 """
 
 from __future__ import annotations
@@ -24,16 +23,12 @@ from __future__ import annotations
 import collections
 import itertools
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import numpy as np
-from watchkeeper_native import start_features
-
-from watchkeeper.events import PredictionEvent
-from watchkeeper.monitor.contracts import typed_dict
+from watchkeeper_native import start_events
 
 __all__ = ["FeatureBlock", "FeatureRef", "ModelFeatures", "block_rows"]
 
@@ -98,7 +93,6 @@ class ModelFeatures:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     columns: dict[str, tuple[bool, int]] = field(init=False, repr=False)  # name → (numeric?, column)
-    refused: bool = field(default=False, init=False, repr=False)  # whether the native reader refused the last batch
 
     def __post_init__(self) -> None:
         self.columns = {name: (True, j) for j, name in enumerate(self.numeric)}
@@ -108,30 +102,17 @@ class ModelFeatures:
     def names(self) -> frozenset[str]:
         return frozenset(self.columns)
 
-    def read(self, raw: Sequence[bytes]) -> list[dict[str, Any]] | None:
-        """Each record decoded, its ``features`` a :class:`FeatureRef`; None if the native reader
-        refuses any record (then the generic decoder decides the batch).
+    def read(self, raw: Sequence[bytes]) -> tuple[list[dict[str, Any]], np.ndarray] | None:
+        """Each record decoded (its ``features`` a :class:`FeatureRef`) and the event times; None
+        if the native reader refuses any record (then the generic decoder decides the batch).
 
-        msgspec decodes the rest of each event while the native reader's threads parse the
-        features (unless the last batch was refused: then the features are read first, so
-        a producer whose events the reader keeps refusing costs no decode in vain).
-        Raises what msgspec raises for a record whose other fields break the contract.
+        Raises TypeError for a record that is not bytes (None: a tombstone).
         """
-        pending = start_features(raw, list(self.numeric), list(self.categorical))
-        events = None if self.refused else list(map(_without_features, raw))
-        read = pending.result()
-        self.refused = read is None
+        read = start_events(raw, list(self.numeric), list(self.categorical)).result()
         if read is None:
             return None
-        if events is None:
-            events = list(map(_without_features, raw))
-        block = FeatureBlock(self, *read)
+        events, times, numeric, categorical = read
+        block = FeatureBlock(self, numeric, categorical)
         refs = map(FeatureRef, itertools.repeat(block), range(len(events)))
         collections.deque(map(operator.setitem, events, itertools.repeat("features"), refs), maxlen=0)
-        return events
-
-
-# the prediction contract without ``features`` (the native reader has read them)
-_without_features: Callable[[bytes], dict[str, Any]] = msgspec.json.Decoder(
-    typed_dict(PredictionEvent, without="features")
-).decode
+        return events, times

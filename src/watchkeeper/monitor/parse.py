@@ -10,10 +10,11 @@ is derived from them, nothing is written twice:
   (is the model configured?), the contract's ``exactly_one_of`` rule on the dicts, and
   ``datetime.timestamp()`` for the date-time fields. A batch of a configured model's
   predictions goes first through its model's reader
-  (:class:`~watchkeeper.monitor.feature_block.ModelFeatures`): the native reader turns
-  every record's ``features`` into columns and msgspec decodes the rest. A batch with any
-  record that reader refuses (a string in a numeric feature, an unconfigured feature name,
-  anything invalid) is decoded by the generic decoder instead, so what is accepted and
+  (:class:`~watchkeeper.monitor.feature_block.ModelFeatures`): the native reader parses
+  every record without the GIL, its ``features`` into columns, the rest into the dict
+  msgspec would make and the event times into an array. A batch with any record that
+  reader refuses (a string in a numeric feature, an unconfigured feature name, anything
+  invalid or unusual) is decoded by the generic decoder instead, so what is accepted and
   every reason stay the same.
 * **Exact reasons.** A record that fails anywhere on the fast path is checked again on its
   own by the reference path: the contract Struct's own decoder decides, and a walker over
@@ -22,10 +23,10 @@ is derived from them, nothing is written twice:
   ``prediction.score: 1.7: expected a number between 0 and 1``).
 
 Downstream code gets plain dicts with the declared fields as sent (undeclared fields are
-dropped: the contracts ignore them), except that the date-time fields (``timestamp``, and
-``prediction_timestamp`` of outcomes) hold epoch seconds (float); the event times also come
-as a float64 array. Property tests assert that the fast path and the reference path accept
-and reject exactly the same records.
+dropped: the contracts ignore them; the native reader drops ``metadata`` too), except that
+the date-time fields (``timestamp``, and ``prediction_timestamp`` of outcomes) hold epoch
+seconds (float); the event times also come as a float64 array. Property tests assert that
+the fast path and the reference path accept and reject exactly the same records.
 """
 
 from __future__ import annotations
@@ -119,26 +120,30 @@ class _ModelOnly(msgspec.Struct):
 _model_only: Callable[[Any], _ModelOnly] = msgspec.json.Decoder(_ModelOnly).decode
 
 
-def _by_model(raw: Sequence[bytes | None], features: Mapping[str, ModelFeatures]) -> list[Any] | None:
-    """Every record decoded by its own model's reader, or None if any record is refused by it."""
+def _by_model(
+    raw: Sequence[bytes | None], features: Mapping[str, ModelFeatures]
+) -> tuple[list[Any], np.ndarray] | None:
+    """Every record decoded by its own model's reader, and the event times; None if any record
+    is refused by it."""
     try:
-        if len(features) == 1:  # (the model check follows the decode)
+        if len(features) == 1:  # (the model check follows the read)
             [(model_id, model)] = features.items()
-            alike = model.read(raw)  # type: ignore[arg-type]  # (a None record raises TypeError)
-            return alike if alike is not None and list(map(_MODEL, alike)).count(model_id) == len(alike) else None
+            read = model.read(raw)  # type: ignore[arg-type]  # (a None record raises TypeError)
+            return read if read is not None and list(map(_MODEL, read[0])).count(model_id) == len(read[0]) else None
         groups = groups_of(list(map(operator.attrgetter(MODEL_FIELD), map(_model_only, raw))))
         if not features.keys() >= groups.keys():
             return None
         decoded: list[Any] = [None] * len(raw)
+        times = np.empty(len(raw))
         for model_id, where in groups.items():
             if where is None:  # (one model: every record)
                 return features[model_id].read(raw)  # type: ignore[arg-type]
-            positions = where.tolist()
-            events = features[model_id].read(list(map(raw.__getitem__, positions)))  # type: ignore[arg-type]
-            if events is None:
+            read = features[model_id].read(list(map(raw.__getitem__, where.tolist())))  # type: ignore[arg-type]
+            if read is None:
                 return None
-            collections.deque(map(decoded.__setitem__, positions, events), maxlen=0)
-        return decoded
+            collections.deque(map(decoded.__setitem__, where.tolist(), read[0]), maxlen=0)
+            times[where] = read[1]
+        return decoded, times
     except _DECODE_ERRORS:
         return None
 
@@ -148,12 +153,11 @@ def _fast(
     models: Container[str],
     contract: Contract,
     features: Mapping[str, ModelFeatures] | None = None,
-) -> tuple[list[Any], bool]:
-    """Per record: the decoded dict (its datetime fields as epoch seconds), or None; and
-    whether the models' native readers decoded the batch."""
+) -> tuple[list[Any], np.ndarray | None]:
+    """Per record: the decoded dict (its datetime fields as epoch seconds), or None; and, if
+    the models' native readers decoded the batch, the event times of every record."""
     by_model = _by_model(raw, features) if features and raw else None
-    native = by_model is not None
-    decoded = by_model if by_model is not None else _decode_each(contract.decode, raw)
+    decoded, times = by_model if by_model is not None else (_decode_each(contract.decode, raw), None)
     complete = None not in decoded
     if not (complete and all(map(models.__contains__, map(_MODEL, decoded)))):
         for i, event in enumerate(decoded):  # the model check (a set lookup each)
@@ -161,7 +165,7 @@ def _fast(
                 decoded[i] = None
                 complete = False
     events = decoded if complete else [e for e in decoded if e is not None]
-    for name in contract.times:
+    for name in contract.times if times is None else ():  # (the native reader gives epoch seconds)
         if name == TIME_FIELD:  # required
             epochs = [value if type(value) is float else value.timestamp() for value in map(_TIME, events)]
             collections.deque(map(operator.setitem, events, itertools.repeat(name), epochs), maxlen=0)
@@ -180,7 +184,7 @@ def _fast(
             where = range(len(decoded)) if complete else [i for i, event in enumerate(decoded) if event is not None]
             for k in broken:
                 decoded[where[k]] = None
-    return decoded, native
+    return decoded, times
 
 
 def _parse(
@@ -189,9 +193,10 @@ def _parse(
     contract: Contract,
     features: Mapping[str, ModelFeatures] | None = None,
 ) -> ParsedBatch:
-    decoded, native = _fast(raw, models, contract, features)
+    decoded, native_times = _fast(raw, models, contract, features)
+    native = native_times is not None
     if None not in decoded:  # the whole batch is valid
-        times = np.fromiter(map(operator.itemgetter(TIME_FIELD), decoded), dtype=np.float64, count=len(decoded))
+        times = native_times if native_times is not None else np.fromiter(map(_TIME, decoded), np.float64, len(decoded))
         return ParsedBatch(decoded, times, list(range(len(decoded))), [], native)
     events, kept, indices, rejected = [], [], [], []
     for index, event in enumerate(decoded):

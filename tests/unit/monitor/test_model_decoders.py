@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from watchkeeper_native import start_features
+from watchkeeper_native import start_events
 
 from watchkeeper.monitor.columns import ColumnValues, unknown_names
 from watchkeeper.monitor.feature_block import FeatureRef, ModelFeatures
@@ -114,7 +115,9 @@ def test_per_model_readers_give_what_the_generic_decoder_gives(raw: list[bytes |
     assert [(r.index, r.reason) for r in fast.rejected] == [(r.index, r.reason) for r in generic.rejected]
     assert fast.times.tolist() == generic.times.tolist()
     for one, other in zip(fast.events, generic.events, strict=True):
-        assert {k: v for k, v in one.items() if k != "features"} == {k: v for k, v in other.items() if k != "features"}
+        assert {k: v for k, v in one.items() if k not in ("features", "metadata")} == {
+            k: v for k, v in other.items() if k not in ("features", "metadata")
+        }
     for one, other in zip(_features(fast), _features(generic), strict=True):
         assert all(_same(one[name], other[name]) for name in one), (one, other)
     m1 = [k for k, event in enumerate(generic.events) if event["model_id"] == "m1"]
@@ -129,6 +132,135 @@ def test_per_model_readers_give_what_the_generic_decoder_gives(raw: list[bytes |
         assert unknown_names(sent[: len(m1)], frozenset(NUMERIC + OTHER)) == unknown_names(
             sent[len(m1) :], frozenset(NUMERIC + OTHER)
         )
+
+
+def _strict(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0, True is not 1; keys in any order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_strict(a[k], b[k]) for k in a)
+    if type(a) is float and type(b) is float:
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return type(a) is type(b) and a == b
+
+
+def _iso(draw: st.DrawFn) -> str:
+    """A date-time as producers write it, mostly RFC 3339, sometimes not quite."""
+    when = draw(st.datetimes(min_value=datetime(1600, 1, 1), max_value=datetime(2300, 12, 31)))
+    text = when.strftime("%Y-%m-%dT%H:%M:%S")
+    digits = draw(st.sampled_from([0, 0, 3, 6, 1, 9]))
+    if digits:
+        text += "." + f"{when.microsecond:06d}{draw(st.integers(0, 999))}"[:digits].ljust(digits, "0")
+    text += draw(st.sampled_from(["Z", "+00:00", "+05:30", "-08:00", "-00:00", "+14:00", "", "z", "+0530", "+24:00"]))
+    return draw(st.sampled_from([text, text, text, text.replace("T", " "), text.replace("T", "t"), text[:10]]))
+
+
+ODD_DATES = [  # (invalid days, hours, leap seconds, year 0; one microsecond after the epoch)
+    "2023-02-29T00:00:00Z", "2024-02-29T23:59:59Z", "2023-04-31T00:00:00Z", "2023-01-01T24:00:00Z",
+    "2016-12-31T23:59:60Z", "0000-01-01T00:00:00Z", "1970-01-01T00:00:00.000001Z", "2023-13-01T00:00:00Z",
+]  # fmt: skip
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
+)
+
+
+@st.composite
+def full_predictions(draw: st.DrawFn) -> bytes:
+    """A prediction of m2 whose every field other than ``features`` varies, mostly within the contract."""
+    event: dict[str, Any] = {"event_id": draw(st.text(max_size=5)), "model_id": draw(st.sampled_from(["m2", "m2", ""]))}
+    choice = draw(st.integers(0, 5))
+    if choice < 4:
+        event["prediction_id"] = [None, event["event_id"], draw(st.text(max_size=5)), 7][choice]
+    if draw(st.booleans()):
+        event["model_version"] = draw(st.one_of(st.text(max_size=5), st.none(), st.integers(0, 3)))
+    event["timestamp"] = draw(
+        st.one_of(
+            st.builds(_iso, st.just(draw)),
+            st.sampled_from(ODD_DATES),
+            st.floats(-7e10, 3e11),
+            st.integers(-(10**12), 10**12),
+        )
+    )
+    event["features"] = {"x": draw(st.floats(-10, 10))}
+    if draw(st.integers(0, 4)):
+        prediction: dict[str, Any] = {}
+        for name, values in {
+            "label": scalars,
+            "score": st.one_of(st.floats(-0.5, 1.5), st.sampled_from([0, 1, -0.0, None, "0.5"])),
+            "value": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**20), 10**20)),
+            "probabilities": st.one_of(st.none(), st.dictionaries(st.text(max_size=3), st.floats(0, 1), max_size=3)),
+            "extra": JSON_VALUES,
+        }.items():
+            if draw(st.booleans()):
+                prediction[name] = draw(values)
+        event["prediction"] = draw(st.sampled_from([prediction, prediction, prediction, None]))
+    if draw(st.booleans()):
+        event["attributes"] = draw(st.one_of(st.dictionaries(st.text(max_size=3), scalars, max_size=3), JSON_VALUES))
+    if draw(st.booleans()):
+        event["metadata"] = draw(st.one_of(st.dictionaries(st.text(max_size=3), JSON_VALUES, max_size=3), JSON_VALUES))
+    if draw(st.integers(0, 4)) == 0:
+        event[draw(st.sampled_from(["other", "Model_id", "event_id"]))] = draw(JSON_VALUES)  # (event_id: sent twice)
+    keys = list(event)
+    order = draw(st.permutations(keys))
+    text = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(event[k], ensure_ascii=draw(st.booleans()))}" for k in order)
+    if "event_id" not in order and draw(st.booleans()):
+        text += ',"event_id":"again"'
+    return (text + "}").encode()
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(full_predictions(), min_size=1, max_size=3))
+def test_every_field_read_natively_equals_the_generic_decoder(raw: list[bytes]) -> None:
+    """Ids, versions, times (as epoch seconds, bit for bit), the prediction and the attributes: the
+    same values of the same types as the generic decoder's, or the batch goes to the generic decoder."""
+    fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
+    assert fast.indices == generic.indices
+    assert [(r.index, r.reason) for r in fast.rejected] == [(r.index, r.reason) for r in generic.rejected]
+    assert fast.times.tobytes() == generic.times.tobytes()
+    for one, other in zip(fast.events, generic.events, strict=True):
+        mine = {k: v for k, v in one.items() if k not in ("features", "metadata")}
+        assert _strict(mine, {k: v for k, v in other.items() if k not in ("features", "metadata")}), (one, other)
+
+
+def test_a_batch_with_every_field_takes_the_native_reader() -> None:
+    """Every field of the contract, written as producers write them, stays on the fast path and
+    reads as the generic decoder reads it (times: as ``datetime.timestamp()`` gives them)."""
+    events: list[dict[str, Any]] = [
+        {
+            "event_id": "e1",
+            "prediction_id": "p1",
+            "model_id": "m2",
+            "model_version": "v\u00e9",
+            "timestamp": "2026-11-30T10:00:00.123456+05:30",
+            "features": {"x": 1},
+            "prediction": {"label": "yes", "score": 1, "value": -2, "probabilities": {"yes": 0.75, "no": 0}},
+            "attributes": {"group": "a", "age": 41, "ratio": 0.5, "member": True, "none": None},
+            "metadata": {"trace": [1, {"deep": None}], "big": 1.5e300},
+            "unknown": {"ignored": ["x"]},
+        },
+        {"event_id": "e2", "model_id": "m2", "timestamp": 1.7e9, "features": {}, "prediction": {"label": 3}},
+        {
+            "event_id": "e3",
+            "prediction_id": None,
+            "model_id": "m2",
+            "timestamp": "1999-12-31T23:59:59Z",
+            "features": {},
+        },
+    ]
+    raw = [json.dumps(e).encode() for e in events]
+    fast, generic = parse_predictions(raw, MODELS, READERS), parse_predictions(raw, MODELS)
+    assert fast.native and not generic.native and not fast.rejected
+    for one, other in zip(fast.events, generic.events, strict=True):
+        assert "metadata" not in one
+        assert _strict(
+            {k: v for k, v in one.items() if k != "features"},
+            {k: v for k, v in other.items() if k not in ("features", "metadata")},
+        )
+    assert fast.times.tolist() == [datetime.fromisoformat(events[0]["timestamp"]).timestamp(), 1.7e9, 946684799.0]
+    assert fast.events[0]["model_version"] == "vé" and fast.events[1]["prediction"] == {"label": 3}
 
 
 def test_a_clean_batch_takes_the_native_reader() -> None:
@@ -212,16 +344,20 @@ def test_a_large_batch_read_in_chunks_equals_the_generic_decoder() -> None:
 def test_a_pending_read_holds_its_records_until_its_threads_are_done() -> None:
     """The reader's threads parse while stage 1 goes on: the records they read stay alive even if
     nothing else holds them (dropped before the result, or read after), and a result is taken once."""
-    records = [b'{"model_id":"m2","features":{"x":%d.5}}' % i for i in range(4000)]
-    dropped = start_features(records, ["x"], [])
-    pending = start_features(records, ["x"], [])
+    records = [
+        b'{"event_id":"e%d","model_id":"m2","timestamp":%d,"features":{"x":%d.5}}' % (i, i, i) for i in range(4000)
+    ]
+    dropped = start_events(records, ["x"], [])
+    pending = start_events(records, ["x"], [])
     del records, dropped  # (the one dropped joins its threads first; the other keeps the bytes it reads)
     read = pending.result()
-    assert read is not None and read[0][:, 0].tolist() == [i + 0.5 for i in range(4000)] and read[1] == []
+    assert read is not None and read[2][:, 0].tolist() == [i + 0.5 for i in range(4000)] and read[3] == []
+    assert read[0][3999] == {"event_id": "e3999", "model_id": "m2", "timestamp": 3999.0}
+    assert read[1].tolist() == [float(i) for i in range(4000)]
     with pytest.raises(RuntimeError, match="taken already"):
         pending.result()
     with pytest.raises(ValueError, match='"x" is given twice'):
-        start_features([], ["x"], ["x"])
+        start_events([], ["x"], ["x"])
 
 
 @settings(max_examples=300, deadline=None)
