@@ -2,7 +2,7 @@
 #   docker build -t watchkeeper .
 #   docker run --rm watchkeeper --help
 
-# The native feature reader (native/, Rust) as a wheel.
+# The native event reader (native/, Rust) as a wheel.
 FROM rust:1.83-slim-bookworm AS native
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
     && python3 -m venv /opt/maturin && /opt/maturin/bin/pip install 'maturin>=1.7,<2'

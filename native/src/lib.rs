@@ -113,34 +113,49 @@ impl PendingEvents {
     }
 }
 
+/// The dict keys, interned once per batch.
+struct Keys<'py> {
+    event_id: Bound<'py, PyString>,
+    prediction_id: Bound<'py, PyString>,
+    model_id: Bound<'py, PyString>,
+    model_version: Bound<'py, PyString>,
+    timestamp: Bound<'py, PyString>,
+    prediction: Bound<'py, PyString>,
+    attributes: Bound<'py, PyString>,
+    label: Bound<'py, PyString>,
+    score: Bound<'py, PyString>,
+    value: Bound<'py, PyString>,
+    probabilities: Bound<'py, PyString>,
+}
+
 /// Python objects of one batch's values: one str object per distinct repeated text (model
 /// ids, versions, categories, attributes), the dict keys interned.
 struct Texts<'py> {
     py: Python<'py>,
     shared: HashMap<Vec<u8>, PyObject>,
-    keys: [Bound<'py, PyString>; 11],
+    keys: Keys<'py>,
 }
-
-const KEYS: [&str; 11] = [
-    "event_id",
-    "prediction_id",
-    "model_id",
-    "model_version",
-    "timestamp",
-    "prediction",
-    "attributes",
-    "label",
-    "score",
-    "value",
-    "probabilities",
-];
 
 impl<'py> Texts<'py> {
     fn new(py: Python<'py>) -> Self {
+        let key = |name| PyString::intern(py, name);
+        let keys = Keys {
+            event_id: key("event_id"),
+            prediction_id: key("prediction_id"),
+            model_id: key("model_id"),
+            model_version: key("model_version"),
+            timestamp: key("timestamp"),
+            prediction: key("prediction"),
+            attributes: key("attributes"),
+            label: key("label"),
+            score: key("score"),
+            value: key("value"),
+            probabilities: key("probabilities"),
+        };
         Texts {
             py,
             shared: HashMap::default(),
-            keys: KEYS.map(|key| PyString::intern(py, key)),
+            keys,
         }
     }
 
@@ -181,56 +196,59 @@ impl<'py> Texts<'py> {
 
     fn event(&mut self, event: &Event<'_>) -> PyResult<Bound<'py, PyDict>> {
         let py = self.py;
-        let [event_id, prediction_id, model_id, model_version, timestamp, prediction, attributes, ..] =
-            &self.keys.clone();
         let dict = PyDict::new(py);
         let id = self.text(&event.event_id);
-        dict.set_item(event_id, &id)?;
+        dict.set_item(&self.keys.event_id, &id)?;
         match &event.prediction_id {
             None => {}
-            Some(None) => dict.set_item(prediction_id, py.None())?,
-            Some(Some(same)) if *same == event.event_id => dict.set_item(prediction_id, &id)?,
-            Some(Some(other)) => dict.set_item(prediction_id, self.text(other))?,
+            Some(None) => dict.set_item(&self.keys.prediction_id, py.None())?,
+            Some(Some(same)) if *same == event.event_id => {
+                dict.set_item(&self.keys.prediction_id, &id)?
+            }
+            Some(Some(other)) => dict.set_item(&self.keys.prediction_id, self.text(other))?,
         }
-        dict.set_item(model_id, self.shared(&event.model_id))?;
+        let model = self.shared(&event.model_id);
+        dict.set_item(&self.keys.model_id, model)?;
         if let Some(version) = &event.model_version {
-            dict.set_item(model_version, self.shared(version))?;
+            let version = self.shared(version);
+            dict.set_item(&self.keys.model_version, version)?;
         }
-        dict.set_item(timestamp, PyFloat::new(py, event.time))?;
+        dict.set_item(&self.keys.timestamp, PyFloat::new(py, event.time))?;
         if let Some(sent) = &event.prediction {
-            dict.set_item(prediction, self.prediction(sent)?)?;
+            let prediction = self.prediction(sent)?;
+            dict.set_item(&self.keys.prediction, prediction)?;
         }
         if let Some(entries) = &event.attributes {
             let object = PyDict::new(py);
             for (name, value) in entries {
                 object.set_item(self.shared(name), self.scalar(value)?)?;
             }
-            dict.set_item(attributes, object)?;
+            dict.set_item(&self.keys.attributes, object)?;
         }
         Ok(dict)
     }
 
     fn prediction(&mut self, sent: &Prediction<'_>) -> PyResult<Bound<'py, PyDict>> {
-        let [.., label, score, value, probabilities] = &self.keys.clone();
         let dict = PyDict::new(self.py);
         if let Some(given) = &sent.label {
-            dict.set_item(label, self.scalar(given)?)?;
+            let label = self.scalar(given)?;
+            dict.set_item(&self.keys.label, label)?;
         }
         if let Some(given) = sent.score {
-            dict.set_item(score, self.number(given))?;
+            dict.set_item(&self.keys.score, self.number(given))?;
         }
         if let Some(given) = sent.value {
-            dict.set_item(value, self.number(given))?;
+            dict.set_item(&self.keys.value, self.number(given))?;
         }
         match &sent.probabilities {
             None => {}
-            Some(None) => dict.set_item(probabilities, self.py.None())?,
+            Some(None) => dict.set_item(&self.keys.probabilities, self.py.None())?,
             Some(Some(entries)) => {
                 let object = PyDict::new(self.py);
                 for (class, p) in entries {
                     object.set_item(self.shared(class), PyFloat::new(self.py, p.as_f64()))?;
                 }
-                dict.set_item(probabilities, object)?;
+                dict.set_item(&self.keys.probabilities, object)?;
             }
         }
         Ok(dict)

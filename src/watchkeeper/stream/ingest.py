@@ -72,7 +72,7 @@ def dead_letter(
 ) -> Outgoing:
     """A dead-letter record: the original bytes (truncated past 512 KiB, said in a header) and why."""
     data = value or b""
-    headers = [("reason", reason.encode())]
+    headers: list[tuple[str, str | bytes | None]] = [("reason", reason.encode())]
     if source is not None:
         headers += [
             ("source.topic", source[0].encode()),
