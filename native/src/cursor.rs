@@ -237,6 +237,33 @@ impl<'a> Cursor<'a> {
         self.text().map(Some)
     }
 
+    /// Through an object, its opening brace next: each member's key is read by `key`, then its
+    /// value by `member` (given the key, the cursor past the colon).
+    pub(crate) fn members<K>(
+        &mut self,
+        mut key: impl FnMut(&mut Self) -> Option<K>,
+        mut member: impl FnMut(K, &mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let name = key(self)?;
+            self.expect(b':')?;
+            member(name, self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Past an object (`keyed`) or an array, its opening byte next; `close` is its closing byte.
     fn skip_container(&mut self, close: u8, depth: usize, keyed: bool) -> Option<()> {
         self.at += 1;

@@ -128,39 +128,19 @@ fn object<'a, T>(
     cursor: &mut Cursor<'a>,
     mut value: impl FnMut(&mut Cursor<'a>) -> Option<T>,
 ) -> Option<Vec<(Cow<'a, [u8]>, T)>> {
-    cursor.expect(b'{')?;
     let mut entries = Vec::new();
-    if cursor.peek()? == b'}' {
-        cursor.at += 1;
-        return Some(entries);
-    }
-    loop {
-        let key = cursor.text()?;
-        cursor.expect(b':')?;
+    cursor.members(Cursor::text, |key, cursor| {
         entries.push((key, value(cursor)?));
-        match cursor.peek()? {
-            b',' => cursor.at += 1,
-            b'}' => {
-                cursor.at += 1;
-                return Some(entries);
-            }
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
+    Some(entries)
 }
 
 /// The `prediction` object: `label` (text, int64, boolean or null), `score` (a probability),
 /// `value` (a number), `probabilities` ({class: number}); other keys checked and skipped.
 fn prediction<'a>(cursor: &mut Cursor<'a>) -> Option<Prediction<'a>> {
-    cursor.expect(b'{')?;
     let mut out = Prediction::default();
-    if cursor.peek()? == b'}' {
-        cursor.at += 1;
-        return Some(out);
-    }
-    loop {
-        let key = cursor.plain_string()?;
-        cursor.expect(b':')?;
+    cursor.members(Cursor::plain_string, |key, cursor| {
         match key {
             b"label" => match scalar(cursor)? {
                 Scalar::Number(Number::Float(_)) => return None,
@@ -183,15 +163,9 @@ fn prediction<'a>(cursor: &mut Cursor<'a>) -> Option<Prediction<'a>> {
             )?,
             _ => cursor.skip_value(2)?,
         }
-        match cursor.peek()? {
-            b',' => cursor.at += 1,
-            b'}' => {
-                cursor.at += 1;
-                return Some(out);
-            }
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
+    Some(out)
 }
 
 /// The event time in epoch seconds: a number within the contract's bounds, or an RFC 3339

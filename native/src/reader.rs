@@ -176,30 +176,20 @@ impl Reader {
         let mut seen = vec![usize::MAX; self.numeric + self.categorical]; // record that sent each feature
         for (row, bytes) in records.enumerate() {
             let mut cursor = Cursor { bytes, at: 0 };
-            cursor.expect(b'{')?;
             let mut found = false;
             let mut fields = Fields::default();
-            if cursor.peek()? != b'}' {
-                loop {
-                    let key = cursor.plain_string()?;
-                    cursor.expect(b':')?;
-                    if key == b"features" {
-                        if found {
-                            return None;
-                        }
-                        found = true;
-                        self.features(&mut cursor, row, &mut out, &mut seen)?;
-                    } else if !fields.read(key, &mut cursor)? {
-                        cursor.skip_value(1)?; // (a field the contract does not name: ignored)
+            cursor.members(Cursor::plain_string, |key, cursor| {
+                if key == b"features" {
+                    if std::mem::replace(&mut found, true) {
+                        return None;
                     }
-                    match cursor.peek()? {
-                        b',' => cursor.at += 1,
-                        b'}' => break,
-                        _ => return None,
-                    }
+                    self.features(cursor, row, &mut out, &mut seen)
+                } else if fields.read(key, cursor)? {
+                    Some(())
+                } else {
+                    cursor.skip_value(1) // (a field the contract does not name: ignored)
                 }
-            }
-            cursor.at += 1;
+            })?;
             cursor.skip_whitespace();
             if !found || cursor.at != bytes.len() {
                 return None;
@@ -216,15 +206,8 @@ impl Reader {
         out: &mut Columns<'a>,
         seen: &mut [usize],
     ) -> Option<()> {
-        cursor.expect(b'{')?;
-        if cursor.peek()? == b'}' {
-            cursor.at += 1;
-            return Some(());
-        }
         let mut next = 0; // producers usually send the features in one order: try the one after the last first
-        loop {
-            let name = cursor.plain_string()?;
-            cursor.expect(b':')?;
+        cursor.members(Cursor::plain_string, |name, cursor| {
             let column = match self.names.get(next) {
                 Some((expected, column)) if expected == name => *column,
                 _ => *self.columns.get(name)?,
@@ -244,14 +227,7 @@ impl Reader {
                 }
                 Column::Categorical(j) => out.categorical[j][row] = cursor.categorical_value()?,
             }
-            match cursor.peek()? {
-                b',' => cursor.at += 1,
-                b'}' => {
-                    cursor.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            Some(())
+        })
     }
 }

@@ -34,7 +34,15 @@ from confluent_kafka import (
 
 from watchkeeper.config import Settings
 
-__all__ = ["MAX_MESSAGE_BYTES", "Outgoing", "TransactionalStage", "produce_all", "read_changelog", "run_forever", "where"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Outgoing",
+    "TransactionalStage",
+    "produce_all",
+    "read_changelog",
+    "run_forever",
+    "where",
+]
 
 log = logging.getLogger("watchkeeper.worker")
 
