@@ -100,14 +100,23 @@ def _floats(values: Sequence[Any]) -> np.ndarray:
     return np.asarray([v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in values])
 
 
+def _row_groups(usable: np.ndarray, *keys: np.ndarray) -> list[np.ndarray]:
+    """The usable rows' positions grouped by their values of ``keys``, groups in the keys' order
+    (the first key first) and each group's rows in input order: one stable sort, not a pass
+    over the rows per group."""
+    rows = np.flatnonzero(usable)
+    if not rows.size:
+        return []
+    rows = rows[np.lexsort([key[rows] for key in reversed(keys)])]
+    changed = np.zeros(rows.size - 1, dtype=bool)
+    for key in keys:
+        changed |= key[rows[1:]] != key[rows[:-1]]
+    return np.split(rows, np.flatnonzero(changed) + 1)
+
+
 def _window_rows(starts: np.ndarray, usable: np.ndarray) -> list[tuple[float, np.ndarray]]:
     """(window start, positions of its usable rows in input order) per window with any, by start."""
-    rows = np.flatnonzero(usable)
-    distinct, inverse = np.unique(starts[rows], return_inverse=True)
-    order = np.argsort(inverse.ravel(), kind="stable")
-    bounds = [*np.searchsorted(inverse.ravel()[order], np.arange(len(distinct))).tolist(), rows.size]
-    ordered = rows[order]
-    return [(float(start), ordered[bounds[w] : bounds[w + 1]]) for w, start in enumerate(distinct.tolist())]
+    return [(float(starts[rows[0]]), rows) for rows in _row_groups(usable, starts)]
 
 
 def prediction_entries(
@@ -179,34 +188,38 @@ def label_entries(
     unknown = Counter(str(rows[i].true_label) for i in np.flatnonzero(no_truth).tolist())
     unusable = Counter(str(rows[i].label) for i in np.flatnonzero(no_prediction & ~no_truth).tolist())
     entries = []
-    pairs = zip(starts[usable].tolist(), checkpoints[usable].tolist(), strict=True)
-    for start, checkpoint in sorted(set(pairs)):
-        mask = usable & (starts == start) & (checkpoints == checkpoint)
+    attributes = [r.attributes for r in rows] if config.task != "regression" and _subjects(config) else []
+    for group in _row_groups(usable, starts, checkpoints):
+        start, checkpoint = float(starts[group[0]]), int(checkpoints[group[0]])
         entry: LabelEntry = {
             "start": start,
             "checkpoint": checkpoint,
-            "n_labeled": int(mask.sum()),
-            "delays": delay_counts(delays[mask]).tolist(),
+            "n_labeled": int(group.size),
+            "delays": delay_counts(delays[group]).tolist(),
             "fairness": {},
         }
         if config.task == "regression":
             regression = RegressionAggregate()
-            regression.update(truth[mask], predicted[mask])
+            regression.update(truth[group], predicted[group])
             entry["regression"] = regression.to_dict()
         else:
             aggregate = new_classification(config)
-            aggregate.update(truth[mask], predicted[mask], scores[mask] if config.task == "binary" else None, late=True)
+            aggregate.update(
+                truth[group], predicted[group], scores[group] if config.task == "binary" else None, late=True
+            )
             entry["classification"] = aggregate.to_dict()
             slots = np.minimum(
-                ((times[mask] - start) / config.window.size * ERROR_SLOTS).astype(np.int64), ERROR_SLOTS - 1
+                ((times[group] - start) / config.window.size * ERROR_SLOTS).astype(np.int64), ERROR_SLOTS - 1
             )
-            wrong = np.bincount(slots, weights=predicted[mask] != truth[mask], minlength=ERROR_SLOTS)
+            wrong = np.bincount(slots, weights=predicted[group] != truth[group], minlength=ERROR_SLOTS)
             counts = np.bincount(slots, minlength=ERROR_SLOTS)
             entry["errors"] = [[int(k), int(wrong[k]), int(counts[k])] for k in np.flatnonzero(counts)]
-            selected = [r.attributes for r, keep in zip(rows, mask, strict=True) if keep]
+            selected = pick(attributes, group) if attributes else []
             for subject in _subjects(config):
                 groups = GroupFairnessAggregate(subject, max_groups=config.fairness.max_groups)
-                groups.update(_group_column(subject, selected), predicted[mask], scores[mask], truth[mask], late=True)
+                groups.update(
+                    _group_column(subject, selected), predicted[group], scores[group], truth[group], late=True
+                )
                 entry["fairness"][subject] = groups.to_dict()
         entries.append(entry)
     return entries, unknown, unusable

@@ -143,9 +143,8 @@ class RecordingStore:
 
     def write(self, puts: Mapping[bytes, bytes], deletes: Collection[bytes]) -> None:
         self.inner.write(puts, deletes)
+        self.changes.update(dict.fromkeys(deletes))  # (deletes, then puts: a key in both ends up put, as in the store)
         self.changes.update(puts)
-        for key in deletes:
-            self.changes[key] = None
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return self.inner.items()
