@@ -264,22 +264,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Past an object (`keyed`) or an array, its opening byte next; `close` is its closing byte.
-    fn skip_container(&mut self, close: u8, depth: usize, keyed: bool) -> Option<()> {
-        self.at += 1;
-        if self.peek()? == close {
+    /// Past an array, its opening bracket next.
+    fn skip_array(&mut self, depth: usize) -> Option<()> {
+        self.expect(b'[')?;
+        if self.peek()? == b']' {
             self.at += 1;
             return Some(());
         }
         loop {
-            if keyed {
-                self.text()?;
-                self.expect(b':')?;
-            }
             self.skip_value(depth + 1)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                byte if byte == close => {
+                b']' => {
                     self.at += 1;
                     return Some(());
                 }
@@ -295,8 +291,8 @@ impl<'a> Cursor<'a> {
         }
         match self.peek()? {
             b'"' => self.text().map(|_| ()),
-            b'{' => self.skip_container(b'}', depth, true),
-            b'[' => self.skip_container(b']', depth, false),
+            b'{' => self.members(Cursor::text, |_, cursor| cursor.skip_value(depth + 1)),
+            b'[' => self.skip_array(depth),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),

@@ -72,10 +72,10 @@ impl<'a> Fields<'a> {
             b"prediction" => once(&mut self.prediction, prediction(cursor)?)?,
             b"attributes" => once(&mut self.attributes, object(cursor, scalar)?)?,
             b"metadata" => {
-                if std::mem::replace(&mut self.metadata, true) || cursor.peek()? != b'{' {
+                if std::mem::replace(&mut self.metadata, true) {
                     return None;
                 }
-                cursor.skip_value(1)?;
+                cursor.members(Cursor::text, |_, cursor| cursor.skip_value(2))?;
             }
             _ => return Some(false),
         }

@@ -138,10 +138,11 @@ def _by_model(
         for model_id, where in groups.items():
             if where is None:  # (one model: every record)
                 return features[model_id].read(raw)  # type: ignore[arg-type]
-            read = features[model_id].read(list(map(raw.__getitem__, where.tolist())))  # type: ignore[arg-type]
+            positions = where.tolist()
+            read = features[model_id].read(list(map(raw.__getitem__, positions)))  # type: ignore[arg-type]
             if read is None:
                 return None
-            collections.deque(map(decoded.__setitem__, where.tolist(), read[0]), maxlen=0)
+            collections.deque(map(decoded.__setitem__, positions, read[0]), maxlen=0)
             times[where] = read[1]
         return decoded, times
     except _DECODE_ERRORS:
