@@ -39,12 +39,9 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from watchkeeper.monitor.join_records import (
     CHUNK_ID,
-    HEAD_O,
     KIND_J,
     KIND_O,
     KIND_P,
-    KIND_X,
-    KINDS,
     WaitingPrediction,
     check_version,
     chunk_key,
@@ -55,8 +52,13 @@ from watchkeeper.monitor.join_records import (
     encode_joined,
     encode_outcome,
     encode_prediction,
+    is_chunk_key,
+    kind_of,
+    label_text,
+    number,
+    outcome_event,
     outcome_truth,
-    store_keys,
+    store_key,
 )
 
 __all__ = [
@@ -175,18 +177,6 @@ class Expired:
 
 
 # -- events -------------------------------------------------------------------------------
-def _label(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(int(value))
-    return str(value)
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 _PredictionFields = tuple[str, str, float, str | None, float | None, float | None, dict[str, Any]]
 
 
@@ -223,8 +213,8 @@ def _row(prediction: WaitingPrediction, outcome: Mapping[str, Any], outcome_time
         prediction.label,
         prediction.score,
         prediction.value,
-        _label(outcome.get("label")),
-        _number(outcome.get("value")),
+        label_text(outcome.get("label")),
+        number(outcome.get("value")),
         dict(prediction.attributes),
     )
 
@@ -234,15 +224,14 @@ def _pair(
     prediction: Any,
     time: float,
     model: JoinModel,
-    true_label: Any,
-    true_value: Any,
+    true_label: str | None,
+    true_value: float | None,
     outcome_time: float,
 ) -> LabelledRow:
-    """A prediction joined at once with an outcome of this label and value (no waiting prediction built)."""
+    """A prediction joined at once with an outcome of this label (as text) and value (no waiting
+    prediction built)."""
     model_id, version, at, label, score, value, attributes = _fields(event, prediction, time, model)
-    return LabelledRow(
-        model_id, version, at, outcome_time, label, score, value, _label(true_label), _number(true_value), attributes
-    )
+    return LabelledRow(model_id, version, at, outcome_time, label, score, value, true_label, true_value, attributes)
 
 
 class OutcomeJoiner:
@@ -276,15 +265,12 @@ class OutcomeJoiner:
         chunks: dict[int, int] = {}
         waiting = 0
         for key, raw in self.store.items():
-            check_version(raw)
-            kind = KINDS.get(key[:1])
-            if kind == KIND_X:
+            if is_chunk_key(key):
+                check_version(raw)
                 bucket, sequence = CHUNK_ID.unpack_from(key, 1)
                 chunks[bucket] = max(chunks.get(bucket, 0), sequence + 1)
-            elif kind in (KIND_P, KIND_O):
+            elif kind_of(raw) != KIND_J:
                 waiting += 1
-            elif kind != KIND_J:
-                raise ValueError(f"join store key of unknown kind {key[:1]!r}")
         self._chunks = chunks
         self._heap = list(chunks)
         heapq.heapify(self._heap)
@@ -324,22 +310,13 @@ class OutcomeJoiner:
         if not self._indexed:
             self.rebuild_index()
 
-        # the store keys of every prediction_id of the batch, read at once
+        # the store key of every prediction_id of the batch, read at once
         pids = dict.fromkeys([p[1] for p in preds] + [o[1] for o in outs])
-        keys = dict(zip(pids, map(store_keys, pids), strict=True))
-        values = self.store.get_many([key for triple in keys.values() for key in triple])
-        stored = list(zip(values[KIND_J::3], values[KIND_P::3], values[KIND_O::3], strict=True))  # per pid, by kind
+        keys = dict(zip(pids, map(store_key, pids), strict=True))
         # the state of each prediction_id as the batch goes: its kind and encoded value; set_due
         # holds the due time of those the batch changed, decoded the waiting predictions it added
-        kind: dict[str, int] = {}
-        encoded: dict[str, bytes] = {}
-        for pid, (joined, waiting_p, waiting_o) in zip(keys, stored, strict=True):
-            if joined is not None:  # at most one exists; a joined marker wins
-                kind[pid], encoded[pid] = KIND_J, joined
-            elif waiting_p is not None:
-                kind[pid], encoded[pid] = KIND_P, waiting_p
-            elif waiting_o is not None:
-                kind[pid], encoded[pid] = KIND_O, waiting_o
+        encoded = {pid: raw for pid, raw in zip(pids, self.store.get_many(list(keys.values())), strict=True) if raw}
+        kind = {pid: kind_of(raw) for pid, raw in encoded.items()}
         set_due: dict[str, float] = {}
         decoded: dict[str, WaitingPrediction] = {}
 
@@ -375,7 +352,7 @@ class OutcomeJoiner:
                     continue
                 raw_time = event.get("prediction_timestamp")
                 prediction_time = float(raw_time) if isinstance(raw_time, int | float) else time
-                truth = event.get("label"), event.get("value")
+                truth = label_text(event.get("label")), number(event.get("value"))
                 rows.append(_pair(event, event["prediction"], prediction_time, model, *truth, time))
                 if current == KIND_P:
                     waiting -= 1
@@ -403,20 +380,9 @@ class OutcomeJoiner:
         if not set_due:
             return result
         puts: dict[bytes, bytes] = {}
-        deletes: list[bytes] = []
         scheduled: dict[int, list[bytes]] = {}
-        for (pid, triple), (joined, waiting_p, waiting_o) in zip(keys.items(), stored, strict=True):
-            due_time = set_due.get(pid)
-            if due_time is None:  # not changed by this batch
-                continue
-            final = kind[pid]
-            if joined is not None and final != KIND_J:
-                deletes.append(triple[KIND_J])
-            if waiting_p is not None and final != KIND_P:
-                deletes.append(triple[KIND_P])
-            if waiting_o is not None and final != KIND_O:
-                deletes.append(triple[KIND_O])
-            key = triple[final]
+        for pid, due_time in set_due.items():
+            key = keys[pid]
             puts[key] = encoded[pid]
             bucket = math.floor(due_time / _BUCKET)
             listed = scheduled.get(bucket)
@@ -427,7 +393,7 @@ class OutcomeJoiner:
         sequences = {bucket: self._chunks.get(bucket, 0) for bucket in scheduled}
         for bucket, listed in scheduled.items():
             puts[chunk_key(bucket, sequences[bucket])] = encode_chunk(listed)
-        self.store.write(puts, deletes)
+        self.store.write(puts, ())
         for bucket, sequence in sequences.items():
             if sequence == 0:
                 heapq.heappush(self._heap, bucket)
@@ -462,16 +428,16 @@ class OutcomeJoiner:
                     when = due_of(raw)
                     if when <= now:  # else rewritten since, and listed under its new bucket
                         due.append((when, key, raw))
-            due.sort(key=lambda item: (item[0], item[1][1:], item[1][:1]))
+            due.sort()
             predictions: list[tuple[str, str, float]] = []
             outcomes: list[bytes] = []
-            for _, key, raw in due:
-                kind = KINDS.get(key[:1])
+            for _, _key, raw in due:
+                kind = kind_of(raw)
                 if kind == KIND_P:
                     prediction = decode_prediction(raw)
                     predictions.append((prediction.model_id, prediction.model_version, prediction.time))
                 elif kind == KIND_O:
-                    outcomes.append(raw[HEAD_O.size :])  # exact-size copy of the stored JSON
+                    outcomes.append(outcome_event(raw))
             self.store.write({}, [key for _, key, _ in due] + chunk_keys)
         except BaseException:
             for bucket in buckets:

@@ -1,36 +1,38 @@
 """The join store's records: how :mod:`watchkeeper.monitor.join` keeps waiting events.
 
-Store layout (format version 1)
+Store layout (format version 2)
 -------------------------------
-One key space; the first byte of a key is its kind, the rest is the ``prediction_id``:
-its UTF-8 bytes under the lower-case kinds ``p``/``o``/``j`` or, when the id is a UUID
-in canonical lower-case form (``8-4-4-4-12`` hex digits), its 16 binary bytes under the
-upper-case kinds ``P``/``O``/``J`` (17-byte keys instead of 37, and no clash with a text
-id that happens to be 16 bytes long). An id of more than 256 UTF-8 bytes is stored as
-``0xFF`` + its SHA-256 digest under the lower-case kinds (no UTF-8 text starts with
-``0xFF``): a batch's index chunk lists its keys, and ids of hundreds of kilobytes would
-make a chunk larger than a Kafka record may be. Every value starts with the format
-version byte (:data:`FORMAT_VERSION`); a value of another version raises ``ValueError``
-naming it.
-Numbers are little-endian ``struct`` fields; a length-prefixed *str* is one length byte
-``n < 255`` (or ``0xFF`` and a ``uint32`` length) then ``n`` bytes::
+One key per ``prediction_id``, whatever waits under it: ``U`` + its 16 binary bytes when
+the id is a UUID in canonical lower-case form (``8-4-4-4-12`` hex digits; 17-byte keys
+instead of 37), else ``t`` + its UTF-8 bytes (so a text id that happens to be 16 bytes
+long never meets a UUID). An id of more than 256 UTF-8 bytes is stored as ``t`` + ``0xFF``
++ its SHA-256 digest (no UTF-8 text starts with ``0xFF``): a batch's index chunk lists its
+keys, and ids of hundreds of kilobytes would make a chunk larger than a Kafka record may
+be. One key, not one per kind (format 1): the batch reads a third of the keys, and a
+waiting event that becomes a joined marker is one put on the changelog, not a put and a
+tombstone. Every value starts with the format version byte (:data:`FORMAT_VERSION`) and
+the kind byte (``p``, ``o`` or ``j``); a value of another version raises ``ValueError``
+naming it. Numbers are little-endian ``struct`` fields; a length-prefixed *str* is one
+length byte ``n < 255`` (or ``0xFF`` and a ``uint32`` length) then ``n`` bytes::
 
-    p|P + id     waiting prediction   <B version><d due><B flags><d prediction time>
-                                      [<d score> if flags & 1][<d value> if flags & 2]
-                                      then UTF-8 strings separated by NUL (length-prefixed
-                                      str if flags & 8, when a string contains a NUL):
-                                      model_id, model_version, [label if flags & 4], then
-                                      per carried attribute its name and its value: the
-                                      string, or if flags & 16 (a value is not a string)
-                                      "s" + the string / "j" + JSON for the other scalars
-    o|O + id     waiting outcome      <B version><d due><d outcome time> + the outcome
-                                      event as orjson wrote it
-    j|J + id     joined marker        <B version><d due>
-    x + >q bucket + >I sequence       expiry index chunk: <B version><B width><I count>,
-                                      count key lengths of width bytes each, then the keys
-                                      one write scheduled in that 60-s due bucket
+    waiting prediction  <B version><B "p"><d due><B flags><d prediction time>
+                        [<d score> if flags & 1][<d value> if flags & 2]
+                        then UTF-8 strings separated by NUL (length-prefixed str if
+                        flags & 8, when a string contains a NUL): model_id,
+                        model_version, [label if flags & 4], then per carried
+                        attribute its name and its value: the string, or if flags & 16
+                        (a value is not a string) "s" + the string / "j" + JSON for the
+                        other scalars
+    waiting outcome     <B version><B "o"><d due><d outcome time><B flags>
+                        [<d value> if flags & 2][label: str if flags & 4]
+                        then the outcome event as orjson wrote it (the label and value
+                        as a joined row takes them: the label as text, the value as float)
+    joined marker       <B version><B "j"><d due>
+    x + >q bucket + >I sequence    expiry index chunk: <B version><B width><I count>,
+                        count key lengths of width bytes each, then the keys one write
+                        scheduled in that 60-s due bucket
 
-``due`` (event time, epoch seconds) is at byte offset 1 of every p/o/j value. Values are
+``due`` (event time, epoch seconds) is at byte offset 2 of every p/o/j value. Values are
 exact-size ``bytes`` (never an ``orjson.dumps`` result kept as is: orjson over-allocates
 its output buffer, which cost ≈ 4 KB per waiting prediction).
 
@@ -54,18 +56,14 @@ import struct
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 
 __all__ = [
     "CHUNK_ID",
     "FORMAT_VERSION",
-    "HEAD_O",
-    "KINDS",
     "KIND_J",
     "KIND_O",
     "KIND_P",
-    "KIND_X",
     "WaitingPrediction",
     "check_version",
     "chunk_key",
@@ -76,26 +74,23 @@ __all__ = [
     "encode_joined",
     "encode_outcome",
     "encode_prediction",
+    "is_chunk_key",
+    "kind_of",
+    "label_text",
+    "number",
+    "outcome_event",
     "outcome_truth",
-    "store_keys",
+    "store_key",
 ]
 
-FORMAT_VERSION = 1
-KIND_J, KIND_P, KIND_O, KIND_X = 0, 1, 2, 3  # kinds: joined marker, waiting prediction, waiting outcome, index chunk
-KINDS = {
-    b"j": KIND_J,
-    b"J": KIND_J,
-    b"p": KIND_P,
-    b"P": KIND_P,
-    b"o": KIND_O,
-    b"O": KIND_O,
-    b"x": KIND_X,
-}  # first key byte -> kind
+FORMAT_VERSION = 2
+KIND_J, KIND_P, KIND_O = b"jpo"  # the kind byte of a value: joined marker, waiting prediction, waiting outcome
+_KINDS = frozenset((KIND_J, KIND_P, KIND_O))
 _LONGEST_ID = 256  # UTF-8 bytes of the longest prediction_id kept as it is in a key (longer: hashed)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_HEAD_P = {n: struct.Struct("<BdB" + "d" * n) for n in (1, 2, 3)}  # version, due, flags, time, score?, value?
-HEAD_O = struct.Struct("<Bdd")  # version, due, outcome time
-_HEAD_J = struct.Struct("<Bd")  # version, due
+_HEAD_P = {n: struct.Struct("<BBdB" + "d" * n) for n in (1, 2, 3)}  # version, kind, due, flags, time, score?, value?
+_HEAD_O = struct.Struct("<BBddB")  # version, kind, due, outcome time, flags
+_HEAD_J = struct.Struct("<BBd")  # version, kind, due
 CHUNK_ID = struct.Struct(">qI")  # due bucket, sequence number within the bucket
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
@@ -113,11 +108,58 @@ class WaitingPrediction(NamedTuple):
     attributes: dict[str, Any]
 
 
-# -- encoding -----------------------------------------------------------------------------
+def label_text(value: Any) -> str | None:
+    """A label as the metrics compare it: text (``true`` is ``"1"``, as scikit-learn casts it)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value)
+
+
+def number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- keys -----------------------------------------------------------------------------------
+def store_key(prediction_id: str) -> bytes:
+    """The store key of one prediction_id (every kind of value it has lives under it)."""
+    if len(prediction_id) == 36 and _CANONICAL_UUID.match(prediction_id):
+        return b"U" + bytes.fromhex(prediction_id.replace("-", ""))
+    ident = prediction_id.encode()
+    if len(ident) > _LONGEST_ID:
+        ident = b"\xff" + hashlib.sha256(ident).digest()
+    return b"t" + ident
+
+
+def chunk_key(bucket: int, sequence: int) -> bytes:
+    return b"x" + CHUNK_ID.pack(bucket, sequence)
+
+
+def is_chunk_key(key: bytes) -> bool:
+    return key[:1] == b"x"
+
+
+# -- values ---------------------------------------------------------------------------------
 def check_version(raw: bytes) -> None:
     if not raw or raw[0] != FORMAT_VERSION:
         found = raw[0] if raw else "missing"
         raise ValueError(f"join store value has format version {found}; this code reads version {FORMAT_VERSION}")
+
+
+def kind_of(raw: bytes) -> int:
+    """The kind byte of a p/o/j value (:data:`KIND_P`, :data:`KIND_O` or :data:`KIND_J`)."""
+    check_version(raw)
+    kind = raw[1] if len(raw) > 1 else -1
+    if kind not in _KINDS:
+        raise ValueError(f"join store value of unknown kind {raw[1:2]!r}")
+    return kind
+
+
+def due_of(raw: bytes) -> float:
+    check_version(raw)
+    due: float = _F64.unpack_from(raw, 2)[0]
+    return due
 
 
 def _put_str(out: bytearray, data: bytes) -> None:
@@ -130,19 +172,23 @@ def _put_str(out: bytearray, data: bytes) -> None:
     out += data
 
 
+def _get_str(raw: bytes, pos: int) -> tuple[bytes, int]:
+    """A length-prefixed str at ``pos``, and the position after it."""
+    size = raw[pos]
+    pos += 1
+    if size == 255:
+        size = _U32.unpack_from(raw, pos)[0]
+        pos += 4
+    if pos + size > len(raw):
+        raise ValueError("join store value is truncated")
+    return raw[pos : pos + size], pos + size
+
+
 def _strings(raw: bytes, pos: int) -> list[bytes]:
     parts: list[bytes] = []
-    end = len(raw)
-    while pos < end:
-        size = raw[pos]
-        pos += 1
-        if size == 255:
-            size = _U32.unpack_from(raw, pos)[0]
-            pos += 4
-        parts.append(raw[pos : pos + size])
-        pos += size
-    if pos != end:
-        raise ValueError("join store value is truncated")
+    while pos < len(raw):
+        part, pos = _get_str(raw, pos)
+        parts.append(part)
     return parts
 
 
@@ -175,26 +221,26 @@ def encode_prediction(p: WaitingPrediction, due: float) -> bytes:
         for string in strings:
             _put_str(out, string.encode())
         tail = bytes(out)
-    return _HEAD_P[len(numbers)].pack(FORMAT_VERSION, due, flags, *numbers) + tail  # a new, exact-size object
+    return _HEAD_P[len(numbers)].pack(FORMAT_VERSION, KIND_P, due, flags, *numbers) + tail  # a new, exact-size object
 
 
 def decode_prediction(raw: bytes) -> WaitingPrediction:
     check_version(raw)
-    flags = raw[9]
+    flags = raw[10]
     score = value = None
     if flags & _HAS_SCORE and flags & _HAS_VALUE:
         head = _HEAD_P[3]
-        _, _, _, time, score, value = head.unpack_from(raw)
+        *_, time, score, value = head.unpack_from(raw)
     elif flags & (_HAS_SCORE | _HAS_VALUE):
         head = _HEAD_P[2]
-        _, _, _, time, number = head.unpack_from(raw)
+        *_, time, either = head.unpack_from(raw)
         if flags & _HAS_SCORE:
-            score = number
+            score = either
         else:
-            value = number
+            value = either
     else:
         head = _HEAD_P[1]
-        _, _, _, time = head.unpack_from(raw)
+        *_, time = head.unpack_from(raw)
     if flags & _PREFIXED:
         parts = [part.decode() for part in _strings(raw, head.size)]
     else:
@@ -214,36 +260,48 @@ def decode_prediction(raw: bytes) -> WaitingPrediction:
 
 
 def encode_outcome(event: Mapping[str, Any], time: float, due: float) -> bytes:
-    return HEAD_O.pack(FORMAT_VERSION, due, time) + orjson.dumps(event)  # a new, exact-size object
+    """A waiting outcome: its label and value as a joined row takes them, then the event's JSON."""
+    label, value = label_text(event.get("label")), number(event.get("value"))
+    flags = (0 if label is None else _HAS_LABEL) | (0 if value is None else _HAS_VALUE)
+    head = _HEAD_O.pack(FORMAT_VERSION, KIND_O, due, time, flags)
+    if not flags:
+        return head + orjson.dumps(event)  # a new, exact-size object
+    out = bytearray(head)
+    if value is not None:
+        out += _F64.pack(value)
+    if label is not None:
+        _put_str(out, label.encode())
+    return bytes(out + orjson.dumps(event))
 
 
-class _Truth(msgspec.Struct):
-    """The fields a join row takes from a waiting outcome (the rest of its JSON is skipped)."""
-
-    label: Any = None
-    value: Any = None
-
-
-_read_truth = msgspec.json.Decoder(_Truth).decode
-
-
-def outcome_truth(raw: bytes) -> tuple[Any, Any, float]:
-    """(label, value, outcome time) of a stored waiting outcome, as sent (its JSON is not decoded
-    into a dict: only these two fields are read)."""
+def _outcome_fields(raw: bytes) -> tuple[str | None, float | None, float, int]:
+    """(label, value, outcome time, where the event's JSON starts) of a waiting outcome."""
     check_version(raw)
-    time: float = _F64.unpack_from(raw, 9)[0]
-    truth = _read_truth(memoryview(raw)[HEAD_O.size :])
-    return truth.label, truth.value, time
+    _, _, _, time, flags = _HEAD_O.unpack_from(raw)
+    pos = _HEAD_O.size
+    value = label = None
+    if flags & _HAS_VALUE:
+        value = _F64.unpack_from(raw, pos)[0]
+        pos += 8
+    if flags & _HAS_LABEL:
+        text, pos = _get_str(raw, pos)
+        label = text.decode()
+    return label, value, time, pos
+
+
+def outcome_truth(raw: bytes) -> tuple[str | None, float | None, float]:
+    """(label as text, value, outcome time) of a stored waiting outcome (its JSON is not read)."""
+    label, value, time, _ = _outcome_fields(raw)
+    return label, value, time
+
+
+def outcome_event(raw: bytes) -> bytes:
+    """The outcome event (JSON) of a stored waiting outcome, for the dead-letter topic."""
+    return raw[_outcome_fields(raw)[3] :]  # an exact-size copy
 
 
 def encode_joined(due: float) -> bytes:
-    return _HEAD_J.pack(FORMAT_VERSION, due)
-
-
-def due_of(raw: bytes) -> float:
-    check_version(raw)
-    due: float = _F64.unpack_from(raw, 1)[0]
-    return due
+    return _HEAD_J.pack(FORMAT_VERSION, KIND_J, due)
 
 
 def encode_chunk(keys: list[bytes]) -> bytes:
@@ -266,18 +324,3 @@ def decode_chunk(raw: bytes) -> list[bytes]:
     if start != len(raw) or len(keys) != count:
         raise ValueError("join store index chunk is truncated")
     return keys
-
-
-def chunk_key(bucket: int, sequence: int) -> bytes:
-    return b"x" + CHUNK_ID.pack(bucket, sequence)
-
-
-def store_keys(prediction_id: str) -> tuple[bytes, bytes, bytes]:
-    """The store keys of one prediction_id, indexed by kind (KIND_J, KIND_P, KIND_O)."""
-    if len(prediction_id) == 36 and _CANONICAL_UUID.match(prediction_id):
-        ident = bytes.fromhex(prediction_id.replace("-", ""))
-        return b"J" + ident, b"P" + ident, b"O" + ident
-    ident = prediction_id.encode()
-    if len(ident) > _LONGEST_ID:
-        ident = b"\xff" + hashlib.sha256(ident).digest()
-    return b"j" + ident, b"p" + ident, b"o" + ident

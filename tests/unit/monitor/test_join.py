@@ -23,7 +23,16 @@ from watchkeeper.monitor.join import (
     MemoryJoinStore,
     OutcomeJoiner,
 )
-from watchkeeper.monitor.join_records import FORMAT_VERSION, encode_outcome, outcome_truth
+from watchkeeper.monitor.join_records import (
+    FORMAT_VERSION,
+    KIND_J,
+    KIND_O,
+    KIND_P,
+    encode_outcome,
+    kind_of,
+    outcome_event,
+    outcome_truth,
+)
 
 MODELS = {"m": JoinModel(horizon=100.0, attributes=("sex",))}
 Batch = tuple[list[tuple[dict[str, Any], float]], list[tuple[dict[str, Any], float]]]
@@ -118,7 +127,7 @@ def test_every_pair_joins_once_whatever_the_order(data: st.DataObject) -> None:
     assert len(rows) == n
     assert all(r.true_label == "0" and r.label == "1" and r.attributes == {"sex": "f"} for r in rows)
     assert joiner.waiting == 0
-    assert all(key[:1] in b"jx" for key, _ in joiner.store.items())  # only joined markers and index chunks
+    assert all(kind_of(value) == KIND_J for value in _entries(joiner.store).values())  # only joined markers left
 
     # the same events as one batch: predictions first, so every outcome finds its prediction
     batch = joiner_in_one = _joiner()
@@ -287,8 +296,8 @@ def test_a_batch_reads_once_and_writes_once() -> None:
     assert store.gets == 1 and len(store.writes) == 1
     assert len(result.rows) == 27
     puts, deletes = store.writes[0]
-    assert len(deletes) == 1  # the outcome that waited (now a joined marker)
-    assert sum(1 for key in puts if key[:1] in b"pP") == 25
+    assert deletes == []  # the outcome that waited is overwritten by its joined marker, under the same key
+    assert sum(1 for key, value in puts.items() if key[:1] != b"x" and kind_of(value) == KIND_P) == 25
     assert joiner.join([], []) == JoinResult() and store.gets == 1  # nothing to do: no store call
     duplicate = joiner.join([(_prediction("1"), 1.0)], [])  # nothing changes: read, no write
     assert duplicate.rows == [] and store.gets == 2 and len(store.writes) == 1
@@ -461,7 +470,7 @@ def test_entries_are_compact_and_uuid_ids_take_16_bytes() -> None:
     _add_prediction(joiner, _prediction(pid), 1.0)
     _add_prediction(joiner, _prediction(pid.upper()), 1.0)  # not canonical: kept as text
     entries = _entries(joiner.store)
-    assert set(entries) == {b"P" + uuid.UUID(pid).bytes, b"p" + pid.upper().encode()}
+    assert set(entries) == {b"U" + uuid.UUID(pid).bytes, b"t" + pid.upper().encode()}
     assert all(value[0] == FORMAT_VERSION and len(value) < 50 for value in entries.values())
     assert len(joiner.join([], [(_outcome(pid), 2.0), (_outcome(pid.upper()), 2.0)]).rows) == 2
 
@@ -500,13 +509,13 @@ def test_strings_with_nul_characters_or_empty_survive_the_store(text: str) -> No
 
 def test_an_unknown_format_version_is_named() -> None:
     store = MemoryJoinStore()
-    store.write({b"pa": bytes([7]) + bytes(17)}, [])
+    store.write({b"ta": bytes([7]) + bytes(17)}, [])
     with pytest.raises(ValueError, match="version 7"):
         OutcomeJoiner(MODELS, store).rebuild_index()
     with pytest.raises(ValueError, match="version 7"):
         OutcomeJoiner(MODELS, store).expire(0.0)  # indexes the store before its first use
     store.clear()
-    store.write({b"?a": bytes([FORMAT_VERSION])}, [])
+    store.write({b"ta": bytes([FORMAT_VERSION]) + b"?" + bytes(8)}, [])
     with pytest.raises(ValueError, match="unknown kind"):
         _ = OutcomeJoiner(MODELS, store).waiting
 
@@ -514,8 +523,8 @@ def test_an_unknown_format_version_is_named() -> None:
 def test_a_stored_value_of_another_version_is_not_misread() -> None:
     joiner = _joiner()
     _add_prediction(joiner, _prediction("a"), 1.0)
-    joiner.store.write({b"pa": b"\x02" + next(v for k, v in joiner.store.items() if k == b"pa")[1:]}, [])
-    with pytest.raises(ValueError, match="format version 2"):
+    joiner.store.write({b"ta": b"\x01" + next(v for k, v in joiner.store.items() if k == b"ta")[1:]}, [])
+    with pytest.raises(ValueError, match="format version 1"):
         _add_outcome(joiner, _outcome("a"), 2.0)
 
 
@@ -528,11 +537,23 @@ scalars = st.one_of(
 )
 
 
-@given(st.dictionaries(st.sampled_from(["label", "value", "model_id", "attributes", "timestamp"]), scalars))
-def test_a_waiting_outcome_reads_back_its_label_and_value_as_sent(fields: dict[str, Any]) -> None:
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "label": st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text()),
+            "value": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False)),
+            "model_id": scalars,
+            "attributes": scalars,
+        },
+    )
+)
+def test_a_waiting_outcome_keeps_its_truth_as_a_row_takes_it_and_its_event_as_sent(fields: dict[str, Any]) -> None:
+    """The contract's label (text, int64, bool) and value (a JSON number) of every kind."""
     event = {"prediction_id": "p", **fields}
     stored = encode_outcome(event, 12.5, 112.5)
-    assert outcome_truth(stored) == (event.get("label"), event.get("value"), 12.5)
-    sent = orjson.loads(orjson.dumps(event))
-    label, value, _ = outcome_truth(stored)
-    assert type(label) is type(sent.get("label")) and type(value) is type(sent.get("value"))
+    label, value = event.get("label"), event.get("value")
+    text = None if label is None else str(int(label)) if type(label) is bool else str(label)
+    assert outcome_truth(stored) == (text, None if value is None else float(value), 12.5)
+    assert outcome_event(stored) == orjson.dumps(event)
+    assert kind_of(stored) == KIND_O
