@@ -28,10 +28,14 @@ from watchkeeper.monitor.join_records import (
     KIND_J,
     KIND_O,
     KIND_P,
+    encode_joined,
     encode_outcome,
     kind_of,
+    kinds_of,
     outcome_event,
     outcome_truth,
+    store_key,
+    store_keys,
 )
 
 MODELS = {"m": JoinModel(horizon=100.0, attributes=("sex",))}
@@ -557,3 +561,23 @@ def test_a_waiting_outcome_keeps_its_truth_as_a_row_takes_it_and_its_event_as_se
     assert outcome_truth(stored) == (text, None if value is None else float(value), 12.5)
     assert outcome_event(stored) == orjson.dumps(event)
     assert kind_of(stored) == KIND_O
+
+
+uuids = st.uuids().map(str)
+ids = st.one_of(uuids, uuids.map(str.upper), uuids.map(lambda u: u[:-1]), uuids.map(lambda u: u + "0"), st.text())
+
+
+@given(st.one_of(st.lists(uuids), st.lists(ids)))
+def test_the_batch_store_keys_are_each_ids_key(prediction_ids: list[str]) -> None:
+    """The batch path (all canonical UUIDs) and the fallback give the key of one id, id by id."""
+    assert store_keys(prediction_ids) == [store_key(i) for i in prediction_ids]
+
+
+def test_a_batch_of_values_with_one_bad_value_is_refused_naming_it() -> None:
+    good = encode_outcome({"prediction_id": "p", "label": "1"}, 1.0, 2.0)
+    assert kinds_of([good, encode_joined(3.0)]) == [KIND_O, KIND_J]
+    for bad, message in ((b"\x07" + good[1:], "format version 7"), (good[:1] + b"?" + good[2:], "unknown kind")):
+        with pytest.raises(ValueError, match=message):
+            kinds_of([good, bad])
+    with pytest.raises(ValueError, match="unknown kind"):
+        kinds_of([good, good[:1]])
