@@ -306,7 +306,7 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=2000, help="records per parse call (the stage-1 batch)")
+    parser.add_argument("--batch-size", type=int, default=2000, help="records per parse call (a stage-1 batch)")
     parser.add_argument("--malformed", type=float, default=0.05, help="fraction of malformed records (variant 2)")
     parser.add_argument("--repeat", type=int, default=5, help="passes per candidate (median reported)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the previous parse.py")

@@ -51,7 +51,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import MODEL_ID, OUTCOME_DELAY_MAX, build_profile, make_outcomes, make_predictions, model_config
-from watchkeeper.config import parse_config
+from watchkeeper.config import Settings, parse_config
 from watchkeeper.monitor.parse import parse_predictions
 from watchkeeper.monitor.profile import ReferenceProfile
 from watchkeeper.monitor.runtime import MonitorRuntime
@@ -190,7 +190,7 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=Settings.model_fields["batch_size"].default)
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second of event time")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--reference-rows", type=int, default=100_000)

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         default="watchkeeper.windows", description="every closed window's statistics (the replay output's records)"
     )
     input_partitions: int = Field(default=4, ge=1)
-    batch_size: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=5000, ge=1)
     flush_interval: float = Field(default=1.0, gt=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_address: str = Field(
