@@ -26,7 +26,7 @@ embedded copy, as it would over a plain one. ``max_waiting`` caps the waiting
 predictions + outcomes of the partition: an event that would exceed it is not stored and
 is reported in :attr:`JoinResult.overflow` (joined markers do not count).
 
-The store's keys and values (format version 1) are :mod:`watchkeeper.monitor.join_records`.
+The store's keys and values (format version 2) are :mod:`watchkeeper.monitor.join_records`.
 """
 
 from __future__ import annotations
