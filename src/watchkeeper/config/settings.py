@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     input_partitions: int = Field(default=4, ge=1)
     batch_size: int = Field(default=5000, ge=1)
-    flush_interval: float = Field(default=1.0, gt=0)
+    flush_interval: float = Field(default=0.25, gt=0)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_address: str = Field(
         default="0.0.0.0",
