@@ -186,16 +186,13 @@ def _fields(event: Mapping[str, Any], prediction: Any, time: float, model: JoinM
     model id, version, time, label, score, value, sensitive attributes."""
     prediction = prediction or _EMPTY
     attributes = event.get("attributes") or _EMPTY
-    label = prediction.get("label")
-    score = prediction.get("score")
-    value = prediction.get("value")
     return (
         event["model_id"],
         str(event.get("model_version") or "unversioned"),
         time,
-        None if label is None else str(int(label)) if type(label) is bool else str(label),
-        None if score is None else float(score),
-        None if value is None else float(value),
+        label_text(prediction.get("label")),
+        number(prediction.get("score")),
+        number(prediction.get("value")),
         {name: attributes.get(name) for name in model.attributes},  # (faster than dict(zip(..., strict=True)))
     )
 

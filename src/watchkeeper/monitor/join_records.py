@@ -297,8 +297,7 @@ def encode_outcome(event: Mapping[str, Any], time: float, due: float) -> bytes:
 
 def _outcome_fields(raw: bytes) -> tuple[str | None, float | None, float, int]:
     """(label, value, outcome time, where the event's JSON starts) of a waiting outcome."""
-    if raw[0] != FORMAT_VERSION:
-        check_version(raw)
+    check_version(raw)
     _, _, _, time, flags = _HEAD_O.unpack_from(raw)
     pos = _HEAD_O.size
     value = label = None
@@ -306,12 +305,8 @@ def _outcome_fields(raw: bytes) -> tuple[str | None, float | None, float, int]:
         value = _F64.unpack_from(raw, pos)[0]
         pos += 8
     if flags & _HAS_LABEL:
-        if raw[pos] < 255 and pos + 1 + raw[pos] <= len(raw):
-            end = pos + 1 + raw[pos]
-            label, pos = raw[pos + 1 : end].decode(), end
-        else:
-            text, pos = _get_str(raw, pos)
-            label = text.decode()
+        text, pos = _get_str(raw, pos)
+        label = text.decode()
     return label, value, time, pos
 
 
